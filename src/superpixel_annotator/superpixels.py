@@ -1,0 +1,407 @@
+"""Supervoxels: a masked 3D SLIC (numba) inside the head, with a disk cache.
+
+Chosen by measurement on two BraTS 2013 FLAIR volumes (240x240x155, 2 cores): 0.5-0.7 s, 13-18k
+supervoxels of ~80 mm3, whole-tumour ASA 0.917/0.954; skimage SLIC (300) 26-31 s, ASA 0.60/0.90;
+compact watershed on the gradient 3-7 s and ASA <= 0.89 on the first case.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numba
+import numpy as np
+from scipy import ndimage as ndi
+from skimage.filters import threshold_otsu
+
+from .volume import Volume
+
+DEFAULT_PARAMS = {"size": 4.5, "compactness": 0.7, "sigma": 1.0, "iterations": 3}
+_CACHE_VERSION = 1
+# A minimum value covering this fraction of the image is a constant background (skull-stripped
+# data, zero-filled air, CT padding) rather than the darkest tissue.
+_CONSTANT_BACKGROUND_FRACTION = 0.05
+# Otsu effectiveness (between-class over total variance) above which the non-background values
+# still contain air, as in CT with padding outside the field of view.
+_AIR_SEPARATION = 0.85
+# Head components smaller than this fraction of the largest are dropped as noise.
+_MIN_COMPONENT_FRACTION = 0.1
+# Supervoxel fragments smaller than this fraction of a grid cell are merged into a neighbour.
+_MIN_FRAGMENT_FRACTION = 0.25
+
+
+@dataclass(frozen=True, eq=False)
+class Superpixels:
+    """A partition of a volume's head into supervoxels.
+
+    Attributes
+    ----------
+    labels : ndarray of int32, shape of the volume
+        Supervoxel id of each voxel: 0 outside the head, ids ``1..count`` inside.
+    params : dict
+        The parameters used, defaults included.
+    extents : ndarray of int32, shape (count + 1, 3, 2)
+        For id ``k``, ``[start, stop)`` of its bounding box along each axis; row 0 is unused.
+    """
+
+    labels: np.ndarray
+    params: dict
+    extents: np.ndarray
+
+    @classmethod
+    def from_labels(cls, labels: np.ndarray, params: dict) -> Superpixels:
+        """Wrap a label volume (0 background, ids ``1..count``), computing the extents."""
+        labels = np.ascontiguousarray(labels, dtype=np.int32)
+        return cls(labels=labels, params=params, extents=_extents(labels))
+
+    @property
+    def count(self) -> int:
+        """The number of supervoxels."""
+        return len(self.extents) - 1
+
+
+def head_mask(data: np.ndarray) -> np.ndarray:
+    """Find the head (or brain, when skull-stripped), excluding the air around it.
+
+    A minimum value that covers much of the image is taken as a constant background
+    (skull-stripped data); otherwise, or when the remaining values still hold air, air is
+    whatever is darker than Otsu's threshold. Small components are dropped and holes filled.
+
+    Parameters
+    ----------
+    data : ndarray, 3D
+        Intensities.
+
+    Returns
+    -------
+    ndarray of bool
+        True inside the head; all False for a constant image.
+    """
+    low = data.min()
+    if low == data.max():
+        return np.zeros(data.shape, bool)
+    background = data == low
+    if background.mean() >= _CONSTANT_BACKGROUND_FRACTION:
+        mask = ~background
+        values = data[mask]
+        threshold = threshold_otsu(values)
+        if _otsu_effectiveness(values, threshold) > _AIR_SEPARATION:
+            mask &= data > threshold
+    else:
+        mask = data > threshold_otsu(data)
+    box = _bounding_box(mask)
+    if box is None:
+        return mask
+    components, n = ndi.label(mask[box])
+    sizes = np.bincount(components.ravel(), minlength=n + 1)
+    sizes[0] = 0
+    keep = sizes >= _MIN_COMPONENT_FRACTION * sizes.max()
+    mask = np.zeros(data.shape, bool)
+    mask[box] = ndi.binary_fill_holes(keep[components])
+    return mask
+
+
+def _otsu_effectiveness(values: np.ndarray, threshold: float) -> float:
+    """Between-class variance over total variance for a two-class split at ``threshold``."""
+    above = values > threshold
+    fraction = above.mean()
+    if values.var() == 0 or fraction in (0, 1):
+        return 0.0
+    gap = values[above].mean() - values[~above].mean()
+    return float(fraction * (1 - fraction) * gap**2 / values.var())
+
+
+def _bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
+    """The smallest box holding all True voxels, or None when there are none."""
+    box = []
+    for axis in range(mask.ndim):
+        present = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        if present.size == 0:
+            return None
+        box.append(slice(present[0], present[-1] + 1))
+    return tuple(box)
+
+
+def compute_superpixels(volume: Volume, **params) -> Superpixels:
+    """Partition the head into compact supervoxels that follow intensity edges.
+
+    SLIC (k-means on intensity and position, each voxel comparing the 8 nearest cluster
+    centres) restricted to :func:`head_mask`, on a grid spaced in mm, followed by merging
+    fragments smaller than a quarter cell so every supervoxel is connected.
+
+    Parameters
+    ----------
+    volume : Volume
+        The scan.
+    **params
+        ``size`` (mm, grid spacing, about the supervoxel diameter; default 4.5),
+        ``compactness`` (weight of distance against intensity, in intensity standard
+        deviations per ``size``; default 0.7), ``sigma`` (mm, Gaussian smoothing before
+        clustering; default 1.0) and ``iterations`` (default 3).
+
+    Returns
+    -------
+    Superpixels
+    """
+    params = _complete_params(params)
+    mask = head_mask(volume.data)
+    labels = np.zeros(volume.data.shape, np.int32)
+    extents = np.zeros((1, 3, 2), np.int32)
+    box = _bounding_box(mask)
+    if box is not None:
+        cropped = _slic(volume.data[box], np.ascontiguousarray(mask[box]), volume.spacing, **params)
+        labels[box] = cropped
+        extents = _extents(cropped)
+        extents[1:] += np.array([s.start for s in box], np.int32)[:, None]
+    return Superpixels(labels=labels, params=params, extents=extents)
+
+
+def _complete_params(params: dict) -> dict:
+    """The defaults updated with ``params``, as JSON-able numbers; unknown names are an error."""
+    unknown = set(params) - set(DEFAULT_PARAMS)
+    if unknown:
+        raise TypeError(f"unknown superpixel parameters: {sorted(unknown)}")
+    params = {**DEFAULT_PARAMS, **params}
+    return {name: type(DEFAULT_PARAMS[name])(value) for name, value in params.items()}
+
+
+def _slic(
+    image: np.ndarray,
+    mask: np.ndarray,
+    spacing: tuple[float, float, float],
+    size: float,
+    compactness: float,
+    sigma: float,
+    iterations: int,
+) -> np.ndarray:
+    """Connected SLIC supervoxels of the voxels in ``mask``, numbered 1..n in raster order."""
+    if sigma > 0:
+        image = ndi.gaussian_filter(image, [sigma / s for s in spacing], truncate=2.0)
+    scale = image[mask].std()
+    image = (image / scale if scale > 0 else image).astype(np.float32)
+    steps = [max(1.0, size / s) for s in spacing]
+    positions = [(np.arange(n) + 0.5) / step for n, step in zip(image.shape, steps, strict=True)]
+    cells = tuple(p.astype(np.int64) for p in positions)
+    upper_half = tuple((p % 1 >= 0.5).astype(np.int64) for p in positions)
+    grid_shape = tuple(int(c[-1]) + 1 for c in cells)
+    clusters = np.ravel_multi_index(np.ix_(*cells), grid_shape).astype(np.int64)
+    clusters = np.broadcast_to(clusters, image.shape).copy()
+    spatial_weight = (compactness / size) ** 2
+    mm_per_voxel = np.asarray(spacing, np.float64)
+    for _ in range(iterations):
+        centres = _cluster_centres(image, mask, clusters, int(np.prod(grid_shape)))
+        _assign_clusters(
+            image,
+            mask,
+            cells,
+            upper_half,
+            grid_shape,
+            centres,
+            mm_per_voxel,
+            spatial_weight,
+            clusters,
+        )
+    min_size = int(_MIN_FRAGMENT_FRACTION * np.prod(steps))
+    return _connected_labels(clusters, mask, max(min_size, 1))
+
+
+@numba.njit(cache=True)
+def _cluster_centres(image, mask, clusters, n):
+    """Mean (z, y, x, intensity) and voxel count of each cluster, as rows of (n, 5)."""
+    sums = np.zeros((n, 5))
+    for z in range(image.shape[0]):
+        for y in range(image.shape[1]):
+            for x in range(image.shape[2]):
+                if mask[z, y, x]:
+                    k = clusters[z, y, x]
+                    sums[k, 0] += z
+                    sums[k, 1] += y
+                    sums[k, 2] += x
+                    sums[k, 3] += image[z, y, x]
+                    sums[k, 4] += 1
+    for k in range(n):
+        if sums[k, 4] > 0:
+            sums[k, :4] /= sums[k, 4]
+    return sums
+
+
+@numba.njit(cache=True)
+def _assign_clusters(image, mask, cells, upper_half, grid_shape, centres, spacing, weight, out):
+    """Give each masked voxel the nearest of the 2x2x2 closest cells' cluster centres."""
+    gz, gy, gx = grid_shape
+    for z in range(image.shape[0]):
+        z0 = max(cells[0][z] - 1 + upper_half[0][z], 0)
+        for y in range(image.shape[1]):
+            y0 = max(cells[1][y] - 1 + upper_half[1][y], 0)
+            for x in range(image.shape[2]):
+                if not mask[z, y, x]:
+                    continue
+                x0 = max(cells[2][x] - 1 + upper_half[2][x], 0)
+                best = np.inf
+                for a in range(z0, min(z0 + 2, gz)):
+                    for b in range(y0, min(y0 + 2, gy)):
+                        for c in range(x0, min(x0 + 2, gx)):
+                            k = (a * gy + b) * gx + c
+                            if centres[k, 4] == 0:
+                                continue
+                            dz = (z - centres[k, 0]) * spacing[0]
+                            dy = (y - centres[k, 1]) * spacing[1]
+                            dx = (x - centres[k, 2]) * spacing[2]
+                            di = image[z, y, x] - centres[k, 3]
+                            distance = di * di + weight * (dz * dz + dy * dy + dx * dx)
+                            if distance < best:
+                                best = distance
+                                out[z, y, x] = k
+
+
+@numba.njit(cache=True)
+def _connected_labels(clusters, mask, min_size):
+    """Number the 6-connected pieces of each cluster; merge pieces under ``min_size`` voxels.
+
+    A small piece joins a neighbouring piece already numbered, when it touches one.
+    """
+    nz, ny, nx = clusters.shape
+    labels = np.zeros(clusters.shape, np.int32)
+    queue = np.empty((mask.sum(), 3), np.int64)
+    steps = ((1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1))
+    n = 0
+    for z0 in range(nz):
+        for y0 in range(ny):
+            for x0 in range(nx):
+                if not mask[z0, y0, x0] or labels[z0, y0, x0] != 0:
+                    continue
+                n += 1
+                labels[z0, y0, x0] = n
+                queue[0] = (z0, y0, x0)
+                cluster = clusters[z0, y0, x0]
+                head, tail, neighbour = 0, 1, 0
+                while head < tail:
+                    z, y, x = queue[head]
+                    head += 1
+                    for dz, dy, dx in steps:
+                        zz, yy, xx = z + dz, y + dy, x + dx
+                        if not (0 <= zz < nz and 0 <= yy < ny and 0 <= xx < nx):
+                            continue
+                        if not mask[zz, yy, xx]:
+                            continue
+                        if labels[zz, yy, xx] == 0 and clusters[zz, yy, xx] == cluster:
+                            labels[zz, yy, xx] = n
+                            queue[tail] = (zz, yy, xx)
+                            tail += 1
+                        elif labels[zz, yy, xx] != 0 and labels[zz, yy, xx] != n:
+                            neighbour = labels[zz, yy, xx]
+                if tail < min_size and neighbour != 0:
+                    for i in range(tail):
+                        labels[queue[i, 0], queue[i, 1], queue[i, 2]] = neighbour
+                    n -= 1
+    return labels
+
+
+@numba.njit(cache=True)
+def _extents(labels):
+    """For each id ``k`` in ``labels``, ``[start, stop)`` along each axis in row ``k``."""
+    extents = np.zeros((labels.max() + 1, 3, 2), np.int32)
+    extents[1:, :, 0] = np.iinfo(np.int32).max
+    for z in range(labels.shape[0]):
+        for y in range(labels.shape[1]):
+            for x in range(labels.shape[2]):
+                k = labels[z, y, x]
+                if k != 0:
+                    for axis, i in enumerate((z, y, x)):
+                        extents[k, axis, 0] = min(extents[k, axis, 0], i)
+                        extents[k, axis, 1] = max(extents[k, axis, 1], i + 1)
+    return extents
+
+
+def achievable_segmentation_accuracy(labels: np.ndarray, truth: np.ndarray) -> float:
+    """Dice of the best segmentation made of whole supervoxels.
+
+    A supervoxel is in the segmentation when more than half of its voxels are in ``truth``;
+    voxels labelled 0 are never in it.
+
+    Parameters
+    ----------
+    labels : ndarray of int
+        Supervoxel ids, 0 for background.
+    truth : ndarray of bool, same shape
+        The reference segmentation.
+
+    Returns
+    -------
+    float
+        Dice coefficient in [0, 1]; 1.0 when both the truth and the segmentation are empty.
+    """
+    labels = np.asarray(labels).ravel()
+    truth = np.asarray(truth, bool).ravel()
+    sizes = np.bincount(labels)
+    inside = np.bincount(labels, weights=truth, minlength=sizes.size)
+    chosen = 2 * inside > sizes
+    chosen[0] = False
+    total = sizes[chosen].sum() + truth.sum()
+    return 1.0 if total == 0 else float(2 * inside[chosen].sum() / total)
+
+
+def load_or_compute_superpixels(
+    volume: Volume, cache_dir: str | Path | None = None, **params
+) -> Superpixels:
+    """Supervoxels from the disk cache, computing and storing them when missing or unreadable.
+
+    Parameters
+    ----------
+    volume : Volume
+        The scan; the cache key is its ``content_hash`` and the parameters.
+    cache_dir : str or Path, optional
+        Cache directory; default ``$SUPERPIXEL_ANNOTATOR_CACHE`` or
+        ``~/.cache/superpixel-annotator``.
+    **params
+        As for :func:`compute_superpixels`.
+
+    Returns
+    -------
+    Superpixels
+    """
+    params = _complete_params(params)
+    if cache_dir is None:
+        default = Path.home() / ".cache" / "superpixel-annotator"
+        cache_dir = os.environ.get("SUPERPIXEL_ANNOTATOR_CACHE", default)
+    key = json.dumps([_CACHE_VERSION, params], sort_keys=True).encode()
+    path = Path(cache_dir) / f"{volume.content_hash}-{hashlib.sha256(key).hexdigest()[:16]}.npz"
+    cached = _read_cache(path, volume.data.shape, params)
+    if cached is not None:
+        return cached
+    superpixels = compute_superpixels(volume, **params)
+    _write_cache(path, superpixels)
+    return superpixels
+
+
+def _write_cache(path: Path, superpixels: Superpixels) -> None:
+    """Write atomically (temporary file, then rename) so readers never see a partial file."""
+    temporary = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(descriptor, "wb") as file:
+            np.savez_compressed(file, labels=superpixels.labels, extents=superpixels.extents)
+        os.replace(temporary, path)
+    except OSError as error:
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
+        warnings.warn(f"could not cache superpixels in {path}: {error}", stacklevel=3)
+
+
+def _read_cache(path: Path, shape: tuple[int, ...], params: dict) -> Superpixels | None:
+    """The cached supervoxels at ``path``, or None if absent, unreadable or not fitting."""
+    try:
+        with np.load(path) as stored:
+            labels, extents = stored["labels"], stored["extents"]
+    except Exception:  # a missing, truncated or foreign file: recompute
+        return None
+    if labels.shape != shape or labels.dtype != np.int32 or extents.shape[1:] != (3, 2):
+        return None
+    return Superpixels(labels=labels, params=params, extents=extents)

@@ -1,0 +1,249 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from superpixel_annotator import superpixels as sp
+from superpixel_annotator.superpixels import (
+    achievable_segmentation_accuracy,
+    compute_superpixels,
+    head_mask,
+    load_or_compute_superpixels,
+)
+from superpixel_annotator.volume import Volume, load_volume
+
+BRATS = Path(__file__).resolve().parents[1].parent / "shared/data/brats2013"
+
+
+def display_volume(array, spacing=(1.0, 1.0, 1.0)):
+    """A volume whose display order and spacing are those of ``array``."""
+    affine = np.zeros((4, 4))
+    affine[2, 0], affine[1, 1], affine[0, 2], affine[3, 3] = (
+        -spacing[0],
+        -spacing[1],
+        -spacing[2],
+        1,
+    )
+    return Volume.from_source_array(array, affine)
+
+
+def grid_labels(mask, step):
+    """Cubes of ``step`` voxels cut to ``mask``: superpixels that ignore edges."""
+    cells = np.indices(mask.shape) // step
+    ids = np.ravel_multi_index(tuple(cells), tuple(c.max() + 1 for c in cells)) + 1
+    return np.where(mask, ids, 0)
+
+
+def ellipsoid(shape, radii_fraction=0.4):
+    grid = np.indices(shape, dtype=float)
+    centre = (np.array(shape) - 1) / 2
+    radii = radii_fraction * np.array(shape)
+    return sum(((g - c) / r) ** 2 for g, c, r in zip(grid, centre, radii, strict=True)) <= 1
+
+
+def ball(shape, centre, radius):
+    grid = np.indices(shape, dtype=float)
+    return sum((g - c) ** 2 for g, c in zip(grid, centre, strict=True)) <= radius**2
+
+
+def skull_stripped(shape=(36, 40, 44), spacing=(1.0, 1.0, 1.0)):
+    """A BraTS-like volume: noisy tissue, a bright ball, constant negative background."""
+    rng = np.random.default_rng(0)
+    head = ellipsoid(shape)
+    lesion = ball(shape, np.array(shape) * 0.55, 6)
+    data = rng.normal(0.0, 0.2, shape) + 2.0 * lesion
+    data[~head] = -3.5
+    return display_volume(data, spacing), head, lesion
+
+
+def noisy_air(shape=(36, 40, 44)):
+    """A head with a dark cavity inside, surrounded by noisy air (ordinary MRI)."""
+    rng = np.random.default_rng(1)
+    head = ellipsoid(shape)
+    cavity = ball(shape, np.array(shape) / 2, 4)
+    data = np.abs(rng.normal(0, 10, shape)) + 200 * (head & ~cavity)
+    return data, head
+
+
+def test_head_mask_constant_background_is_exact():
+    volume, head, _ = skull_stripped()
+    np.testing.assert_array_equal(head_mask(volume.data), head)
+
+
+def test_head_mask_noisy_air_keeps_the_head_and_fills_holes():
+    data, head = noisy_air()
+    data[0, 0, 0] = 400  # a bright speck of noise in the air is not head
+    mask = head_mask(data)
+    assert not mask[0, 0, 0]
+    assert (mask != head).sum() < 0.01 * head.sum()
+    assert mask[tuple(np.array(data.shape) // 2)]  # the cavity is filled
+
+
+def test_head_mask_air_beyond_constant_padding():
+    data, head = noisy_air()
+    data[:, :, :4] = -1000  # padding outside the field of view, as in CT
+    mask = head_mask(data)
+    assert (mask != head).sum() < 0.01 * head.sum()
+
+
+def test_head_mask_constant_image():
+    assert not head_mask(np.full((5, 6, 7), 3.0, np.float32)).any()
+
+
+def test_superpixels_cover_the_head_only_with_contiguous_connected_ids():
+    volume, head, _ = skull_stripped(spacing=(1.0, 1.0, 2.0))
+    result = compute_superpixels(volume)
+    labels = result.labels
+    assert labels.dtype == np.int32 and labels.shape == volume.data.shape
+    np.testing.assert_array_equal(labels > 0, head_mask(volume.data))
+    np.testing.assert_array_equal(np.unique(labels), np.arange(result.count + 1))
+    assert 20 < result.count < 2000
+    for k, box in enumerate(ndi.find_objects(labels), start=1):
+        assert ndi.label(labels[box] == k)[1] == 1
+
+
+def test_extents_match_brute_force():
+    volume, _, _ = skull_stripped(shape=(20, 24, 28))
+    result = compute_superpixels(volume, size=3.0)
+    assert result.extents.dtype == np.int32
+    assert result.extents.shape == (result.count + 1, 3, 2)
+    assert not result.extents[0].any()
+    for k in range(1, result.count + 1):
+        where = np.nonzero(result.labels == k)
+        expected = [(w.min(), w.max() + 1) for w in where]
+        np.testing.assert_array_equal(result.extents[k], expected)
+
+
+def test_size_is_in_mm_along_each_axis():
+    volume, _, _ = skull_stripped(shape=(60, 24, 64), spacing=(1.0, 3.0, 1.0))
+    result = compute_superpixels(volume, size=6.0, compactness=5.0)
+    widths_mm = (result.extents[1:, :, 1] - result.extents[1:, :, 0]) * np.array(volume.spacing)
+    mean_widths = widths_mm.mean(axis=0)
+    assert mean_widths.max() < 1.5 * mean_widths.min()
+    assert compute_superpixels(volume, size=10.0).count < result.count / 2
+
+
+def test_superpixels_follow_an_intensity_edge():
+    volume, head, lesion = skull_stripped()
+    labels = compute_superpixels(volume).labels
+    ours = achievable_segmentation_accuracy(labels, lesion)
+    assert ours > 0.9
+    assert ours > achievable_segmentation_accuracy(grid_labels(head, 4), lesion) + 0.1
+
+
+def test_constant_image_has_no_superpixels():
+    volume = display_volume(np.zeros((8, 9, 10)))
+    result = compute_superpixels(volume)
+    assert result.count == 0
+    assert not result.labels.any()
+    assert result.extents.shape == (1, 3, 2)
+
+
+def test_two_voxel_thin_axis():
+    for shape in [(2, 30, 32), (30, 2, 32), (30, 32, 2)]:
+        head = ellipsoid(shape, 0.45)
+        volume = display_volume(np.where(head, 1.0, -1.0))
+        result = compute_superpixels(volume)
+        np.testing.assert_array_equal(result.labels > 0, head)
+        assert result.count > 4
+
+
+def test_unknown_parameter_is_an_error():
+    volume, _, _ = skull_stripped(shape=(10, 10, 10))
+    with pytest.raises(TypeError, match="colour"):
+        compute_superpixels(volume, colour=3)
+
+
+def test_params_are_json_able_defaults():
+    volume, _, _ = skull_stripped(shape=(10, 10, 10))
+    params = compute_superpixels(volume, size=3).params
+    assert params == {**sp.DEFAULT_PARAMS, "size": 3.0}
+
+
+def test_cache_round_trip(tmp_path, monkeypatch):
+    volume, _, _ = skull_stripped()
+    first = load_or_compute_superpixels(volume, tmp_path, size=5)
+    files = list(tmp_path.iterdir())
+    assert len(files) == 1 and files[0].suffix == ".npz"
+
+    def fail(*args, **kwargs):
+        raise AssertionError("recomputed although cached")
+
+    monkeypatch.setattr(sp, "compute_superpixels", fail)
+    second = load_or_compute_superpixels(volume, tmp_path, size=5)
+    np.testing.assert_array_equal(second.labels, first.labels)
+    np.testing.assert_array_equal(second.extents, first.extents)
+    assert second.params == first.params and second.count == first.count
+
+
+def test_cache_distinguishes_parameters(tmp_path):
+    volume, _, _ = skull_stripped()
+    fine = load_or_compute_superpixels(volume, tmp_path, size=3)
+    coarse = load_or_compute_superpixels(volume, tmp_path, size=6)
+    assert coarse.count < fine.count
+    assert len(list(tmp_path.iterdir())) == 2
+
+
+@pytest.mark.parametrize("content", [b"", b"not a zip file", b"PK\x03\x04truncated"])
+def test_corrupt_cache_file_is_recomputed(tmp_path, content):
+    volume, _, _ = skull_stripped()
+    expected = compute_superpixels(volume)
+    load_or_compute_superpixels(volume, tmp_path)
+    (path,) = tmp_path.iterdir()
+    path.write_bytes(content)
+    result = load_or_compute_superpixels(volume, tmp_path)
+    np.testing.assert_array_equal(result.labels, expected.labels)
+    with np.load(path) as stored:  # and the file was rewritten
+        np.testing.assert_array_equal(stored["labels"], expected.labels)
+
+
+def test_cache_of_another_shape_is_recomputed(tmp_path):
+    volume, _, _ = skull_stripped()
+    load_or_compute_superpixels(volume, tmp_path)
+    (path,) = tmp_path.iterdir()
+    np.savez(
+        path.with_suffix(""), labels=np.zeros((3, 3, 3), np.int32), extents=np.zeros((1, 3, 2))
+    )
+    result = load_or_compute_superpixels(volume, tmp_path)
+    assert result.labels.shape == volume.data.shape and result.count > 0
+
+
+def test_default_cache_dir_from_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("SUPERPIXEL_ANNOTATOR_CACHE", str(tmp_path / "cache"))
+    volume, _, _ = skull_stripped(shape=(12, 12, 12))
+    load_or_compute_superpixels(volume)
+    assert len(list((tmp_path / "cache").iterdir())) == 1
+
+
+def test_unwritable_cache_warns_and_still_returns(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    volume, _, _ = skull_stripped(shape=(12, 12, 12))
+    with pytest.warns(UserWarning, match="could not cache"):
+        result = load_or_compute_superpixels(volume, blocker / "cache")
+    assert result.count > 0
+
+
+def test_asa_by_hand():
+    labels = np.array([1, 1, 1, 2, 2, 0, 0, 3, 3, 3]).reshape(1, 2, 5)
+    truth = np.array([1, 1, 0, 1, 0, 1, 0, 0, 0, 1], bool).reshape(1, 2, 5)
+    # superpixel 1 is 2/3 in (chosen), 2 is exactly half (not), 3 is 1/3; background never.
+    # chosen = 3 voxels, 2 of them in truth, truth has 5 voxels: Dice = 2 * 2 / (3 + 5).
+    assert achievable_segmentation_accuracy(labels, truth) == pytest.approx(0.5)
+    assert achievable_segmentation_accuracy(labels, truth == 2) == 1.0
+    assert achievable_segmentation_accuracy(labels, labels == 3) == 1.0
+    assert achievable_segmentation_accuracy(labels, labels == 0) == 0.0
+
+
+@pytest.mark.skipif(not BRATS.is_dir(), reason=f"BraTS data not found at {BRATS}")
+def test_brats_whole_tumour_is_achievable():
+    case = BRATS / "brats_2013_pat0006_1"
+    volume = load_volume(case / "Flair_subtrMeanDivStd.nii.gz")
+    truth = load_volume(case / "OTMultiClass.nii.gz").data > 0
+    result = compute_superpixels(volume)
+    assert 5_000 < result.count < 30_000
+    brain = volume.data > volume.data.min()
+    labelled = result.labels > 0
+    assert labelled[brain].all() and (labelled & ~brain).sum() < 100  # only filled holes
+    assert achievable_segmentation_accuracy(result.labels, truth) >= 0.91
