@@ -1,0 +1,225 @@
+"""Annotation state: one label per superpixel, with undo and redo.
+
+The state is small (one byte per superpixel plus the history of changes), so it
+can travel with the user's session; :meth:`Annotation.to_state` and
+:meth:`Annotation.from_state` turn it into a compact string and back.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from .superpixels import Superpixels
+
+MAX_LABEL = 255
+MAX_HISTORY = 200
+_SAMPLES_PER_VOXEL = 4
+
+
+class AnnotationStateError(ValueError):
+    """A serialized annotation state that does not fit these superpixels."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """One undoable step: superpixels ``ids`` went from ``before`` to ``after``."""
+
+    ids: np.ndarray
+    before: np.ndarray
+    after: np.ndarray
+
+
+def polyline_voxels(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The (row, col) voxels of a 2D image that a polyline passes through.
+
+    Parameters
+    ----------
+    points : array-like, shape (n, 2)
+        Vertices as (row, col) in voxel coordinates; a single vertex is a click.
+        Vertices outside the slice are moved to its border.
+    shape : tuple of int
+        The slice shape.
+
+    Returns
+    -------
+    ndarray of int, shape (m, 2)
+        Unique voxel coordinates along the polyline.
+    """
+    upper = np.asarray(shape) - 1
+    points = np.clip(np.asarray(points, dtype=np.float64).reshape(-1, 2), 0, upper)
+    samples = [points[:1]]
+    for start, stop in zip(points[:-1], points[1:], strict=True):
+        steps = max(1, int(np.ceil(np.abs(stop - start).max() * _SAMPLES_PER_VOXEL)))
+        fractions = np.arange(1, steps + 1)[:, None] / steps
+        samples.append(start + fractions * (stop - start))
+    return np.unique(np.rint(np.concatenate(samples)).astype(np.int64), axis=0)
+
+
+class Annotation:
+    """Labels painted on superpixels, with an undo/redo history.
+
+    Parameters
+    ----------
+    superpixels : Superpixels
+        The partition that strokes select from.
+    """
+
+    def __init__(self, superpixels: Superpixels) -> None:
+        self.superpixels = superpixels
+        self.superpixel_labels = np.zeros(superpixels.count + 1, dtype=np.uint8)
+        self._undo: list[Change] = []
+        self._redo: list[Change] = []
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._redo)
+
+    def superpixels_on_stroke(self, axis: int, index: int, points: np.ndarray) -> np.ndarray:
+        """Ids of the superpixels a polyline on one slice passes through (background excluded)."""
+        section = np.take(self.superpixels.labels, index, axis=axis)
+        rows, cols = polyline_voxels(points, section.shape).T
+        ids = np.unique(section[rows, cols])
+        return ids[ids > 0]
+
+    def paint(self, axis: int, index: int, points: np.ndarray, label: int) -> np.ndarray:
+        """Give ``label`` to every superpixel the stroke crosses; ``label=0`` erases.
+
+        Parameters
+        ----------
+        axis : int
+            The axis the slice is taken along (0 axial, 1 coronal, 2 sagittal).
+        index : int
+            The slice index along ``axis``.
+        points : array-like, shape (n, 2)
+            The stroke as (row, col) voxel coordinates within that slice.
+        label : int
+            The label value, 0 to erase.
+
+        Returns
+        -------
+        ndarray of int
+            The ids of superpixels whose label changed (empty when nothing changed,
+            in which case no undo step is recorded).
+        """
+        if not 0 <= axis <= 2:
+            raise ValueError(f"axis must be 0, 1 or 2, not {axis}")
+        if not 0 <= index < self.superpixels.labels.shape[axis]:
+            raise ValueError(f"slice index {index} is outside the volume along axis {axis}")
+        if not 0 <= label <= MAX_LABEL:
+            raise ValueError(f"label must be between 0 and {MAX_LABEL}, not {label}")
+        ids = self.superpixels_on_stroke(axis, index, points)
+        ids = ids[self.superpixel_labels[ids] != label]
+        if ids.size == 0:
+            return ids
+        self._record(Change(ids, self.superpixel_labels[ids], np.full(ids.size, label, np.uint8)))
+        return ids
+
+    def set_superpixel_labels(self, superpixel_labels: np.ndarray) -> np.ndarray:
+        """Replace all labels in one undoable step; returns the ids that changed."""
+        new = np.asarray(superpixel_labels, dtype=np.uint8)
+        if new.shape != self.superpixel_labels.shape:
+            raise ValueError(f"expected {self.superpixel_labels.shape} labels, got {new.shape}")
+        ids = np.flatnonzero(new != self.superpixel_labels)
+        ids = ids[ids > 0]
+        if ids.size:
+            self._record(Change(ids, self.superpixel_labels[ids], new[ids]))
+        return ids
+
+    def _record(self, change: Change) -> None:
+        self.superpixel_labels[change.ids] = change.after
+        self._undo.append(change)
+        del self._undo[:-MAX_HISTORY]
+        self._redo.clear()
+
+    def undo(self) -> np.ndarray:
+        """Revert the last change; returns the ids it touched (empty if none)."""
+        if not self._undo:
+            return np.zeros(0, dtype=np.int64)
+        change = self._undo.pop()
+        self.superpixel_labels[change.ids] = change.before
+        self._redo.append(change)
+        return change.ids
+
+    def redo(self) -> np.ndarray:
+        """Re-apply the last undone change; returns the ids it touched (empty if none)."""
+        if not self._redo:
+            return np.zeros(0, dtype=np.int64)
+        change = self._redo.pop()
+        self.superpixel_labels[change.ids] = change.after
+        self._undo.append(change)
+        return change.ids
+
+    def label_volume(self) -> np.ndarray:
+        """The annotation as a uint8 volume of the superpixels' shape."""
+        return self.superpixel_labels[self.superpixels.labels]
+
+    def to_state(self) -> str:
+        """Serialize labels and history into a compact ASCII string."""
+        arrays = {"labels": self.superpixel_labels}
+        for stack_name, stack in (("undo", self._undo), ("redo", self._redo)):
+            arrays[f"{stack_name}_sizes"] = np.array([c.ids.size for c in stack], np.int64)
+            for field in ("ids", "before", "after"):
+                parts = [getattr(c, field) for c in stack]
+                dtype = np.int32 if field == "ids" else np.uint8
+                arrays[f"{stack_name}_{field}"] = np.concatenate(parts or [np.zeros(0)]).astype(
+                    dtype
+                )
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        return base64.b64encode(zlib.compress(buffer.getvalue(), 6)).decode("ascii")
+
+    @classmethod
+    def from_state(cls, superpixels: Superpixels, state: str | None) -> Annotation:
+        """Rebuild an annotation from :meth:`to_state` output (``None`` gives an empty one).
+
+        Raises
+        ------
+        AnnotationStateError
+            If the string is not a state or does not fit ``superpixels``.
+        """
+        annotation = cls(superpixels)
+        if state is None:
+            return annotation
+        try:
+            raw = zlib.decompress(base64.b64decode(state, validate=True))
+            with np.load(io.BytesIO(raw), allow_pickle=False) as arrays:
+                labels = arrays["labels"]
+                stacks = {
+                    name: _split_changes(arrays, name, superpixels.count)
+                    for name in ("undo", "redo")
+                }
+        except (binascii.Error, zlib.error, ValueError, KeyError, OSError, TypeError) as error:
+            raise AnnotationStateError(f"not an annotation state ({error})") from None
+        if labels.dtype != np.uint8 or labels.shape != annotation.superpixel_labels.shape:
+            raise AnnotationStateError("annotation state does not fit these superpixels")
+        annotation.superpixel_labels[:] = labels
+        annotation.superpixel_labels[0] = 0
+        annotation._undo, annotation._redo = stacks["undo"], stacks["redo"]
+        return annotation
+
+
+def _split_changes(arrays, name: str, count: int) -> list[Change]:
+    sizes = arrays[f"{name}_sizes"]
+    ids, before, after = (arrays[f"{name}_{field}"] for field in ("ids", "before", "after"))
+    if sizes.sum() != ids.size or not (ids.size == before.size == after.size):
+        raise ValueError("history arrays disagree")
+    if ids.size and (ids.min() < 1 or ids.max() > count):
+        raise ValueError("history names superpixels that do not exist")
+    bounds = np.cumsum(sizes)[:-1]
+    return [
+        Change(i.astype(np.int64), b.astype(np.uint8), a.astype(np.uint8))
+        for i, b, a in zip(
+            np.split(ids, bounds), np.split(before, bounds), np.split(after, bounds), strict=True
+        )
+        if i.size
+    ]
