@@ -1,0 +1,325 @@
+"""Surface meshes for the 3D view, as plotly ``mesh3d`` trace dicts.
+
+Scene coordinates
+-----------------
+Physical millimetres in a right-handed, RAS-like frame whose origin is the centre
+of the most left, posterior and inferior voxel (display index ``(n0-1, n1-1, n2-1)``):
+
+* ``x`` increases toward the patient's **right**,
+* ``y`` increases toward **anterior**,
+* ``z`` increases toward **superior** (the head is upright).
+
+Display-order voxel ``(i0, i1, i2)`` (axis 0 superior->inferior, axis 1
+anterior->posterior, axis 2 right->left) has its centre at::
+
+    x = (n2 - 1 - i2) * s2,   y = (n1 - 1 - i1) * s1,   z = (n0 - 1 - i0) * s0
+
+so voxel centres span ``[0, (n - 1) * s]`` on every axis. Surfaces are drawn
+half-way between labelled and unlabelled voxel centres, so a label of ``m``
+voxels along an axis is ``m * s`` mm long. The map reverses all three axes and
+swaps two of them, which keeps the orientation of triangles: they are
+counter-clockwise seen from outside (outward normals) in the scene frame too.
+
+Traces are plain dicts of lists (no numpy) with coordinates rounded to 0.1 mm,
+ready to be serialised as JSON.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from scipy import ndimage
+from skimage.measure import marching_cubes
+
+COORD_DECIMALS = 1
+DEFAULT_MAX_TRIANGLES = 20_000
+OUTLINE_CELLS = 20
+MAX_DROPPED_FRACTION = 0.05
+OUTLINE_COLOR = "#9a9a9a"
+OUTLINE_OPACITY = 0.12
+FALLBACK_COLOR = "#bbbbbb"
+
+_LIGHTING = {"ambient": 0.45, "diffuse": 0.8, "specular": 0.15, "roughness": 0.6, "fresnel": 0.1}
+_AXIS_TITLES = ("x: patient right (mm)", "y: anterior (mm)", "z: superior (mm)")
+
+
+def index_to_scene(
+    points: np.ndarray, shape: Sequence[int], spacing: Sequence[float]
+) -> np.ndarray:
+    """Map display-order voxel coordinates to scene millimetres.
+
+    Parameters
+    ----------
+    points : array_like, shape (n, 3)
+        Voxel coordinates ``(i0, i1, i2)`` in display order; fractional values allowed.
+    shape : sequence of int
+        Shape of the volume in display order.
+    spacing : sequence of float
+        Voxel size in mm along the display axes.
+
+    Returns
+    -------
+    ndarray of float64, shape (n, 3)
+        Columns ``x`` (toward patient right), ``y`` (anterior), ``z`` (superior), in mm.
+    """
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    last = np.asarray(shape, dtype=np.float64) - 1.0
+    mm = (last - points) * np.asarray(spacing, dtype=np.float64)
+    return mm[:, ::-1]
+
+
+def label_meshes(
+    labels: np.ndarray,
+    spacing: tuple[float, float, float],
+    label_colors: Mapping[int, str],
+    *,
+    label_names: Mapping[int, str] | None = None,
+    max_triangles: int = DEFAULT_MAX_TRIANGLES,
+) -> list[dict]:
+    """Build one plotly ``mesh3d`` trace per label value present in a label map.
+
+    Each label is meshed inside its own bounding box (plus one voxel of padding).
+    Labels with a large surface are block-averaged by an integer factor first so
+    that each trace stays near ``max_triangles``, unless that would lose more than
+    ``MAX_DROPPED_FRACTION`` of the label's voxels in small scattered pieces away
+    from the coarse surface: those labels are meshed at a finer factor.
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (n0, n1, n2)
+        Label map in display order; values <= 0 are background.
+    spacing : tuple of float
+        Voxel size in mm along the display axes.
+    label_colors : mapping of int to str
+        CSS colour of each label value; missing values are drawn in light grey.
+    label_names : mapping of int to str, optional
+        Trace name of each label value; defaults to ``"Label <value>"``.
+    max_triangles : int, optional
+        Approximate triangle budget per label above which the label is downsampled.
+
+    Returns
+    -------
+    list of dict
+        ``mesh3d`` traces in increasing label order, in scene millimetres (see the
+        module docstring), with JSON-serialisable lists. Absent labels get no trace.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 3:
+        raise ValueError(f"expected a 3D label map, got shape {labels.shape}")
+    box = _bounding_box(labels > 0)
+    if box is None:
+        return []
+    crop = labels[box]
+    if not np.issubdtype(crop.dtype, np.integer) or crop.dtype.itemsize > 4:
+        crop = crop.astype(np.int32)
+    crop = np.where(crop > 0, crop, 0)
+    origin = np.array([axis.start for axis in box], dtype=np.float64)
+
+    traces = []
+    for index, region in enumerate(ndimage.find_objects(crop)):
+        if region is None:
+            continue
+        value = index + 1
+        mask = crop[region] == value
+        corner = origin + [axis.start for axis in region]
+        verts, faces = _surface(mask, _step_for(mask, max_triangles), corner)
+        if len(faces) == 0:
+            continue
+        name = (label_names or {}).get(value, f"Label {value}")
+        trace = _mesh_trace(index_to_scene(verts, labels.shape, spacing), faces)
+        trace.update(
+            name=name,
+            uid=f"label-{value}",
+            color=label_colors.get(value, FALLBACK_COLOR),
+            opacity=1.0,
+            flatshading=False,
+            lighting=_LIGHTING,
+            hoverinfo="name",
+            showlegend=True,
+        )
+        traces.append(trace)
+    return traces
+
+
+def outline_mesh(mask: np.ndarray, spacing: tuple[float, float, float]) -> dict:
+    """Build a coarse, faint ``mesh3d`` trace of the head outline.
+
+    The mask is block-averaged to about ``OUTLINE_CELLS`` cells along the longest
+    physical side of its bounding box, smoothed, hole-filled and meshed, giving a few thousand
+    triangles at most. Compute it once per volume.
+
+    Parameters
+    ----------
+    mask : ndarray of bool, shape (n0, n1, n2)
+        Head (foreground) mask in display order.
+    spacing : tuple of float
+        Voxel size in mm along the display axes.
+
+    Returns
+    -------
+    dict
+        A grey, low-opacity ``mesh3d`` trace in scene millimetres, without hover
+        or legend entry; it has empty coordinate lists when the mask is empty.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if mask.ndim != 3:
+        raise ValueError(f"expected a 3D mask, got shape {mask.shape}")
+    box = _bounding_box(mask)
+    verts = np.empty((0, 3))
+    faces = np.empty((0, 3), dtype=np.int64)
+    if box is not None:
+        sizes = np.array([axis.stop - axis.start for axis in box])
+        cell_mm = float(np.max(sizes * np.asarray(spacing))) / OUTLINE_CELLS
+        factors = tuple(max(1, round(cell_mm / s)) for s in spacing)
+        coarse = _block_mean(mask[box], factors)
+        solid = ndimage.binary_fill_holes(coarse > 0.5)
+        smooth = ndimage.gaussian_filter(solid.astype(np.float32), sigma=0.8)
+        if smooth.max() > 0.5:
+            corner = np.array([axis.start for axis in box], dtype=np.float64)
+            verts, faces = _mesh_grid(smooth, factors, corner)
+    trace = _mesh_trace(index_to_scene(verts, mask.shape, spacing), faces)
+    trace.update(
+        name="outline",
+        uid="outline",
+        color=OUTLINE_COLOR,
+        opacity=OUTLINE_OPACITY,
+        flatshading=False,
+        hoverinfo="skip",
+        showlegend=False,
+    )
+    return trace
+
+
+def scene_layout(shape: Sequence[int], spacing: Sequence[float]) -> dict:
+    """Build ``layout.scene`` settings for the 3D view of a volume.
+
+    Axis ranges are fixed to the volume's extent and the aspect ratio is the true
+    physical one (the "data" aspect, but stable while meshes change). The camera
+    looks at the face from the front, slightly from the right and above.
+
+    Parameters
+    ----------
+    shape : sequence of int
+        Shape of the volume in display order.
+    spacing : sequence of float
+        Voxel size in mm along the display axes.
+
+    Returns
+    -------
+    dict
+        Settings for plotly's ``layout.scene``.
+    """
+    low = -0.5 * np.asarray(spacing, dtype=np.float64)
+    high = (np.asarray(shape) - 0.5) * np.asarray(spacing, dtype=np.float64)
+    low, high = low[::-1], high[::-1]  # display axes (0, 1, 2) -> scene (z, y, x)
+    extent = high - low
+    ratio = extent / extent.max()
+
+    def axis(number: int) -> dict:
+        return {
+            "title": {"text": _AXIS_TITLES[number]},
+            "range": [round(float(low[number]), 2), round(float(high[number]), 2)],
+            "autorange": False,
+            "showbackground": False,
+            "showspikes": False,
+            "zeroline": False,
+        }
+
+    return {
+        "xaxis": axis(0),
+        "yaxis": axis(1),
+        "zaxis": axis(2),
+        "aspectmode": "manual",
+        "aspectratio": {key: round(float(r), 4) for key, r in zip("xyz", ratio, strict=True)},
+        "camera": {
+            "eye": {"x": 0.45, "y": 1.65, "z": 0.35},
+            "center": {"x": 0.0, "y": 0.0, "z": 0.0},
+            "up": {"x": 0.0, "y": 0.0, "z": 1.0},
+            "projection": {"type": "perspective"},
+        },
+        "dragmode": "orbit",
+    }
+
+
+def _bounding_box(mask: np.ndarray) -> tuple[slice, slice, slice] | None:
+    """Slices of the smallest box holding all True voxels, or None when there are none."""
+    box = [slice(None)] * 3
+    for axis in range(3):
+        others = tuple(a for a in range(3) if a != axis)
+        # Project the part already narrowed down on earlier axes: later passes read less.
+        hits = np.flatnonzero(mask[tuple(box)].any(axis=others))
+        if hits.size == 0:
+            return None
+        box[axis] = slice(int(hits[0]), int(hits[-1]) + 1)
+    return tuple(box)
+
+
+def _step_for(mask: np.ndarray, max_triangles: int) -> int:
+    """Downsampling factor that brings the expected triangle count under the budget.
+
+    Marching cubes gives about two triangles per exposed voxel face; a factor
+    ``f`` divides the face count by about ``f**2``.
+    """
+    padded = np.pad(mask, 1)
+    faces = sum(np.count_nonzero(np.diff(padded, axis=axis)) for axis in range(3))
+    return max(1, math.ceil(math.sqrt(2.0 * faces / max(max_triangles, 1))))
+
+
+def _surface(mask: np.ndarray, step: int, corner: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mesh a boolean mask whose voxel (0, 0, 0) sits at ``corner`` (display indices).
+
+    The mask is block-averaged by ``step``, or by the largest smaller factor that
+    drops at most ``MAX_DROPPED_FRACTION`` of its voxels: those in blocks that are
+    neither inside the coarse surface nor next to a block that is.
+    """
+    total = np.count_nonzero(mask)
+    for factor in range(step, 1, -1):
+        grid = _block_mean(mask, (factor,) * 3)
+        near = ndimage.binary_dilation(grid > 0.5, structure=np.ones((3, 3, 3), dtype=bool))
+        dropped = float(grid[~near].sum()) * factor**3
+        if dropped <= MAX_DROPPED_FRACTION * total:
+            return _mesh_grid(grid, (factor,) * 3, corner)
+    return _mesh_grid(mask.astype(np.float32), (1, 1, 1), corner)
+
+
+def _mesh_grid(
+    grid: np.ndarray, factors: Sequence[int], corner: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Marching cubes at 0.5 on a zero-padded grid, vertices in full-resolution indices.
+
+    Cell ``c`` of ``grid`` covers ``factors`` voxels from ``corner + c * factors``,
+    so its centre is at ``corner + c * factors + (factors - 1) / 2``. Triangles are
+    returned counter-clockwise seen from outside (marching cubes gives the reverse).
+    """
+    padded = np.pad(grid.astype(np.float32, copy=False), 1)
+    verts, faces, _, _ = marching_cubes(padded, level=0.5)
+    faces = faces[:, ::-1]
+    factors_arr = np.asarray(factors, dtype=np.float64)
+    verts = corner + (verts - 1.0) * factors_arr + (factors_arr - 1.0) / 2.0
+    return verts, faces
+
+
+def _block_mean(mask: np.ndarray, factors: Sequence[int]) -> np.ndarray:
+    """Average a mask over blocks of ``factors`` voxels (the last blocks zero-padded)."""
+    pad = [(0, -n % f) for n, f in zip(mask.shape, factors, strict=True)]
+    padded = np.pad(mask.astype(np.float32), pad)
+    (a, b, c), (fa, fb, fc) = padded.shape, factors
+    blocks = padded.reshape(a // fa, fa, b // fb, fb, c // fc, fc)
+    return blocks.mean(axis=(1, 3, 5), dtype=np.float32)
+
+
+def _mesh_trace(xyz: np.ndarray, faces: np.ndarray) -> dict:
+    """A bare ``mesh3d`` dict from scene coordinates and triangle indices."""
+    xyz = np.round(np.asarray(xyz, dtype=np.float64), COORD_DECIMALS)
+    faces = np.asarray(faces, dtype=np.int64)
+    return {
+        "type": "mesh3d",
+        "x": xyz[:, 0].tolist(),
+        "y": xyz[:, 1].tolist(),
+        "z": xyz[:, 2].tolist(),
+        "i": faces[:, 0].tolist(),
+        "j": faces[:, 1].tolist(),
+        "k": faces[:, 2].tolist(),
+    }
