@@ -11,7 +11,7 @@ from PIL import Image
 
 from .palette import LabelClass, hex_to_rgb
 
-BOUNDARY_RGBA = (0, 255, 255, 150)
+BOUNDARY_RGBA = (0, 255, 255, 110)
 
 
 def label_palette(labels: Sequence[LabelClass]) -> np.ndarray:

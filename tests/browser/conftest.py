@@ -1,0 +1,107 @@
+"""A real annotator server (the console script) and headless Chromium driven by Playwright."""
+
+import os
+import queue
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+STARTUP_TIMEOUT_S = 180
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_serving(process: subprocess.Popen) -> None:
+    """Read the server's output until it says it is listening.
+
+    Fails when the process exits first or says nothing for ``STARTUP_TIMEOUT_S``.
+    """
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(
+        target=lambda: [lines.put(line) for line in process.stdout], daemon=True
+    ).start()
+    said = []
+    while True:
+        try:
+            line = lines.get(timeout=STARTUP_TIMEOUT_S)
+        except queue.Empty:
+            raise RuntimeError(
+                f"server silent for {STARTUP_TIMEOUT_S} s: {''.join(said)}"
+            ) from None
+        if line is None:
+            raise RuntimeError(f"server exited with {process.wait()}: {''.join(said)}")
+        said.append(line)
+        if "Running on" in line or "Listening at" in line:
+            return
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("superpixel-cache")
+
+
+@pytest.fixture(scope="session")
+def serve(cache_dir):
+    """Start ``superpixel-annotator [FILE]`` on a free port; returns its URL. Stopped at exit."""
+    processes = []
+
+    def start(*arguments: str) -> str:
+        port = free_port()
+        env = {**os.environ, "SUPERPIXEL_ANNOTATOR_CACHE": str(cache_dir)}
+        command = [sys.executable, "-m", "superpixel_annotator.cli", *arguments]
+        process = subprocess.Popen(
+            [*command, "--port", str(port)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        processes.append(process)
+        wait_until_serving(process)
+        return f"http://127.0.0.1:{port}/"
+
+    yield start
+    for process in processes:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip("Debian chromium is not installed (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    page = context.new_page()
+    page.console_errors = []
+    page.on("console", lambda m: m.type == "error" and page.console_errors.append(m.text))
+    page.on("pageerror", lambda error: page.console_errors.append(str(error)))
+    yield page
+    context.close()

@@ -1,0 +1,145 @@
+"""The annotator as a user meets it: headless Chromium, mouse strokes, keyboard, download."""
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from superpixel_annotator.app import sample_path
+from superpixel_annotator.volume import load_volume
+
+VIEW = "#annotator-view-{axis}"
+# The plot element of a view (Plotly drops its js-plotly-plot class while it redraws).
+PLOT = "(selector) => document.querySelector(selector + ' .dash-graph > div:last-child')"
+TIMEOUT_MS = 60_000
+
+# Width and height of the image in the view's first trace, once it is full resolution.
+FULL_SLICE = """
+async ([selector, width, height]) => {
+    const gd = (PLOT)(selector);
+    if (!gd || !gd.data || !gd.data.length || !gd.data[0].source) { return false; }
+    const image = new Image();
+    image.src = gd.data[0].source;
+    await image.decode();
+    const indicators = gd.data.filter((trace) => trace.type === 'scatter').length;
+    return image.naturalWidth === width && image.naturalHeight === height && indicators >= 2;
+}
+""".replace("PLOT", PLOT)
+HAS_ANNOTATION = """
+(selector) => {
+    const gd = (PLOT)(selector);
+    return Boolean(gd && gd.data && gd.data.some((trace) => trace.name === 'annotation'));
+}
+""".replace("PLOT", PLOT)
+NO_ANNOTATION = HAS_ANNOTATION.replace("return Boolean(", "return !Boolean(")
+NO_SHAPES = """
+(selector) => {
+    const gd = (PLOT)(selector);
+    return !(gd.layout.shapes && gd.layout.shapes.length);
+}
+""".replace("PLOT", PLOT)
+# Page coordinates of a point given in the view's data coordinates (mm).
+DATA_TO_PAGE = """
+([selector, x, y]) => {
+    const gd = (PLOT)(selector);
+    if (!gd || !gd._fullLayout || !gd._fullLayout.xaxis) { return null; }
+    const rect = gd.getBoundingClientRect();
+    const xaxis = gd._fullLayout.xaxis, yaxis = gd._fullLayout.yaxis;
+    return [rect.left + xaxis._offset + xaxis.d2p(x), rect.top + yaxis._offset + yaxis.d2p(y)];
+}
+""".replace("PLOT", PLOT)
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return load_volume(sample_path())
+
+
+@pytest.fixture(scope="module")
+def app_url(serve):
+    return serve()
+
+
+def open_annotator(page, url, sample):
+    page.goto(url)
+    for axis in range(3):
+        rows, cols = (sample.data.shape[a] for a in range(3) if a != axis)
+        page.wait_for_function(
+            FULL_SLICE, arg=[VIEW.format(axis=axis), cols, rows], timeout=TIMEOUT_MS
+        )
+
+
+def draw_stroke(page, axis, points_mm):
+    """Press, drag through ``points_mm`` (x, y in the view's mm) and release, as a user does."""
+    selector = VIEW.format(axis=axis)
+    pixels = [
+        page.wait_for_function(DATA_TO_PAGE, arg=[selector, x, y]).json_value()
+        for x, y in points_mm
+    ]
+    page.mouse.move(*pixels[0])
+    page.mouse.down()
+    for pixel in pixels[1:]:
+        page.mouse.move(*pixel, steps=8)
+    page.mouse.up()
+
+
+def stroke_across_coronal_plane(page, sample):
+    """A horizontal stroke on the middle axial slice along the row the coronal view shows."""
+    coronal_index = sample.data.shape[1] // 2
+    width_mm = sample.data.shape[2] * sample.spacing[2]
+    y = coronal_index * sample.spacing[1]
+    draw_stroke(page, 0, [(0.35 * width_mm, y), (0.5 * width_mm, y), (0.65 * width_mm, y)])
+
+
+def test_views_show_full_resolution_slices_and_indicators(page, app_url, sample):
+    # Catches dash-slicer under Dash 4 showing only 32-px thumbnails without explicit ranges.
+    open_annotator(page, app_url, sample)
+    assert not [e for e in page.console_errors if "TypeError" in e]
+
+
+def test_stroke_colours_superpixels_in_all_views_and_undo_redo(page, app_url, sample):
+    open_annotator(page, app_url, sample)
+    stroke_across_coronal_plane(page, sample)
+    for axis in (0, 1):
+        page.wait_for_function(HAS_ANNOTATION, arg=VIEW.format(axis=axis), timeout=TIMEOUT_MS)
+    page.wait_for_function(NO_SHAPES, arg=VIEW.format(axis=0), timeout=TIMEOUT_MS)
+
+    page.keyboard.press("Control+z")
+    for axis in (0, 1):
+        page.wait_for_function(NO_ANNOTATION, arg=VIEW.format(axis=axis), timeout=TIMEOUT_MS)
+
+    stroke_across_coronal_plane(page, sample)  # the very same stroke again counts again
+    page.wait_for_function(HAS_ANNOTATION, arg=VIEW.format(axis=0), timeout=TIMEOUT_MS)
+    page.click("#annotator-undo")
+    page.wait_for_function(NO_ANNOTATION, arg=VIEW.format(axis=0), timeout=TIMEOUT_MS)
+    page.click("#annotator-redo")
+    page.wait_for_function(HAS_ANNOTATION, arg=VIEW.format(axis=1), timeout=TIMEOUT_MS)
+
+
+def test_download_keeps_source_geometry(page, app_url, sample, tmp_path):
+    open_annotator(page, app_url, sample)
+    page.keyboard.press("2")  # the second label
+    stroke_across_coronal_plane(page, sample)
+    page.wait_for_function(HAS_ANNOTATION, arg=VIEW.format(axis=0), timeout=TIMEOUT_MS)
+    with page.expect_download(timeout=TIMEOUT_MS) as download:
+        page.click("#annotator-download-button")
+    assert download.value.suggested_filename == f"{sample.name}_segmentation.nii.gz"
+    path = tmp_path / download.value.suggested_filename
+    download.value.save_as(path)
+    saved = nib.load(path)
+    source = nib.load(sample_path())
+    np.testing.assert_allclose(saved.affine, source.affine)
+    assert saved.shape == source.shape
+    assert set(np.unique(np.asarray(saved.dataobj))) == {0, 2}
+
+
+def test_empty_download_says_so_and_tabs_do_not_share_strokes(browser, page, app_url, sample):
+    open_annotator(page, app_url, sample)
+    stroke_across_coronal_plane(page, sample)
+    page.wait_for_function(HAS_ANNOTATION, arg=VIEW.format(axis=0), timeout=TIMEOUT_MS)
+
+    other = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    open_annotator(other, app_url, sample)
+    assert other.evaluate(NO_ANNOTATION, VIEW.format(axis=0))
+    other.click("#annotator-download-button")
+    other.wait_for_selector("#annotator-message:has-text('Nothing to download')")
+    other.context.close()

@@ -1,0 +1,258 @@
+"""The Dash layer's callbacks, called as functions (no browser)."""
+
+import base64
+from contextvars import copy_context
+
+import dash
+import nibabel as nib
+import numpy as np
+import pytest
+from dash._callback_context import context_value
+from dash._utils import AttributeDict
+
+from superpixel_annotator.annotation import Annotation
+from superpixel_annotator.annotator import VolumeAnnotator, parse_stroke_path
+
+
+def call(function, trigger: str, *args, **kwargs):
+    """Run a callback function as Dash would after ``trigger`` (an ``id.prop``) changed."""
+
+    def run():
+        context_value.set(AttributeDict(triggered_inputs=[{"prop_id": trigger, "value": None}]))
+        return function(*args, **kwargs)
+
+    return copy_context().run(run)
+
+
+@pytest.fixture
+def annotator(small_case):
+    volume, superpixels = small_case
+    return VolumeAnnotator(dash.Dash(__name__), volume, id="ann", superpixels=superpixels)
+
+
+def stroke_path(annotator, axis, rows_cols):
+    """An SVG path in a view's mm coordinates for (row, col) voxel positions."""
+    geometry = annotator._view_geometry(axis)
+    points = [f"{c * geometry['dx']},{r * geometry['dy']}" for r, c in rows_cols]
+    return "M" + "L".join(points)
+
+
+def edit(annotator, state, *, axis=None, path=None, undo=False, redo=False, label=1, index=None):
+    """Call the edit callback for a stroke on the middle slice (or ``index``), undo or redo."""
+    relayouts = [None, None, None]
+    if undo or redo:
+        trigger = "ann-undo.n_clicks" if undo else "ann-redo.n_clicks"
+    else:
+        relayouts[axis] = {"shapes": [{"type": "path", "path": path}]}
+        trigger = f"{annotator.slicers[axis].graph.id}.relayoutData"
+    return call(
+        annotator.edit,
+        trigger,
+        relayouts=relayouts,
+        undo=1,
+        redo=1,
+        indices=[
+            annotator.volume.data.shape[a] // 2 if index is None or a != axis else index
+            for a in range(3)
+        ],
+        label=label,
+        state=state,
+    )
+
+
+def apply_patch(slices: list, patch) -> list:
+    """What the browser does with a ``dash.Patch`` of assignments to list items."""
+    slices = list(slices)
+    if patch is dash.no_update:
+        return slices
+    for operation in patch.to_plotly_json()["operations"]:
+        assert operation["operation"] == "Assign"
+        (index,) = operation["location"]
+        slices[index] = operation["params"]["value"]
+    return slices
+
+
+def full_render(annotator, state, axis):
+    annotation = Annotation.from_state(annotator.superpixels, state)
+    return [
+        annotator.overlay_uri(annotation, axis, index)
+        for index in range(annotator.volume.data.shape[axis])
+    ]
+
+
+def test_patched_overlays_equal_full_render_after_strokes_and_undos(annotator):
+    shape = annotator.volume.data.shape
+    client = [[None] * shape[axis] for axis in range(3)]
+    state = None
+    rng = np.random.default_rng(7)
+    for step in range(25):
+        action = rng.choice(["stroke", "stroke", "undo", "redo"])
+        if action == "stroke":
+            axis = int(rng.integers(3))
+            rows, cols = (shape[a] for a in range(3) if a != axis)
+            points = rng.uniform(0, [rows, cols], size=(int(rng.integers(1, 4)), 2))
+            result = edit(
+                annotator,
+                state,
+                axis=axis,
+                path=stroke_path(annotator, axis, points),
+                label=int(rng.choice([0, 1, 2, 3])),
+            )
+        else:
+            result = edit(annotator, state, undo=action == "undo", redo=action == "redo")
+        if result["state"] is not dash.no_update:
+            state = result["state"]
+        for axis in range(3):
+            client[axis] = apply_patch(client[axis], result["slices"][axis])
+            assert client[axis] == full_render(annotator, state, axis), (step, action, axis)
+    assert state is not None
+
+
+def test_stroke_sends_only_touched_slices_and_clears_the_drawn_line(annotator):
+    # A stroke in the first block row: those superpixels end at slice 3 of 6 along axis 0.
+    path = stroke_path(annotator, 0, [(1, 1), (1, 16)])
+    result = edit(annotator, None, axis=0, path=path, index=1)
+    axial_patch = result["slices"][0].to_plotly_json()["operations"]
+    assert sorted(op["location"][0] for op in axial_patch) == [0, 1, 2]
+    figure_patch = result["figures"][0].to_plotly_json()["operations"]
+    assert figure_patch[0]["location"] == ["layout", "shapes"]
+    assert figure_patch[0]["params"]["value"] == []
+    assert result["relayouts"] == [None, dash.no_update, dash.no_update]
+    assert result["show_message"] is False
+
+
+@pytest.mark.parametrize(
+    ("path", "label", "index"),
+    [
+        ("not a path", 1, None),
+        ("M1,2L3", 1, None),
+        ("M" + "1," * 200_000, 1, None),
+        ("M1e400,2L3,4", 1, None),
+        ("M1,2L3,4", 99, None),
+        ("M1,2L3,4", "1", None),
+        ("M1,2L3,4", 1, 10_000),
+        ("M1,2L3,4", 1, "3"),
+    ],
+    ids=["text", "odd", "huge", "overflow", "label", "label-str", "index", "index-str"],
+)
+def test_malformed_strokes_are_refused_without_touching_the_annotation(
+    annotator, path, label, index
+):
+    state = edit(annotator, None, axis=0, path=stroke_path(annotator, 0, [(7, 7)]))["state"]
+    result = call(
+        annotator.edit,
+        f"{annotator.slicers[0].graph.id}.relayoutData",
+        relayouts=[{"shapes": [{"path": path}]}, None, None],
+        undo=None,
+        redo=None,
+        indices=[3 if index is None else index, 7, 9],
+        label=label,
+        state=state,
+    )
+    assert result["state"] is dash.no_update  # the state is not replaced
+    assert result["slices"] == [dash.no_update] * 3
+    assert result["message"].startswith("Stroke ignored") and result["show_message"] is True
+
+
+def test_far_away_coordinates_are_clipped_not_expanded(annotator):
+    row_mm = 7 * annotator._view_geometry(0)["dy"]
+    path = f"M-1e300,{row_mm}L1e300,{row_mm}"
+    result = edit(annotator, None, axis=0, path=path)
+    annotation = Annotation.from_state(annotator.superpixels, result["state"])
+    assert annotation.superpixel_labels.any()
+
+
+@pytest.mark.parametrize("state", ["garbage", "x" * 1_000_000, 12], ids=["text", "huge", "int"])
+def test_malformed_state_is_refused_with_a_message(annotator, state):
+    result = edit(annotator, state, axis=0, path=stroke_path(annotator, 0, [(7, 7)]))
+    assert result["state"] is dash.no_update
+    assert "refused" in result["message"] and result["show_message"] is True
+
+
+def test_relayout_without_a_new_shape_changes_nothing(annotator):
+    zoom = {"xaxis.range[0]": 1, "xaxis.range[1]": 5}
+    with pytest.raises(dash.exceptions.PreventUpdate):
+        call(
+            annotator.edit,
+            f"{annotator.slicers[1].graph.id}.relayoutData",
+            relayouts=[None, zoom, None],
+            undo=None,
+            redo=None,
+            indices=[3, 7, 9],
+            label=1,
+            state=None,
+        )
+
+
+def test_download_writes_source_geometry(annotator, tmp_path):
+    state = edit(annotator, None, axis=0, path=stroke_path(annotator, 0, [(7, 4), (7, 13)]))[
+        "state"
+    ]
+    sent, message, is_open = call(annotator.download, "ann-download-button.n_clicks", 1, state)
+    assert sent["filename"] == "small_segmentation.nii.gz"
+    path = tmp_path / sent["filename"]
+    path.write_bytes(base64.b64decode(sent["content"]))
+    image = nib.load(path)
+    np.testing.assert_allclose(image.affine, annotator.volume.affine)
+    expected = annotator.volume.to_source(
+        Annotation.from_state(annotator.superpixels, state).label_volume()
+    )
+    np.testing.assert_array_equal(np.asarray(image.dataobj), expected)
+
+
+def test_download_of_empty_annotation_says_so(annotator):
+    sent, message, is_open = call(annotator.download, "ann-download-button.n_clicks", 1, None)
+    assert sent is dash.no_update and "empty" in message and is_open
+
+
+def test_boundaries_follow_the_slice_and_skip_when_hidden(annotator):
+    boundary = annotator._boundary_callback(0)
+    result = boundary({"index": 2}, True, None)
+    assert result["index"] == 2 and result["uri"].startswith("data:image/png")
+    with pytest.raises(dash.exceptions.PreventUpdate):
+        boundary({"index": 2}, False, None)
+    with pytest.raises(dash.exceptions.PreventUpdate):
+        boundary({"index": 2}, True, result)
+    with pytest.raises(dash.exceptions.PreventUpdate):
+        boundary({"index": "2; drop"}, True, None)
+
+
+def test_3d_view_has_outline_and_one_mesh_per_label(annotator):
+    state = edit(annotator, None, axis=0, path=stroke_path(annotator, 0, [(7, 4), (7, 13)]))[
+        "state"
+    ]
+    state = edit(annotator, state, axis=0, path=stroke_path(annotator, 0, [(10, 4)]), label=2)[
+        "state"
+    ]
+    figure = annotator.figure_3d(state, True)
+    names = [trace.name for trace in figure.data]
+    assert len(figure.data) == 3, names
+    assert annotator.figure_3d(state, False).data == ()
+
+
+def test_two_instances_in_one_app_do_not_clash(small_case):
+    volume, superpixels = small_case
+    app = dash.Dash(__name__)
+    first = VolumeAnnotator(app, volume, id="first", superpixels=superpixels)
+    second = VolumeAnnotator(app, volume, id="second", superpixels=superpixels)
+    app.layout = dash.html.Div([first.layout, second.layout])
+    ids = []
+
+    def collect(component):
+        if getattr(component, "id", None) is not None:
+            ids.append(str(component.id))
+        children = getattr(component, "children", None)
+        for child in children if isinstance(children, list) else [children]:
+            if hasattr(child, "to_plotly_json"):
+                collect(child)
+
+    collect(app.layout)
+    assert len(ids) == len(set(ids))
+    outputs = [key for key in app.callback_map]
+    assert len(outputs) == len(set(outputs))
+
+
+def test_parse_stroke_path():
+    np.testing.assert_array_equal(parse_stroke_path("M1.5,2L3,-4e1"), [[1.5, 2], [3, -40]])
+    with pytest.raises(ValueError):
+        parse_stroke_path(None)
