@@ -6,6 +6,7 @@ import pytest
 
 from superpixel_annotator.superpixels import Superpixels
 from superpixel_annotator.volume import Volume
+from superpixel_blocks import block_superpixels
 
 REPO = Path(__file__).resolve().parents[1]
 BRATS_DIR = REPO.parent / "shared" / "data" / "brats2013"
@@ -31,15 +32,6 @@ def oblique_affine() -> np.ndarray:
             [0.0, 0.0, 0.0, 1.0],
         ]
     )
-
-
-def block_superpixels(shape=(4, 12, 12), block=3) -> Superpixels:
-    """Blocks of ``block`` voxels in-plane spanning all slices; the outer ring is background."""
-    _, y, x = np.indices(shape)
-    labels = 1 + (y // block) * (shape[2] // block) + (x // block)
-    labels[:, 0, :] = labels[:, -1, :] = labels[:, :, 0] = labels[:, :, -1] = 0
-    _, labels = np.unique(labels, return_inverse=True)
-    return Superpixels.from_labels(labels.reshape(shape).astype(np.int32), params={})
 
 
 @pytest.fixture

@@ -1,12 +1,12 @@
 import numpy as np
 import pytest
 
-from conftest import block_superpixels
 from superpixel_annotator.annotation import (
     Annotation,
     AnnotationStateError,
     polyline_voxels,
 )
+from superpixel_blocks import block_superpixels
 
 
 def test_polyline_passes_through_all_voxels_between_vertices():
