@@ -32,6 +32,16 @@ def sample_path() -> Path:
     return resource_dir("sample_data") / SAMPLE_FILE
 
 
+def use_local_bootstrap(app: dash.Dash) -> None:
+    """Serve Bootstrap 5's stylesheet from this server and link it, so pages work offline."""
+    app.server.add_url_rule(
+        BOOTSTRAP_ROUTE,
+        "superpixel_annotator_bootstrap",
+        lambda: flask.send_file(_BOOTSTRAP_CSS, mimetype="text/css", max_age=86400),
+    )
+    app.config.external_stylesheets.append(BOOTSTRAP_ROUTE)
+
+
 def create_app(volume: Volume | str | os.PathLike | None = None, **options: Any) -> dash.Dash:
     """Build the standalone annotator app.
 
@@ -54,13 +64,8 @@ def create_app(volume: Volume | str | os.PathLike | None = None, **options: Any)
         update_title=None,
         compress=True,
         assets_folder=str(resource_dir("assets")),
-        external_stylesheets=[BOOTSTRAP_ROUTE],
     )
-    app.server.add_url_rule(
-        BOOTSTRAP_ROUTE,
-        "superpixel_annotator_bootstrap",
-        lambda: flask.send_file(_BOOTSTRAP_CSS, mimetype="text/css", max_age=86400),
-    )
+    use_local_bootstrap(app)
     annotator = VolumeAnnotator(app, volume, id="annotator", **options)
     app.layout = dbc.Container(
         [

@@ -60,13 +60,17 @@ def cache_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def serve(cache_dir):
-    """Start ``superpixel-annotator [FILE]`` on a free port; returns its URL. Stopped at exit."""
+    """Start a server on a free port and return its URL; all are stopped at the end.
+
+    By default the ``superpixel-annotator`` console script; ``program`` names another
+    Python script that takes ``--port``.
+    """
     processes = []
 
-    def start(*arguments: str) -> str:
+    def start(*arguments: str, program: tuple = ("-m", "superpixel_annotator.cli")) -> str:
         port = free_port()
         env = {**os.environ, "SUPERPIXEL_ANNOTATOR_CACHE": str(cache_dir)}
-        command = [sys.executable, "-m", "superpixel_annotator.cli", *arguments]
+        command = [sys.executable, *program, *arguments]
         process = subprocess.Popen(
             [*command, "--port", str(port)],
             env=env,

@@ -7,9 +7,10 @@ import pytest
 from superpixel_annotator.app import sample_path
 from superpixel_annotator.volume import load_volume
 
-VIEW = "#annotator-view-{axis}"
+VIEW = "#{annotator}-view-{axis}"
 # The plot element of a view (Plotly drops its js-plotly-plot class while it redraws).
 PLOT = "(selector) => document.querySelector(selector + ' .dash-graph > div:last-child')"
+ANNOTATOR = "annotator"  # the id create_app gives its annotator
 TIMEOUT_MS = 60_000
 
 # Width and height of the image in the view's first trace, once it is full resolution.
@@ -49,6 +50,11 @@ DATA_TO_PAGE = """
 """.replace("PLOT", PLOT)
 
 
+def view(axis: int, annotator: str = ANNOTATOR) -> str:
+    """The CSS selector of one slice view of an annotator."""
+    return VIEW.format(annotator=annotator, axis=axis)
+
+
 @pytest.fixture(scope="module")
 def sample():
     return load_volume(sample_path())
@@ -59,18 +65,19 @@ def app_url(serve):
     return serve()
 
 
-def open_annotator(page, url, sample):
+def open_annotator(page, url, sample, annotators=(ANNOTATOR,)):
+    """Load the page and wait until every view of the annotators shows a full slice."""
     page.goto(url)
-    for axis in range(3):
-        rows, cols = (sample.data.shape[a] for a in range(3) if a != axis)
-        page.wait_for_function(
-            FULL_SLICE, arg=[VIEW.format(axis=axis), cols, rows], timeout=TIMEOUT_MS
-        )
+    for annotator in annotators:
+        for axis in range(3):
+            rows, cols = (sample.data.shape[a] for a in range(3) if a != axis)
+            selector = view(axis, annotator)
+            page.wait_for_function(FULL_SLICE, arg=[selector, cols, rows], timeout=TIMEOUT_MS)
 
 
-def draw_stroke(page, axis, points_mm):
+def draw_stroke(page, axis, points_mm, annotator=ANNOTATOR):
     """Press, drag through ``points_mm`` (x, y in the view's mm) and release, as a user does."""
-    selector = VIEW.format(axis=axis)
+    selector = view(axis, annotator)
     pixels = [
         page.wait_for_function(DATA_TO_PAGE, arg=[selector, x, y]).json_value()
         for x, y in points_mm
@@ -82,12 +89,13 @@ def draw_stroke(page, axis, points_mm):
     page.mouse.up()
 
 
-def stroke_across_coronal_plane(page, sample):
+def stroke_across_coronal_plane(page, sample, annotator=ANNOTATOR):
     """A horizontal stroke on the middle axial slice along the row the coronal view shows."""
     coronal_index = sample.data.shape[1] // 2
     width_mm = sample.data.shape[2] * sample.spacing[2]
     y = coronal_index * sample.spacing[1]
-    draw_stroke(page, 0, [(0.35 * width_mm, y), (0.5 * width_mm, y), (0.65 * width_mm, y)])
+    points = [(0.35 * width_mm, y), (0.5 * width_mm, y), (0.65 * width_mm, y)]
+    draw_stroke(page, 0, points, annotator)
 
 
 def test_views_show_full_resolution_slices_and_indicators(page, app_url, sample):
@@ -100,26 +108,26 @@ def test_stroke_colours_superpixels_in_all_views_and_undo_redo(page, app_url, sa
     open_annotator(page, app_url, sample)
     stroke_across_coronal_plane(page, sample)
     for axis in (0, 1):
-        page.wait_for_function(HAS_ANNOTATION, arg=VIEW.format(axis=axis), timeout=TIMEOUT_MS)
-    page.wait_for_function(NO_SHAPES, arg=VIEW.format(axis=0), timeout=TIMEOUT_MS)
+        page.wait_for_function(HAS_ANNOTATION, arg=view(axis), timeout=TIMEOUT_MS)
+    page.wait_for_function(NO_SHAPES, arg=view(0), timeout=TIMEOUT_MS)
 
     page.keyboard.press("Control+z")
     for axis in (0, 1):
-        page.wait_for_function(NO_ANNOTATION, arg=VIEW.format(axis=axis), timeout=TIMEOUT_MS)
+        page.wait_for_function(NO_ANNOTATION, arg=view(axis), timeout=TIMEOUT_MS)
 
     stroke_across_coronal_plane(page, sample)  # the very same stroke again counts again
-    page.wait_for_function(HAS_ANNOTATION, arg=VIEW.format(axis=0), timeout=TIMEOUT_MS)
+    page.wait_for_function(HAS_ANNOTATION, arg=view(0), timeout=TIMEOUT_MS)
     page.click("#annotator-undo")
-    page.wait_for_function(NO_ANNOTATION, arg=VIEW.format(axis=0), timeout=TIMEOUT_MS)
+    page.wait_for_function(NO_ANNOTATION, arg=view(0), timeout=TIMEOUT_MS)
     page.click("#annotator-redo")
-    page.wait_for_function(HAS_ANNOTATION, arg=VIEW.format(axis=1), timeout=TIMEOUT_MS)
+    page.wait_for_function(HAS_ANNOTATION, arg=view(1), timeout=TIMEOUT_MS)
 
 
 def test_download_keeps_source_geometry(page, app_url, sample, tmp_path):
     open_annotator(page, app_url, sample)
     page.keyboard.press("2")  # the second label
     stroke_across_coronal_plane(page, sample)
-    page.wait_for_function(HAS_ANNOTATION, arg=VIEW.format(axis=0), timeout=TIMEOUT_MS)
+    page.wait_for_function(HAS_ANNOTATION, arg=view(0), timeout=TIMEOUT_MS)
     with page.expect_download(timeout=TIMEOUT_MS) as download:
         page.click("#annotator-download-button")
     assert download.value.suggested_filename == f"{sample.name}_segmentation.nii.gz"
@@ -135,11 +143,11 @@ def test_download_keeps_source_geometry(page, app_url, sample, tmp_path):
 def test_empty_download_says_so_and_tabs_do_not_share_strokes(browser, page, app_url, sample):
     open_annotator(page, app_url, sample)
     stroke_across_coronal_plane(page, sample)
-    page.wait_for_function(HAS_ANNOTATION, arg=VIEW.format(axis=0), timeout=TIMEOUT_MS)
+    page.wait_for_function(HAS_ANNOTATION, arg=view(0), timeout=TIMEOUT_MS)
 
     other = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
     open_annotator(other, app_url, sample)
-    assert other.evaluate(NO_ANNOTATION, VIEW.format(axis=0))
+    assert other.evaluate(NO_ANNOTATION, view(0))
     other.click("#annotator-download-button")
     other.wait_for_selector("#annotator-message:has-text('Nothing to download')")
     other.context.close()
