@@ -59,7 +59,8 @@ zoom; pick *Draw open freeform* to draw again.
 """
 
 _COMPOSE_OVERLAYS = """
-function(index, annotationSlices, boundary, showBoundaries, showAnnotation, opacity, geometry) {
+function(index, annotationSlices, boundary, showBoundaries, showAnnotation, opacity, geometry,
+         current) {
     const traces = [];
     const base = {type: 'image', hoverinfo: 'skip', x0: geometry.x0, y0: geometry.y0,
                   dx: geometry.dx, dy: geometry.dy};
@@ -70,7 +71,9 @@ function(index, annotationSlices, boundary, showBoundaries, showAnnotation, opac
     if (showBoundaries && boundary && boundary.index === index && boundary.uri) {
         traces.push({...base, source: boundary.uri, name: 'superpixels'});
     }
-    return traces;
+    // An unchanged overlay must not cost the view a redraw.
+    const key = (list) => JSON.stringify((list || []).map((t) => [t.name, t.source, t.opacity]));
+    return key(traces) === key(current) ? window.dash_clientside.no_update : traces;
 }
 """
 
@@ -474,6 +477,7 @@ class VolumeAnnotator:
                 Input(part("show-annotation"), "value"),
                 Input(part("opacity"), "value"),
                 State(part(f"geometry-{axis}"), "data"),
+                State(slicer.extra_traces.id, "data"),
             )
 
         app.callback(
@@ -629,7 +633,9 @@ class VolumeAnnotator:
     def figure_3d(self, state, show):
         """The 3D view: one mesh per label inside a faint outline of the head."""
         if not show:
-            return go.Figure(layout={"template": "plotly_dark"})
+            if ctx.triggered_id == self._part("annotation"):
+                raise dash.exceptions.PreventUpdate  # hidden: no meshes to compute or send
+            return go.Figure()
         try:
             annotation = self.annotation_from(state)
         except AnnotationStateError:
