@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .overlays import section
 from .superpixels import Superpixels
 
 MAX_LABEL = 255
@@ -86,9 +87,9 @@ class Annotation:
 
     def superpixels_on_stroke(self, axis: int, index: int, points: np.ndarray) -> np.ndarray:
         """Ids of the superpixels a polyline on one slice passes through (background excluded)."""
-        section = np.take(self.superpixels.labels, index, axis=axis)
-        rows, cols = polyline_voxels(points, section.shape).T
-        ids = np.unique(section[rows, cols])
+        superpixel_section = section(self.superpixels.labels, axis, index)
+        rows, cols = polyline_voxels(points, superpixel_section.shape).T
+        ids = np.unique(superpixel_section[rows, cols])
         return ids[ids > 0]
 
     def paint(self, axis: int, index: int, points: np.ndarray, label: int) -> np.ndarray:

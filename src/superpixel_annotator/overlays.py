@@ -35,8 +35,8 @@ def indexed_png_uri(indexed: np.ndarray, rgba_table: np.ndarray) -> str | None:
 
 
 def section(volume: np.ndarray, axis: int, index: int) -> np.ndarray:
-    """The 2D slice ``index`` along ``axis`` of a 3D array."""
-    return np.take(volume, index, axis=axis)
+    """The 2D slice ``index`` along ``axis`` of a 3D array, as a view (no copy)."""
+    return volume[(slice(None),) * axis + (index,)]
 
 
 def label_section_uri(
