@@ -13,16 +13,25 @@ PLOT = "(selector) => document.querySelector(selector + ' .dash-graph > div:last
 ANNOTATOR = "annotator"  # the id create_app gives its annotator
 TIMEOUT_MS = 60_000
 
-# Width and height of the image in the view's first trace, once it is full resolution.
+# True once the view's first trace shows a full-resolution slice (image size width x height)
+# and the position indicators of the other views. Synchronous on purpose: wait_for_function
+# takes a returned Promise for a truthy value. Image sizes are decoded once, in the background.
 FULL_SLICE = """
-async ([selector, width, height]) => {
+([selector, width, height]) => {
     const gd = (PLOT)(selector);
     if (!gd || !gd.data || !gd.data.length || !gd.data[0].source) { return false; }
-    const image = new Image();
-    image.src = gd.data[0].source;
-    await image.decode();
+    const sizes = window._testImageSizes = window._testImageSizes || new Map();
+    const source = gd.data[0].source;
+    if (!sizes.has(source)) {
+        sizes.set(source, null);
+        const image = new Image();
+        image.onload = () => sizes.set(source, [image.naturalWidth, image.naturalHeight]);
+        image.src = source;
+        return false;
+    }
+    const size = sizes.get(source);
     const indicators = gd.data.filter((trace) => trace.type === 'scatter').length;
-    return image.naturalWidth === width && image.naturalHeight === height && indicators >= 2;
+    return size !== null && size[0] === width && size[1] === height && indicators >= 2;
 }
 """.replace("PLOT", PLOT)
 HAS_ANNOTATION = """
