@@ -1,3 +1,7 @@
+import base64
+import io
+import zlib
+
 import numpy as np
 import pytest
 
@@ -6,6 +10,7 @@ from superpixel_annotator.annotation import (
     AnnotationStateError,
     polyline_voxels,
 )
+from superpixel_annotator.superpixels import Superpixels
 from superpixel_blocks import block_superpixels
 
 
@@ -119,3 +124,33 @@ def test_state_of_other_superpixels_is_refused():
     state = Annotation(block_superpixels()).to_state()
     with pytest.raises(AnnotationStateError):
         Annotation.from_state(block_superpixels(shape=(4, 15, 15)), state)
+
+
+def test_paint_selects_coarse_regions_by_default_and_fine_superpixels_on_request():
+    fine = block_superpixels()
+    # Coarse regions: pairs of horizontally neighbouring blocks (ids 1-2, 3-4, ...).
+    coarse = np.concatenate([[0], (np.arange(fine.count) // 2) + 1])
+    superpixels = Superpixels.from_labels(fine.labels, params={}, coarse=coarse)
+    annotation = Annotation(superpixels)
+    one = superpixels.labels[0, 4, 4]
+    pair = np.flatnonzero(coarse == coarse[one])
+    np.testing.assert_array_equal(np.sort(annotation.paint(0, 0, [(4, 4)], 1)), pair)
+    annotation.undo()
+    np.testing.assert_array_equal(annotation.paint(0, 0, [(4, 4)], 1, level="fine"), [one])
+    with pytest.raises(ValueError, match="level"):
+        annotation.paint(0, 0, [(4, 4)], 1, level="medium")
+
+
+def test_state_without_fill_flags_is_read_as_user_steps():
+    annotation = Annotation(block_superpixels())
+    annotation.paint(0, 0, [(4, 4)], 1)
+    raw = zlib.decompress(base64.b64decode(annotation.to_state()))
+    with np.load(io.BytesIO(raw)) as stored:
+        arrays = {k: stored[k] for k in stored.files if not k.endswith("_filled")}
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    old = base64.b64encode(zlib.compress(buffer.getvalue())).decode("ascii")
+    restored = Annotation.from_state(annotation.superpixels, old)
+    np.testing.assert_array_equal(restored.superpixel_labels, annotation.superpixel_labels)
+    labelled, _ = restored.user_marks()
+    np.testing.assert_array_equal(labelled, annotation.superpixel_labels > 0)

@@ -6,10 +6,13 @@ from scipy import ndimage as ndi
 
 from superpixel_annotator import superpixels as sp
 from superpixel_annotator.superpixels import (
+    Superpixels,
     achievable_segmentation_accuracy,
     compute_superpixels,
     head_mask,
     load_or_compute_superpixels,
+    merge_regions,
+    superpixel_adjacency,
 )
 from superpixel_annotator.volume import Volume, load_volume
 
@@ -132,6 +135,57 @@ def test_superpixels_follow_an_intensity_edge():
     assert ours > achievable_segmentation_accuracy(grid_labels(head, 4), lesion) + 0.1
 
 
+def test_adjacency_matches_brute_force():
+    labels = np.random.default_rng(2).integers(0, 6, (5, 6, 7)).astype(np.int32)
+    expected = set()
+    for axis in range(3):
+        a = np.moveaxis(labels, axis, 0)
+        for x, y in zip(a[:-1].ravel(), a[1:].ravel(), strict=True):
+            if x and y and x != y:
+                expected.add((min(x, y), max(x, y)))
+    pairs = superpixel_adjacency(labels)
+    assert pairs.dtype == np.int64
+    assert [tuple(p) for p in pairs] == sorted(expected)
+
+
+def test_merge_limits_similarity_span_and_volume():
+    # A row of 8 supervoxels of 2 voxels each, means rising by 0.2 at each step.
+    labels = np.repeat(np.arange(1, 9), 2).reshape(1, 1, 16).astype(np.int32)
+    image = (labels - 1) * 0.2
+    assert len(set(merge_regions(labels, image, 1.0, 9.0, 100)[1:])) == 1
+    coarse = merge_regions(labels, image, 1.0, 0.5, 100)  # at most 3 steps of 0.2 per region
+    assert coarse[0] == 0
+    assert all(np.ptp(image.ravel()[coarse[labels.ravel()] == c]) <= 0.5 for c in coarse[1:])
+    assert len(set(coarse[1:])) == 3
+    assert len(set(merge_regions(labels, image, 0.1, 9.0, 100)[1:])) == 8
+    sizes = np.bincount(merge_regions(labels, image, 1.0, 9.0, 5)[labels.ravel()])
+    assert sizes[1:].max() <= 5
+
+
+def test_coarse_regions_are_unions_that_follow_an_intensity_edge():
+    volume, _, lesion = skull_stripped()
+    result = compute_superpixels(volume)
+    coarse = result.coarse
+    assert coarse.dtype == np.int32 and coarse.shape == (result.count + 1,)
+    assert coarse[0] == 0
+    np.testing.assert_array_equal(np.unique(coarse), np.arange(coarse.max() + 1))
+    assert coarse.max() < result.count / 4
+    coarse_labels = coarse[result.labels]
+    assert achievable_segmentation_accuracy(coarse_labels, lesion) > 0.85
+    for k, box in enumerate(ndi.find_objects(coarse_labels), start=1):
+        assert ndi.label(coarse_labels[box] == k)[1] == 1
+
+
+def test_members_of_coarse_regions():
+    labels = np.arange(1, 5, dtype=np.int32).reshape(1, 1, 4)
+    fine = Superpixels.from_labels(labels, params={})
+    np.testing.assert_array_equal(fine.members([0, 3, 3]), [3])
+    coarse = Superpixels.from_labels(labels, params={}, coarse=[0, 1, 1, 2, 2])
+    np.testing.assert_array_equal(coarse.members([3]), [3, 4])
+    np.testing.assert_array_equal(coarse.members([1, 4]), [1, 2, 3, 4])
+    assert coarse.members([]).size == 0
+
+
 def test_constant_image_has_no_superpixels():
     volume = display_volume(np.zeros((8, 9, 10)))
     result = compute_superpixels(volume)
@@ -174,6 +228,7 @@ def test_cache_round_trip(tmp_path, monkeypatch):
     second = load_or_compute_superpixels(volume, tmp_path, size=5)
     np.testing.assert_array_equal(second.labels, first.labels)
     np.testing.assert_array_equal(second.extents, first.extents)
+    np.testing.assert_array_equal(second.coarse, first.coarse)
     assert second.params == first.params and second.count == first.count
 
 

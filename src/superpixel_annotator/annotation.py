@@ -11,13 +11,16 @@ import base64
 import binascii
 import io
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from .autofill import DEFAULT_ENRICHMENT, grow_labels, superpixel_graph
 from .overlays import section
 from .superpixels import Superpixels
 
+LEVELS = ("coarse", "fine")
 MAX_LABEL = 255
 MAX_HISTORY = 200
 _SAMPLES_PER_VOXEL = 4
@@ -29,11 +32,15 @@ class AnnotationStateError(ValueError):
 
 @dataclass(frozen=True)
 class Change:
-    """One undoable step: superpixels ``ids`` went from ``before`` to ``after``."""
+    """One undoable step: superpixels ``ids`` went from ``before`` to ``after``.
+
+    ``filled`` marks a step of :meth:`Annotation.autofill` rather than of the user.
+    """
 
     ids: np.ndarray
     before: np.ndarray
     after: np.ndarray
+    filled: bool = False
 
 
 def polyline_voxels(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -85,15 +92,26 @@ class Annotation:
     def can_redo(self) -> bool:
         return bool(self._redo)
 
-    def superpixels_on_stroke(self, axis: int, index: int, points: np.ndarray) -> np.ndarray:
-        """Ids of the superpixels a polyline on one slice passes through (background excluded)."""
+    def superpixels_on_stroke(
+        self, axis: int, index: int, points: np.ndarray, level: str = "coarse"
+    ) -> np.ndarray:
+        """Ids of the superpixels a polyline on one slice selects (background excluded).
+
+        At the ``"fine"`` level, those it passes through; at the ``"coarse"`` level, every
+        superpixel of the coarse regions it passes through (the same without a coarse level).
+        """
+        if level not in LEVELS:
+            raise ValueError(f"level must be one of {LEVELS}, not {level!r}")
         superpixel_section = section(self.superpixels.labels, axis, index)
         rows, cols = polyline_voxels(points, superpixel_section.shape).T
         ids = np.unique(superpixel_section[rows, cols])
-        return ids[ids > 0]
+        ids = ids[ids > 0]
+        return self.superpixels.members(ids) if level == "coarse" else ids
 
-    def paint(self, axis: int, index: int, points: np.ndarray, label: int) -> np.ndarray:
-        """Give ``label`` to every superpixel the stroke crosses; ``label=0`` erases.
+    def paint(
+        self, axis: int, index: int, points: np.ndarray, label: int, level: str = "coarse"
+    ) -> np.ndarray:
+        """Give ``label`` to every superpixel the stroke selects; ``label=0`` erases.
 
         Parameters
         ----------
@@ -105,6 +123,8 @@ class Annotation:
             The stroke as (row, col) voxel coordinates within that slice.
         label : int
             The label value, 0 to erase.
+        level : {"coarse", "fine"}
+            Select whole coarse regions (the default) or only the superpixels crossed.
 
         Returns
         -------
@@ -118,23 +138,94 @@ class Annotation:
             raise ValueError(f"slice index {index} is outside the volume along axis {axis}")
         if not 0 <= label <= MAX_LABEL:
             raise ValueError(f"label must be between 0 and {MAX_LABEL}, not {label}")
-        ids = self.superpixels_on_stroke(axis, index, points)
+        ids = self.superpixels_on_stroke(axis, index, points, level)
         ids = ids[self.superpixel_labels[ids] != label]
         if ids.size == 0:
             return ids
         self._record(Change(ids, self.superpixel_labels[ids], np.full(ids.size, label, np.uint8)))
         return ids
 
-    def set_superpixel_labels(self, superpixel_labels: np.ndarray) -> np.ndarray:
-        """Replace all labels in one undoable step; returns the ids that changed."""
+    def set_superpixel_labels(
+        self, superpixel_labels: np.ndarray, filled: bool = False
+    ) -> np.ndarray:
+        """Replace all labels in one undoable step; returns the ids that changed.
+
+        ``filled`` records the step as an automatic fill rather than the user's labels.
+        """
         new = np.asarray(superpixel_labels, dtype=np.uint8)
         if new.shape != self.superpixel_labels.shape:
             raise ValueError(f"expected {self.superpixel_labels.shape} labels, got {new.shape}")
         ids = np.flatnonzero(new != self.superpixel_labels)
         ids = ids[ids > 0]
         if ids.size:
-            self._record(Change(ids, self.superpixel_labels[ids], new[ids]))
+            self._record(Change(ids, self.superpixel_labels[ids], new[ids], filled))
         return ids
+
+    def user_marks(self) -> tuple[np.ndarray, np.ndarray]:
+        """Which superpixels the user labelled and which the user erased.
+
+        Read from the undo history: the last step touching a superpixel decides. Labelled
+        superpixels that no recorded step touched count as the user's.
+
+        Returns
+        -------
+        labelled, erased : ndarray of bool, shape (count + 1,)
+            Superpixels holding a label the user set, and those the user set to 0.
+        """
+        by_user = np.ones(self.superpixel_labels.shape, bool)
+        erased = np.zeros(self.superpixel_labels.shape, bool)
+        for change in self._undo:
+            by_user[change.ids] = not change.filled
+            erased[change.ids] = (change.after == 0) & (not change.filled)
+        return by_user & (self.superpixel_labels > 0), erased
+
+    def autofill_labels(
+        self, intensities: Sequence[np.ndarray], enrichment: float = DEFAULT_ENRICHMENT
+    ) -> np.ndarray:
+        """The labels :meth:`autofill` would set, without changing anything (a preview).
+
+        Parameters
+        ----------
+        intensities : sequence of ndarray
+            One intensity volume per loaded modality, each of the superpixels' shape. Their
+            per-superpixel statistics are computed once and cached (by array identity).
+        enrichment : float
+            How many times more frequent a superpixel's mean intensities must be among the
+            labelled superpixels than in the whole head for it to be filled (see
+            :func:`grow_labels`).
+
+        Returns
+        -------
+        ndarray of uint8, shape (count + 1,)
+            Proposed label of every superpixel (the input of :meth:`set_superpixel_labels`).
+        """
+        labelled, erased = self.user_marks()
+        seeds = np.where(labelled, self.superpixel_labels, 0).astype(np.uint8)
+        graph = superpixel_graph(self.superpixels, intensities)
+        return grow_labels(graph, seeds, erased, enrichment)
+
+    def autofill(
+        self, intensities: Sequence[np.ndarray], enrichment: float = DEFAULT_ENRICHMENT
+    ) -> np.ndarray:
+        """Label the superpixels that are like, and connected to, those the user labelled.
+
+        One undoable step. Growing from the user's labelled superpixels over the superpixel
+        adjacency graph, a superpixel takes a neighbour's label when its mean intensities are
+        close to that label's seeds. Superpixels the user labelled keep their label; those
+        the user erased are never filled and stop the growth; those filled by an earlier
+        autofill are filled again from the current seeds (so they may be cleared).
+
+        Parameters
+        ----------
+        intensities, enrichment
+            As for :meth:`autofill_labels`.
+
+        Returns
+        -------
+        ndarray of int
+            Ids of the superpixels whose label changed (empty: no step recorded).
+        """
+        return self.set_superpixel_labels(self.autofill_labels(intensities, enrichment), True)
 
     def _record(self, change: Change) -> None:
         self.superpixel_labels[change.ids] = change.after
@@ -169,6 +260,7 @@ class Annotation:
         arrays = {"labels": self.superpixel_labels}
         for stack_name, stack in (("undo", self._undo), ("redo", self._redo)):
             arrays[f"{stack_name}_sizes"] = np.array([c.ids.size for c in stack], np.int64)
+            arrays[f"{stack_name}_filled"] = np.array([c.filled for c in stack], bool)
             for field in ("ids", "before", "after"):
                 parts = [getattr(c, field) for c in stack]
                 dtype = np.int32 if field == "ids" else np.uint8
@@ -212,15 +304,28 @@ class Annotation:
 def _split_changes(arrays, name: str, count: int) -> list[Change]:
     sizes = arrays[f"{name}_sizes"]
     ids, before, after = (arrays[f"{name}_{field}"] for field in ("ids", "before", "after"))
-    if sizes.sum() != ids.size or not (ids.size == before.size == after.size):
+    # States written before autofill existed have no "filled" flags: all steps were the user's.
+    filled_key = f"{name}_filled"
+    filled = arrays[filled_key] if filled_key in arrays.files else np.zeros(sizes.size, bool)
+    if (
+        sizes.sum() != ids.size
+        or not (ids.size == before.size == after.size)
+        or filled.shape != sizes.shape
+    ):
         raise ValueError("history arrays disagree")
     if ids.size and (ids.min() < 1 or ids.max() > count):
         raise ValueError("history names superpixels that do not exist")
+    if not sizes.size:
+        return []
     bounds = np.cumsum(sizes)[:-1]
     return [
-        Change(i.astype(np.int64), b.astype(np.uint8), a.astype(np.uint8))
-        for i, b, a in zip(
-            np.split(ids, bounds), np.split(before, bounds), np.split(after, bounds), strict=True
+        Change(i.astype(np.int64), b.astype(np.uint8), a.astype(np.uint8), bool(f))
+        for i, b, a, f in zip(
+            np.split(ids, bounds),
+            np.split(before, bounds),
+            np.split(after, bounds),
+            filled,
+            strict=True,
         )
         if i.size
     ]

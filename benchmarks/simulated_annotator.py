@@ -1,0 +1,257 @@
+"""Simulate an annotator drawing straight strokes on axial slices of BraTS 2013 scans.
+
+Run ``python benchmarks/simulated_annotator.py [--strokes 20] [--skip-sample-app]``. Prints a
+Markdown table of the whole-tumour Dice (ground-truth labels > 0) after 1, 3, 5, 10 and 20
+strokes, per case and as medians, and writes the Dice curves to
+``benchmarks/results/simulated_annotator.png``.
+
+At each step the simulated annotator takes the axial slice with the most erroneous voxels
+(tumour not labelled, or labelled voxels outside the tumour), the largest connected erroneous
+region in it, and draws one straight stroke along the region's principal axis through its
+centroid, clipped to the longest straight run inside the region: label 1 over missed tumour,
+the eraser (label 0) over wrongly labelled voxels. A pipeline without an eraser only ever
+targets missed tumour. A stroke that changes nothing is counted, and its region is not
+targeted again.
+
+Pipelines, all on FLAIR unless named otherwise:
+
+- ``sample app``: the original sample app's scikit-image SLIC (300 segments, compactness 0.1,
+  on the volume rescaled to 8 bits), one label, no eraser.
+- ``ours``: :func:`compute_superpixels` with its defaults.
+- ``ours + autofill``: the same, with :meth:`Annotation.autofill` after each stroke.
+- ``ours + autofill (FLAIR, T1c)``: autofill with both modalities' intensities.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+from scipy import ndimage as ndi
+from skimage.segmentation import slic
+from skimage.util import img_as_ubyte
+
+from superpixel_annotator import Annotation, compute_superpixels, load_volume
+from superpixel_annotator.superpixels import Superpixels
+from superpixel_annotator.volume import Volume
+
+DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared/data/brats2013"
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+CHECKPOINTS = (1, 3, 5, 10, 20)
+# Samples per voxel along a stroke's line when clipping it to its region.
+_LINE_SAMPLES_PER_VOXEL = 4
+
+
+def dice(prediction: np.ndarray, truth: np.ndarray) -> float:
+    """Dice coefficient of two boolean volumes (1.0 when both are empty)."""
+    total = prediction.sum() + truth.sum()
+    return 1.0 if total == 0 else float(2 * (prediction & truth).sum() / total)
+
+
+def principal_stroke(region: np.ndarray) -> np.ndarray:
+    """The longest straight run inside a 2D region along its principal axis through its centroid.
+
+    Parameters
+    ----------
+    region : ndarray of bool, 2D
+        One connected region.
+
+    Returns
+    -------
+    ndarray of float, shape (2, 2)
+        The stroke's end points as (row, col); both are the same point for a one-voxel run.
+    """
+    coords = np.argwhere(region).astype(np.float64)
+    centroid = coords.mean(axis=0)
+    if len(coords) == 1:
+        return np.vstack([centroid, centroid])
+    _, vectors = np.linalg.eigh(np.cov(coords.T))
+    direction = vectors[:, -1]
+    reach = np.abs(coords - centroid).max() * 2 + 1
+    t = np.arange(-reach, reach, 1 / _LINE_SAMPLES_PER_VOXEL)
+    samples = centroid + t[:, None] * direction
+    voxels = np.rint(samples).astype(np.int64)
+    valid = ((voxels >= 0) & (voxels < region.shape)).all(axis=1)
+    inside = np.zeros(len(t), bool)
+    inside[valid] = region[voxels[valid, 0], voxels[valid, 1]]
+    if not inside.any():  # a curved region the line misses: click its voxel nearest the centroid
+        nearest = coords[np.argmin(((coords - centroid) ** 2).sum(axis=1))]
+        return np.vstack([nearest, nearest])
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], inside.astype(np.int8), [0]])))
+    starts, stops = edges[::2], edges[1::2]
+    longest = np.argmax(stops - starts)
+    return voxels[[starts[longest], stops[longest] - 1]].astype(np.float64)
+
+
+def next_stroke(
+    labelled: np.ndarray, truth: np.ndarray, ignored: np.ndarray, can_erase: bool
+) -> tuple[int, np.ndarray, int, np.ndarray] | None:
+    """The simulated annotator's next axial stroke.
+
+    Parameters
+    ----------
+    labelled, truth, ignored : ndarray of bool, 3D
+        The current annotation, the ground truth, and voxels no longer targeted.
+    can_erase : bool
+        Whether wrongly labelled voxels are targeted (with the eraser).
+
+    Returns
+    -------
+    tuple or None
+        ``(slice index, points, label, region)`` with the region as a 2D mask, or None when
+        no error is left.
+    """
+    missed = truth & ~labelled & ~ignored
+    wrong = labelled & ~truth & ~ignored if can_erase else np.zeros_like(missed)
+    per_slice = (missed | wrong).sum(axis=(1, 2))
+    if per_slice.max() == 0:
+        return None
+    index = int(np.argmax(per_slice))
+    best_size, best = 0, None
+    for label, error in ((1, missed[index]), (0, wrong[index])):
+        components, n = ndi.label(error)
+        if n == 0:
+            continue
+        sizes = np.bincount(components.ravel())[1:]
+        if sizes.max() > best_size:
+            best_size, best = sizes.max(), (label, components == np.argmax(sizes) + 1)
+    label, region = best
+    return index, principal_stroke(region), label, region
+
+
+def simulate(
+    annotation: Annotation,
+    truth: np.ndarray,
+    strokes: int,
+    can_erase: bool = True,
+    levels: tuple[str, ...] = ("coarse", "fine"),
+    fill_intensities: list[np.ndarray] | None = None,
+) -> list[float]:
+    """Dice against ``truth`` after each of ``strokes`` simulated strokes.
+
+    With more than one selection level, the annotator draws the stroke at the level whose
+    result is best (as a user looking at the superpixel overlay would choose whether to hold
+    the fine-level modifier). With ``fill_intensities``, :meth:`Annotation.autofill` runs on
+    them after every stroke that changed something.
+    """
+    ignored = np.zeros_like(truth)
+    scores = []
+    for _ in range(strokes):
+        stroke = next_stroke(annotation.label_volume() > 0, truth, ignored, can_erase)
+        if stroke is not None:
+            index, points, label, region = stroke
+            best_score, best_level = -1.0, levels[0]
+            for level in levels if len(levels) > 1 else ():
+                if annotation.paint(0, index, points, label, level).size:
+                    score = dice(annotation.label_volume() > 0, truth)
+                    annotation.undo()
+                    if score > best_score:
+                        best_score, best_level = score, level
+            if annotation.paint(0, index, points, label, best_level).size == 0:
+                ignored[index] |= region
+            elif fill_intensities is not None:
+                annotation.autofill(fill_intensities)
+        scores.append(dice(annotation.label_volume() > 0, truth))
+    return scores
+
+
+def sample_app_superpixels(volume: Volume) -> Superpixels:
+    """scikit-image SLIC as the original Plotly sample app called it."""
+    data = volume.data
+    image = img_as_ubyte((data - data.min()) / (data.max() - data.min()))
+    labels = slic(image, n_segments=300, compactness=0.1, channel_axis=None, start_label=1)
+    return Superpixels.from_labels(labels, params={"n_segments": 300, "compactness": 0.1})
+
+
+def plot_curves(curves: dict[str, list[list[float]]], path: Path) -> None:
+    """Write a PNG of each pipeline's median Dice (thick) and per-case Dice (thin) per stroke."""
+    width, height, margin = 900, 560, 70
+    colours = ["#7f7f7f", "#1f77b4", "#d62728", "#2ca02c", "#9467bd"]
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    strokes = max(len(case) for cases in curves.values() for case in cases)
+    right, bottom = width - 250, height - margin
+
+    def xy(stroke: int, value: float) -> tuple[float, float]:
+        x = margin + (stroke - 1) / max(strokes - 1, 1) * (right - margin)
+        return x, bottom - value * (bottom - margin)
+
+    for value in np.linspace(0, 1, 11):
+        draw.line([xy(1, value), xy(strokes, value)], fill="#e6e6e6")
+        draw.text((margin - 35, xy(1, value)[1] - 6), f"{value:.1f}", fill="black")
+    for stroke in range(1, strokes + 1):
+        if stroke in CHECKPOINTS or stroke == strokes:
+            draw.text((xy(stroke, 0)[0] - 6, bottom + 8), str(stroke), fill="black")
+    draw.rectangle([margin, margin, right, bottom], outline="black")
+    draw.text((margin, margin - 40), "Whole-tumour Dice per stroke (BraTS 2013)", fill="black")
+    draw.text(((margin + right) // 2 - 20, bottom + 30), "strokes", fill="black")
+    draw.text((10, margin - 20), "Dice", fill="black")
+    for (name, cases), colour in zip(curves.items(), colours, strict=False):
+        for case in cases:
+            draw.line([xy(i + 1, v) for i, v in enumerate(case)], fill=colour, width=1)
+        medians = np.median(np.array(cases), axis=0)
+        draw.line([xy(i + 1, v) for i, v in enumerate(medians)], fill=colour, width=4)
+        legend_y = margin + 24 * list(curves).index(name)
+        draw.line([(right + 15, legend_y + 6), (right + 45, legend_y + 6)], fill=colour, width=4)
+        draw.text((right + 52, legend_y), name, fill="black")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+
+
+def markdown_table(curves: dict[str, list[list[float]]], case_names: list[str]) -> str:
+    """Rows per pipeline and case plus medians; columns Dice after each checkpoint stroke."""
+    strokes = [n for n in CHECKPOINTS if n <= len(next(iter(curves.values()))[0])]
+    lines = [
+        "| pipeline | case | " + " | ".join(f"{n} strokes" for n in strokes) + " |",
+        "|---|---|" + "---:|" * len(strokes),
+    ]
+    for name, cases in curves.items():
+        rows = [*zip(case_names, cases, strict=True)]
+        rows.append(("**median**", [statistics.median(c) for c in zip(*cases, strict=True)]))
+        for case_name, scores in rows:
+            cells = " | ".join(f"{scores[n - 1]:.3f}" for n in strokes)
+            lines.append(f"| {name} | {case_name} | {cells} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--strokes", type=int, default=max(CHECKPOINTS))
+    parser.add_argument(
+        "--skip-sample-app", action="store_true", help="skip the sample app (~30 s per case)"
+    )
+    args = parser.parse_args()
+    cases = sorted(DATA_DIR.glob("*/Flair_subtrMeanDivStd.nii.gz"))
+    if not cases:
+        print(f"No BraTS 2013 data in {DATA_DIR}; skipping.")
+        return
+    curves: dict[str, list[list[float]]] = {}
+    for flair_path in cases:
+        flair = load_volume(flair_path)
+        t1c = load_volume(flair_path.with_name("T1c_subtrMeanDivStd.nii.gz"))
+        truth = load_volume(flair_path.with_name("OTMultiClass.nii.gz")).data > 0
+        if not args.skip_sample_app:
+            annotation = Annotation(sample_app_superpixels(flair))
+            scores = simulate(annotation, truth, args.strokes, can_erase=False, levels=("fine",))
+            curves.setdefault("sample app", []).append(scores)
+        superpixels = compute_superpixels(flair)
+        runs = {
+            "ours, fine level only": (("fine",), None),
+            "ours": (("coarse", "fine"), None),
+            "ours + autofill": (("coarse", "fine"), [flair.data]),
+            "ours + autofill (FLAIR, T1c)": (("coarse", "fine"), [flair.data, t1c.data]),
+        }
+        for name, (levels, intensities) in runs.items():
+            annotation = Annotation(superpixels)
+            scores = simulate(annotation, truth, args.strokes, True, levels, intensities)
+            curves.setdefault(name, []).append(scores)
+    print(markdown_table(curves, [path.parent.name for path in cases]))
+    plot_curves(curves, RESULTS_DIR / "simulated_annotator.png")
+    print(f"\nPlot: {RESULTS_DIR / 'simulated_annotator.png'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+"""Filling superpixels like the labelled ones: graph, statistics and seeded region growing.
+
+The superpixel graph joins supervoxels that share a voxel face; each node carries the voxel
+count and the intensity sum of every modality. Region growing starts from the superpixels the
+user labelled and takes touching superpixels whose mean intensities are clearly more frequent
+among a label's seeds than in the head as a whole (a density ratio, so a tumour with dark and
+bright parts is one label). Superpixels the user erased or labelled are never taken, so they
+also stop the growth.
+
+Chosen by measurement (``benchmarks/simulated_annotator.py``, two BraTS 2013 FLAIR cases): a
+Gaussian model of the seeds (distance to their mean within 2 spreads) leaked over the whole
+brain in the case whose tumour holds dark necrosis and bright oedema (Dice 0.10 after one
+stroke and 0.14 after ten), where the density ratio gave 0.73 and 0.76.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from .superpixels import Superpixels, superpixel_adjacency
+
+DEFAULT_ENRICHMENT = 3.0
+# Histograms of superpixel means: Gaussian smoothing width and half range, in standard
+# deviations of the head's intensities, and the largest number of bins over all modalities.
+BANDWIDTH = 0.15
+RANGE = 6.0
+MAX_BINS = 2_000_000
+_CACHE_SIZE = 4
+_cache: OrderedDict[tuple[int, ...], tuple[list, SuperpixelGraph]] = OrderedDict()
+
+
+@dataclass(frozen=True, eq=False)
+class SuperpixelGraph:
+    """Adjacency and per-superpixel statistics of one partition and its intensities.
+
+    Attributes
+    ----------
+    neighbours : list of ndarray
+        ``neighbours[k]``: ids of the superpixels touching ``k`` (empty for 0).
+    counts : ndarray of int64, shape (count + 1,)
+        Voxels per superpixel (row 0: background).
+    sums : ndarray of float64, shape (count + 1, n_modalities)
+        Sum of each modality's intensities per superpixel.
+    centres, scales : ndarray of float64, shape (n_modalities,)
+        Mean and standard deviation of each modality's intensities inside the head (the
+        scale is 1 for a constant modality).
+    """
+
+    neighbours: list[np.ndarray]
+    counts: np.ndarray
+    sums: np.ndarray
+    centres: np.ndarray
+    scales: np.ndarray
+
+    @property
+    def means(self) -> np.ndarray:
+        """Mean intensity per superpixel and modality, shape (count + 1, n_modalities)."""
+        return self.sums / np.maximum(self.counts, 1)[:, None]
+
+    @property
+    def features(self) -> np.ndarray:
+        """The means standardized with the head's centres and scales."""
+        return (self.means - self.centres) / self.scales
+
+
+def superpixel_graph(
+    superpixels: Superpixels, intensities: Sequence[np.ndarray]
+) -> SuperpixelGraph:
+    """The graph and statistics of ``superpixels`` for these intensity volumes, cached.
+
+    The last few results are kept, keyed by the identity of the label and intensity arrays,
+    so repeated calls with the same (unchanged) arrays cost nothing.
+
+    Parameters
+    ----------
+    superpixels : Superpixels
+        The partition.
+    intensities : sequence of ndarray
+        One volume per modality, each of the labels' shape.
+
+    Returns
+    -------
+    SuperpixelGraph
+    """
+    arrays = [superpixels.labels, *intensities]
+    key = tuple(id(array) for array in arrays)
+    if key in _cache:
+        _cache.move_to_end(key)
+        return _cache[key][1]
+    graph = _build_graph(superpixels, intensities)
+    _cache[key] = (arrays, graph)  # holding the arrays keeps their ids from being reused
+    while len(_cache) > _CACHE_SIZE:
+        _cache.popitem(last=False)
+    return graph
+
+
+def _build_graph(superpixels: Superpixels, intensities: Sequence[np.ndarray]) -> SuperpixelGraph:
+    labels = superpixels.labels
+    if not intensities or any(np.shape(a) != labels.shape for a in intensities):
+        raise ValueError(f"expected one or more intensity volumes of shape {labels.shape}")
+    flat = labels.ravel()
+    size = superpixels.count + 1
+    counts = np.bincount(flat, minlength=size)
+    sums = np.column_stack(
+        [np.bincount(flat, weights=np.ravel(a), minlength=size) for a in intensities]
+    )
+    inside = flat > 0
+    centres = np.array([np.ravel(a)[inside].mean() if inside.any() else 0.0 for a in intensities])
+    scales = np.array([np.ravel(a)[inside].std() if inside.any() else 0.0 for a in intensities])
+    scales[scales == 0] = 1.0
+    pairs = superpixel_adjacency(labels)
+    both = np.concatenate([pairs, pairs[:, ::-1]])
+    both = both[np.argsort(both[:, 0], kind="stable")]
+    bounds = np.searchsorted(both[:, 0], np.arange(size + 1))
+    neighbours = [both[bounds[k] : bounds[k + 1], 1] for k in range(size)]
+    return SuperpixelGraph(neighbours, counts, sums, centres, scales)
+
+
+def _densities(
+    features: np.ndarray, weights: np.ndarray, groups: list[np.ndarray]
+) -> list[np.ndarray]:
+    """Smoothed histogram densities of each group of superpixels, at every superpixel.
+
+    Parameters
+    ----------
+    features : ndarray, shape (n, d)
+        Standardized mean intensities.
+    weights : ndarray, shape (n,)
+        Voxel counts.
+    groups : list of ndarray of bool, shape (n,)
+        Each a subset of superpixels; its density is normalized to sum 1 over the bins.
+    """
+    d = features.shape[1]
+    bins = max(4, min(int(RANGE * 2 / BANDWIDTH), int(MAX_BINS ** (1 / d))))
+    width = 2 * RANGE / bins
+    cells = np.clip(((features + RANGE) / width).astype(np.int64), 0, bins - 1)
+    flat = np.ravel_multi_index(tuple(cells.T), (bins,) * d)
+    result = []
+    for group in groups:
+        histogram = np.bincount(flat[group], weights[group], minlength=bins**d).reshape((bins,) * d)
+        histogram = ndi.gaussian_filter(histogram, BANDWIDTH / width, mode="constant")
+        total = histogram.sum()
+        result.append(histogram.ravel()[flat] / total if total > 0 else np.zeros(len(flat)))
+    return result
+
+
+def grow_labels(
+    graph: SuperpixelGraph,
+    seeds: np.ndarray,
+    blocked: np.ndarray,
+    enrichment: float = DEFAULT_ENRICHMENT,
+) -> np.ndarray:
+    """Seeded region growing of labels over the superpixel graph.
+
+    A superpixel is like a label's seeds when its mean intensities are at least
+    ``enrichment`` times more frequent among the seeds than in the whole head (smoothed
+    histograms of superpixel means, weighted by voxel count). Growth goes from the seeds to
+    touching superpixels that are like them, the most enriched first.
+
+    Parameters
+    ----------
+    graph : SuperpixelGraph
+        Adjacency and statistics.
+    seeds : ndarray of uint8, shape (count + 1,)
+        Label of each seed superpixel, 0 elsewhere.
+    blocked : ndarray of bool, shape (count + 1,)
+        Superpixels that are never taken and that growth does not cross (negative seeds).
+    enrichment : float
+        Smallest ratio of a label's density to the head's density to take the label.
+
+    Returns
+    -------
+    ndarray of uint8, shape (count + 1,)
+        The seeds' labels plus the grown superpixels' labels; 0 elsewhere.
+    """
+    result = np.asarray(seeds, np.uint8).copy()
+    result[0] = 0
+    labels = [int(label) for label in np.unique(result[result > 0])]
+    if not labels:
+        return result
+    features = graph.features
+    head = graph.counts > 0
+    head[0] = False
+    groups = [head, *(result == label for label in labels)]
+    density_head, *density_labels = _densities(features, graph.counts, groups)
+    ratios = {}
+    for label, density in zip(labels, density_labels, strict=True):
+        ratio = density / np.maximum(density_head, np.finfo(float).tiny)
+        ratio[ratio < enrichment] = 0
+        ratios[label] = ratio
+    taken = blocked | (result > 0)
+    taken[0] = True
+    heap: list[tuple[float, int, int]] = []
+
+    def push_neighbours(k: int, label: int) -> None:
+        for n in graph.neighbours[k]:
+            if not taken[n] and ratios[label][n] > 0:
+                heapq.heappush(heap, (-ratios[label][n], int(n), label))
+
+    for k in np.flatnonzero(result):
+        push_neighbours(k, int(result[k]))
+    while heap:
+        _, k, label = heapq.heappop(heap)
+        if taken[k]:
+            continue
+        taken[k] = True
+        result[k] = label
+        push_neighbours(k, label)
+    return result

@@ -1,0 +1,127 @@
+import numpy as np
+import pytest
+
+from superpixel_annotator.annotation import Annotation
+from superpixel_annotator.autofill import superpixel_graph
+from superpixel_annotator.superpixels import Superpixels
+
+# Blocks of 2x2 voxels in-plane through all 4 slices: an 8x8 grid of superpixels. Blob A
+# (intensity 5) and blob B (intensity 10) touch; blob C has A's intensity but does not touch
+# it; the rest is 0.
+BLOBS = np.zeros((8, 8))
+BLOBS[1:4, 1:4] = 5
+BLOBS[1:4, 4:7] = 10
+BLOBS[5:7, 1:3] = 5
+A_BLOCKS = [(r, c) for r in range(1, 4) for c in range(1, 4)]
+
+
+def block_id(row: int, col: int) -> int:
+    return 1 + row * 8 + col
+
+
+@pytest.fixture
+def toy():
+    _, y, x = np.indices((4, 16, 16))
+    labels = 1 + (y // 2) * 8 + (x // 2)
+    noise = np.random.default_rng(0).normal(0, 0.1, labels.shape)
+    image = (BLOBS[y // 2, x // 2] + noise).astype(np.float32)
+    return Annotation(Superpixels.from_labels(labels, params={})), image
+
+
+def click(annotation: Annotation, row: int, col: int, label: int) -> None:
+    annotation.paint(0, 1, [(2 * row, 2 * col)], label, level="fine")
+
+
+def test_fills_the_seeded_blob_only(toy):
+    annotation, image = toy
+    click(annotation, 2, 2, 1)
+    changed = annotation.autofill([image])
+    expected = {block_id(r, c) for r, c in A_BLOCKS} - {block_id(2, 2)}
+    assert set(changed.tolist()) == expected
+    assert set(np.flatnonzero(annotation.superpixel_labels)) == expected | {block_id(2, 2)}
+
+
+def test_autofill_is_one_step_that_undo_restores_exactly(toy):
+    annotation, image = toy
+    click(annotation, 2, 2, 1)
+    before = annotation.superpixel_labels.copy()
+    annotation.autofill([image])
+    filled = annotation.superpixel_labels.copy()
+    assert not np.array_equal(filled, before)
+    annotation.undo()
+    np.testing.assert_array_equal(annotation.superpixel_labels, before)
+    annotation.redo()
+    np.testing.assert_array_equal(annotation.superpixel_labels, filled)
+
+
+def test_preview_changes_nothing_and_matches_the_fill(toy):
+    annotation, image = toy
+    click(annotation, 2, 2, 1)
+    before = annotation.superpixel_labels.copy()
+    preview = annotation.autofill_labels([image])
+    np.testing.assert_array_equal(annotation.superpixel_labels, before)
+    annotation.autofill([image])
+    np.testing.assert_array_equal(annotation.superpixel_labels, preview)
+
+
+def test_erased_superpixels_are_never_filled_and_stop_growth(toy):
+    annotation, image = toy
+    # Erase the middle column of blob A: the column beyond it is cut off from the seeds.
+    for row in range(1, 4):
+        click(annotation, row, 2, 1)
+        click(annotation, row, 2, 0)
+    click(annotation, 1, 1, 1)
+    click(annotation, 3, 1, 1)
+    annotation.autofill([image])
+    labels = annotation.superpixel_labels
+    assert labels[block_id(2, 1)] == 1
+    assert not labels[[block_id(r, c) for r in range(1, 4) for c in (2, 3)]].any()
+
+
+def test_user_labels_are_never_changed(toy):
+    annotation, image = toy
+    click(annotation, 2, 2, 1)
+    click(annotation, 1, 1, 2)  # another label inside blob A
+    click(annotation, 0, 0, 3)  # a label on the background
+    user = annotation.superpixel_labels.copy()
+    annotation.autofill([image])
+    labelled = user > 0
+    np.testing.assert_array_equal(annotation.superpixel_labels[labelled], user[labelled])
+
+
+def test_fills_are_not_seeds_and_survive_a_state_round_trip(toy):
+    annotation, image = toy
+    click(annotation, 2, 2, 1)
+    annotation.autofill([image])
+    restored = Annotation.from_state(annotation.superpixels, annotation.to_state())
+    labelled, erased = restored.user_marks()
+    assert set(np.flatnonzero(labelled)) == {block_id(2, 2)}
+    assert not erased.any()
+    # Filling again from the same seeds changes nothing and records no step.
+    assert restored.autofill([image]).size == 0
+
+
+def test_several_modalities_and_cached_statistics(toy):
+    annotation, image = toy
+    second = np.ascontiguousarray(image[::-1])  # differs from the first modality
+    graph = superpixel_graph(annotation.superpixels, [image, second])
+    assert superpixel_graph(annotation.superpixels, [image, second]) is graph
+    assert graph.sums.shape == (annotation.superpixels.count + 1, 2)
+    np.testing.assert_array_equal(graph.counts[1:], 16)
+    np.testing.assert_allclose(graph.means[block_id(2, 2), 0], image[:, 4:6, 4:6].mean())
+    assert set(graph.neighbours[block_id(0, 0)].tolist()) == {block_id(0, 1), block_id(1, 0)}
+    click(annotation, 2, 2, 1)
+    assert annotation.autofill([image, second]).size > 0
+
+
+def test_without_labels_nothing_is_filled(toy):
+    annotation, image = toy
+    assert annotation.autofill([image]).size == 0
+    assert not annotation.can_undo
+
+
+def test_intensities_must_match_the_superpixels(toy):
+    annotation, image = toy
+    click(annotation, 2, 2, 1)
+    with pytest.raises(ValueError, match="shape"):
+        annotation.autofill([image[:2]])
