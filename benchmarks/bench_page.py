@@ -1,0 +1,400 @@
+"""Benchmark page load, the 3D view's updates and server memory on a BraTS 2013 FLAIR volume.
+
+Run ``python benchmarks/bench_page.py``. Starts the real console script
+(``python -m superpixel_annotator.cli FLAIR``) and drives headless Chromium. Prints three
+Markdown tables:
+
+* First load: bytes over the wire (headers + encoded bodies of every request, both ways,
+  until all three views show full-resolution slices) and the time until then (page time from
+  navigation), median of fresh browser contexts. Baseline in the same run: the same page
+  fetched with ``Accept-Encoding: identity`` (uncompressed), alternating with the compressed
+  loads.
+* 3D view: with the 3D switch on, time from a stroke's ``mouseup`` until the 3D graph shows
+  a new mesh trace (median of 5 strokes, an undo between them), and the server time of
+  ``VolumeAnnotator.figure_3d`` alone for a typical tumour annotation (every superpixel that
+  is mostly tumour painted with ``Annotation.set_superpixel_labels``).
+* Server memory: peak RSS (``VmHWM``) of the server process after start, after the page
+  loads, and after 10 more strokes (goal < 1 GB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import statistics
+import time
+from collections import defaultdict
+from pathlib import Path
+from urllib.parse import urlparse
+
+import _bench_common as common
+import dash
+import numpy as np
+from _bench_common import zstd
+from dash._utils import to_json
+
+from superpixel_annotator.annotation import Annotation
+from superpixel_annotator.annotator import VolumeAnnotator
+
+LOADS = 3
+STROKES_3D = 5
+STROKES_MEMORY = 10
+GOAL_RSS_MB = 1000
+
+# The 3D graph's plot element (the dcc.Graph's div that Plotly draws into).
+GRAPH_3D = """
+() => {
+    const root = document.getElementById('annotator-view-3d');
+    if (!root) { return null; }
+    return [root, ...root.querySelectorAll('div')].find((d) => d.data && d._fullLayout) || null;
+}
+"""
+MESHES_3D = """
+() => {
+    const gd = (GRAPH_3D)();
+    return gd ? gd.data.filter((t) => t.type === 'mesh3d').length : -1;
+}
+""".replace("GRAPH_3D", GRAPH_3D)
+# On mouseup, note the time and the 3D graph's data, then watch every animation frame until
+# the graph has new data with more mesh traces (the annotation's mesh next to the outline).
+WATCH_3D = """
+() => {
+    const graph = GRAPH_3D;
+    const bench = window.__bench3d = {mouseup: null, changed: null};
+    window.addEventListener('mouseup', () => {
+        bench.mouseup = performance.now();
+        const gd = graph();
+        const before = gd.data;
+        const meshes = before.filter((t) => t.type === 'mesh3d').length;
+        const watch = () => {
+            const now = graph();
+            if (now && now.data !== before &&
+                now.data.filter((t) => t.type === 'mesh3d').length > meshes) {
+                bench.changed = performance.now();
+            } else {
+                requestAnimationFrame(watch);
+            }
+        };
+        requestAnimationFrame(watch);
+    }, {capture: true, once: true});
+}
+""".replace("GRAPH_3D", GRAPH_3D)
+
+
+# -- first load --------------------------------------------------------------------------------
+
+
+def first_load(browser, url: str, shape, identity: bool) -> dict:
+    """Load the page in a fresh context until the views are usable; bytes and time."""
+    headers = {"Accept-Encoding": "identity"} if identity else {}
+    context = browser.new_context(viewport=common.VIEWPORT, extra_http_headers=headers)
+    context.add_init_script(common.full_slices_probe(shape))
+    page = context.new_page()
+    log = common.RequestLog(page, url_part="")
+    page.goto(url)
+    usable_ms = common.wait_full_slices(page)
+    origin = page.evaluate("() => performance.timeOrigin")
+    common.wait_network_quiet(page, log.pending, quiet_ms=300)
+    usable_epoch = origin + usable_ms
+    total = {"up": 0, "down": 0}
+    by_kind: dict[str, int] = defaultdict(int)
+    encodings = set()
+    requests = 0
+    for request in log.take():
+        if request.timing["startTime"] > usable_epoch:
+            continue  # started after the views were usable
+        sizes = common.request_bytes(request)
+        total["up"] += sizes["up"]
+        total["down"] += sizes["down"]
+        by_kind[kind_of(request.url)] += sizes["up"] + sizes["down"]
+        response = request.response()
+        if response is not None and sizes["down"] > 5000:
+            encodings.add(response.headers.get("content-encoding", "identity"))
+        requests += 1
+    context.close()
+    return {
+        "bytes": total["up"] + total["down"],
+        "up": total["up"],
+        "ms": usable_ms,
+        "requests": requests,
+        "by_kind": by_kind,
+        "encodings": encodings,
+    }
+
+
+def kind_of(url: str) -> str:
+    path = urlparse(url).path
+    if "_dash-update-component" in path:
+        return "Dash callbacks (slices, thumbnails, ...)"
+    if path.endswith("plotly.min.js"):
+        return "plotly.min.js"
+    if path.endswith(".js"):
+        return "other JavaScript"
+    if path.endswith(".css"):
+        return "CSS"
+    if path in ("/_dash-layout", "/_dash-dependencies"):
+        return "layout + dependencies"
+    if path == "/":
+        return "HTML"
+    return "other"
+
+
+def print_loads(loads: dict) -> None:
+    print("### First load: until all three views show full-resolution slices\n")
+    print(
+        f"Fresh browser context each time, median of {LOADS}, localhost; bytes = headers + "
+        "encoded bodies of every request started before the views were usable, both ways.\n"
+    )
+    print("| variant | MB over the wire | time to usable (ms) | requests | encodings |")
+    print("|---|---:|---:|---:|---|")
+    medians = {}
+    for name, label in (
+        ("identity", "baseline: `Accept-Encoding: identity` (uncompressed)"),
+        ("compressed", "**as served** (Chromium's default `Accept-Encoding`)"),
+    ):
+        runs = loads[name]
+        mb = statistics.median(r["bytes"] for r in runs) / 1e6
+        ms = statistics.median(r["ms"] for r in runs)
+        count = statistics.median(r["requests"] for r in runs)
+        encodings = ", ".join(sorted(set().union(*(r["encodings"] for r in runs))))
+        medians[name] = (mb, ms)
+        print(f"| {label} | {mb:.2f} | {ms:.0f} | {count:.0f} | {encodings} |")
+    ratio_mb = medians["compressed"][0] / medians["identity"][0]
+    ratio_ms = medians["compressed"][1] / medians["identity"][1]
+    print(f"| ratio as served / baseline | {ratio_mb:.3f} | {ratio_ms:.3f} | | |")
+    parts = defaultdict(list)
+    for run in loads["compressed"]:
+        for kind, size in run["by_kind"].items():
+            parts[kind].append(size)
+    ranked = sorted(parts.items(), key=lambda item: -statistics.median(item[1]))
+    print(
+        "\nAs served, by kind (median kB): "
+        + ", ".join(f"{kind} {statistics.median(s) / 1000:.0f}" for kind, s in ranked)
+        + ".\n",
+        flush=True,
+    )
+
+
+# -- 3D view -----------------------------------------------------------------------------------
+
+
+def figure_3d_server(volume, tumour, superpixels) -> dict:
+    """Median ms of ``figure_3d`` for the tumour painted by majority, plus its JSON size."""
+    annotator = VolumeAnnotator(dash.Dash("bench"), volume, id="annotator", superpixels=superpixels)
+    ids = superpixels.labels.ravel()
+    counts = np.bincount(ids, minlength=superpixels.count + 1)
+    inside = np.bincount(ids, weights=tumour.ravel(), minlength=superpixels.count + 1)
+    labels = np.zeros(superpixels.count + 1, dtype=np.uint8)
+    labels[1:][inside[1:] > 0.5 * np.maximum(counts[1:], 1)] = 1
+    annotation = Annotation(superpixels)
+    annotation.set_superpixel_labels(labels)
+    state = annotation.to_state()
+    trigger = "annotator-annotation.data"
+    figure_3d = annotator.figure_3d
+    common.call(figure_3d, trigger, state, True)  # the head outline is computed once, cached
+    times, json_times = [], []
+    for _ in range(5):
+        start = time.perf_counter()
+        figure = common.call(figure_3d, trigger, state, True)
+        times.append(1000 * (time.perf_counter() - start))
+        start = time.perf_counter()
+        body = to_json({"multi": True, "response": {"annotator-view-3d": {"figure": figure}}})
+        json_times.append(1000 * (time.perf_counter() - start))
+    body = body.encode()
+    try:  # what an edit costs while the 3D view is switched off
+        empty = to_json(common.call(figure_3d, trigger, state, False)).encode()
+    except dash.exceptions.PreventUpdate:
+        empty = b""
+    return {
+        "ms": statistics.median(times),
+        "json_ms": statistics.median(json_times),
+        "superpixels": int(np.count_nonzero(labels)),
+        "triangles": sum(len(t["i"]) for t in figure.to_plotly_json()["data"][1:]),
+        "raw": len(body),
+        "gzip": len(gzip.compress(body, 6)),
+        "zstd": len(zstd.compress(body, 3)),
+        "empty_raw": len(empty),
+        "empty_zstd": len(zstd.compress(empty, 3)) if empty else 0,
+    }
+
+
+def strokes_3d(browser, url: str, volume, tumour) -> list[dict]:
+    """With the 3D view on: ms from mouseup to a new mesh trace in the 3D graph, per stroke."""
+    context = browser.new_context(viewport=common.VIEWPORT)
+    context.add_init_script(common.FETCH_PROBE)
+    context.add_init_script(common.full_slices_probe(volume.data.shape))
+    page = context.new_page()
+    log = common.RequestLog(page)
+    page.goto(url)
+    common.wait_full_slices(page)
+    common.wait_network_quiet(page, log.pending)
+    page.click("label[for=annotator-show-3d]")
+    page.wait_for_function(f"() => ({MESHES_3D})() >= 1", timeout=common.TIMEOUT_MS)
+    common.wait_network_quiet(page, log.pending)
+    results = []
+    for k in range(-1, STROKES_3D):  # k = -1: an untimed warm-up stroke
+        fraction = 0.5 if k < 0 else 0.15 + 0.7 * k / max(STROKES_3D - 1, 1)
+        meshes = page.evaluate(MESHES_3D)
+        page.evaluate(WATCH_3D)
+        page.evaluate("() => { window.__benchFetches = []; }")
+        log.take()
+        common.draw_stroke(page, 0, common.axial_stroke_mm(volume, tumour, fraction))
+        page.wait_for_function("() => window.__bench3d.changed !== null", timeout=30_000)
+        common.wait_network_quiet(page, log.pending)
+        timing = page.evaluate("() => ({...window.__bench3d, fetches: window.__benchFetches})")
+        timing["resources"] = page.evaluate(common.RESOURCE_TIMINGS, timing["mouseup"] - 1)
+        figure_bytes = sum(
+            common.request_bytes(r)["down"]
+            for r in log.take()
+            if "view-3d.figure" in (r.post_data or "")
+        )
+        if k >= 0:
+            fetch = next(
+                (f for f in timing["fetches"] if f["output"] == "annotator-view-3d.figure"), None
+            )
+            network = common.match_resource(fetch, timing["resources"]) if fetch else None
+            results.append(
+                {
+                    "total": timing["changed"] - timing["mouseup"],
+                    "request_at": fetch["start"] - timing["mouseup"] if fetch else None,
+                    "round_trip": network["responseEnd"] - network["start"] if network else None,
+                    "to_screen": timing["changed"] - network["responseEnd"] if network else None,
+                    "bytes": figure_bytes,
+                }
+            )
+        page.click("#annotator-undo")
+        page.wait_for_function(f"() => ({MESHES_3D})() === {meshes}", timeout=30_000)
+        common.wait_network_quiet(page, log.pending)
+    context.close()
+    return results
+
+
+def print_3d(server: dict, strokes: list[dict]) -> None:
+    print("### 3D view: a stroke until its mesh shows, and `figure_3d` on the server\n")
+
+    def cell(key, scale=1.0):
+        values = [s[key] * scale for s in strokes if s[key] is not None]
+        return f"{common.median(values):.0f}"
+
+    print("| measure | median | unit |")
+    print("|---|---:|---|")
+    print(
+        f"| browser: mouseup -> new mesh trace in the 3D graph ({len(strokes)} strokes) "
+        f"| {cell('total')} | ms |"
+    )
+    print(
+        "|   mouseup -> 3D figure request sent (after the edit's response) "
+        f"| {cell('request_at')} | ms |"
+    )
+    print(
+        f"|   3D figure request round trip (fetch() -> responseEnd) | {cell('round_trip')} | ms |"
+    )
+    print(f"|   responseEnd -> mesh in the graph (client) | {cell('to_screen')} | ms |")
+    print(
+        f"|   3D figure response on the wire (one-stroke annotation) | {cell('bytes', 1e-3)} | kB |"
+    )
+    print(
+        f"| server: `figure_3d` alone, tumour annotation ({server['superpixels']} superpixels, "
+        f"{server['triangles']} triangles) | {server['ms']:.0f} | ms |"
+    )
+    print(f"|   its response JSON (`to_json`) | {server['json_ms']:.0f} | ms |")
+    print(
+        f"|   its response size: raw / gzip-6 / zstd-3 | {server['raw'] / 1000:.0f} / "
+        f"{server['gzip'] / 1000:.0f} / {server['zstd'] / 1000:.0f} | kB |"
+    )
+    if server["empty_raw"]:
+        print(
+            f"| 3D switched off: `figure_3d` still answers every edit with an empty figure "
+            f"(raw / zstd-3) | {server['empty_raw'] / 1000:.1f} / "
+            f"{server['empty_zstd'] / 1000:.1f} | kB |"
+        )
+    else:
+        print("| 3D switched off: `figure_3d` after an edit | PreventUpdate | (no body) |")
+    print(flush=True)
+
+
+# -- memory ------------------------------------------------------------------------------------
+
+
+def memory_mb(pid: int) -> dict:
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmHWM", "VmRSS"):
+            fields[name] = int(value.split()[0]) / 1024
+    return fields
+
+
+def plain_strokes(browser, url: str, volume, tumour, count: int) -> None:
+    """Draw ``count`` strokes (3D off) in a fresh page, each waited for on the axial view."""
+    context = browser.new_context(viewport=common.VIEWPORT)
+    context.add_init_script(common.full_slices_probe(volume.data.shape))
+    page = context.new_page()
+    log = common.RequestLog(page)
+    page.goto(url)
+    common.wait_full_slices(page)
+    common.wait_network_quiet(page, log.pending)
+    selector = common.VIEW.format(axis=0)
+    for k in range(count):
+        before = page.evaluate(common.ANNOTATION_SOURCE, selector)
+        fraction = 0.1 + 0.8 * k / max(count - 1, 1)
+        common.draw_stroke(page, 0, common.axial_stroke_mm(volume, tumour, fraction))
+        page.wait_for_function(
+            f"(s) => ({common.ANNOTATION_SOURCE})(s) !== {to_json(before)}",
+            arg=selector,
+            timeout=30_000,
+        )
+        common.wait_network_quiet(page, log.pending)
+    context.close()
+
+
+def print_memory(steps: list[tuple[str, dict]]) -> None:
+    print("### Server memory (the console script's process, `/proc/<pid>/status`)\n")
+    print("| after | VmRSS (MB) | peak VmHWM (MB) | goal |")
+    print("|---|---:|---:|---|")
+    for what, fields in steps:
+        print(f"| {what} | {fields['VmRSS']:.0f} | {fields['VmHWM']:.0f} | < {GOAL_RSS_MB} MB |")
+    peak = steps[-1][1]["VmHWM"]
+    print(f"\nPeak RSS {peak:.0f} MB: {'within' if peak < GOAL_RSS_MB else 'OVER'} the goal.")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.parse_args()
+    if not common.have_data():
+        return
+    if not common.CHROMIUM.exists():
+        print(f"No Chromium at {common.CHROMIUM}; nothing to benchmark.")
+        return
+    print(common.machine_header("Page benchmark (`benchmarks/bench_page.py`)"))
+    started = time.perf_counter()
+    with common.temp_cache() as cache_dir:
+        volume, tumour, superpixels = common.load_case(cache_dir)
+        server_3d = figure_3d_server(volume, tumour, superpixels)
+        memory = []
+        with common.annotator_server(cache_dir) as (url, process), common.chromium() as browser:
+            memory.append(
+                ("start (volume open, superpixels from the cache)", memory_mb(process.pid))
+            )
+            loads = {"compressed": [], "identity": []}
+            # One untimed load first: the server's first slice and thumbnail requests.
+            first_load(browser, url, volume.data.shape, identity=False)
+            for _ in range(LOADS):
+                for identity in (True, False):
+                    run = first_load(browser, url, volume.data.shape, identity)
+                    loads["identity" if identity else "compressed"].append(run)
+            memory.append((f"{2 * LOADS + 1} page loads", memory_mb(process.pid)))
+            print_loads(loads)
+            strokes = strokes_3d(browser, url, volume, tumour)
+            memory.append((f"{STROKES_3D + 1} strokes with the 3D view on", memory_mb(process.pid)))
+            print_3d(server_3d, strokes)
+            plain_strokes(browser, url, volume, tumour, STROKES_MEMORY)
+            memory.append(
+                (f"a page load and {STROKES_MEMORY} more strokes", memory_mb(process.pid))
+            )
+            print_memory(memory)
+    print(f"\nTotal run time {time.perf_counter() - started:.0f} s.")
+
+
+if __name__ == "__main__":
+    main()
