@@ -80,4 +80,7 @@ def create_app(volume: Volume | str | os.PathLike | None = None, **options: Any)
         ],
         fluid=True,
     )
+    # Dash sets up its script bundles on the first request and refuses concurrent ones
+    # meanwhile (plotly/dash#3971); a threaded server's first page load would hit that.
+    app.server.test_client().get("/")
     return app
