@@ -81,6 +81,11 @@ function(index, annotationSlices, boundary, showBoundaries, showAnnotation, opac
 # starts dash-slicer's state timer (full-resolution slice, position indicators).
 _ANNOUNCE_LAYOUT = "function(geometry) { return {autosize: true}; }"
 
+# The 3D view gets the annotation only while it is shown: hidden, strokes cost it no request.
+_PASS_WHEN_SHOWN = """
+function(state, show) { return show ? state : window.dash_clientside.no_update; }
+"""
+
 _INSTALL_SHORTCUTS = """
 function(config) {
     const registry = window._superpixelAnnotators = window._superpixelAnnotators || {
@@ -409,6 +414,7 @@ class VolumeAnnotator:
                 ),
                 dbc.Row(views, className="g-2"),
                 dcc.Store(id=self._part("annotation"), storage_type="memory"),
+                dcc.Store(id=self._part("annotation-3d"), storage_type="memory"),
                 dcc.Store(
                     id=self._part("shortcuts"),
                     data={"id": self.id, "labels": [lb.value for lb in self.labels]},
@@ -495,9 +501,15 @@ class VolumeAnnotator:
             prevent_initial_call=True,
         )(self.download)
 
+        app.clientside_callback(
+            _PASS_WHEN_SHOWN,
+            Output(part("annotation-3d"), "data"),
+            Input(part("annotation"), "data"),
+            Input(part("show-3d"), "value"),
+        )
         app.callback(
             Output(part("view-3d"), "figure"),
-            Input(part("annotation"), "data"),
+            Input(part("annotation-3d"), "data"),
             Input(part("show-3d"), "value"),
         )(self.figure_3d)
 
@@ -633,8 +645,6 @@ class VolumeAnnotator:
     def figure_3d(self, state, show):
         """The 3D view: one mesh per label inside a faint outline of the head."""
         if not show:
-            if ctx.triggered_id == self._part("annotation"):
-                raise dash.exceptions.PreventUpdate  # hidden: no meshes to compute or send
             return go.Figure()
         try:
             annotation = self.annotation_from(state)

@@ -160,3 +160,25 @@ def test_empty_download_says_so_and_tabs_do_not_share_strokes(browser, page, app
     other.click("#annotator-download-button")
     other.wait_for_selector("#annotator-message:has-text('Nothing to download')")
     other.context.close()
+
+
+MESHES_3D = """
+(names) => {
+    const graph = document.getElementById('annotator-view-3d');
+    const gd = graph && graph.querySelector('.js-plotly-plot');
+    const shown = gd && gd.data ? gd.data.map((trace) => trace.name) : [];
+    return names.every((name) => shown.includes(name));
+}
+"""
+
+
+def test_3d_view_shows_a_mesh_per_label(page, app_url, sample):
+    open_annotator(page, app_url, sample)
+    stroke_across_coronal_plane(page, sample)
+    page.wait_for_function(HAS_ANNOTATION, arg=view(0), timeout=TIMEOUT_MS)
+    page.click("label[for=annotator-show-3d]")
+    page.wait_for_function(MESHES_3D, arg=["Tumour"], timeout=TIMEOUT_MS)
+    page.keyboard.press("2")
+    anterior = [(col * sample.spacing[2], 35 * sample.spacing[1]) for col in (55, 60)]
+    draw_stroke(page, 0, anterior)  # away from the first stroke's row
+    page.wait_for_function(MESHES_3D, arg=["Tumour", "Oedema"], timeout=TIMEOUT_MS)
