@@ -37,11 +37,12 @@ def stroke_path(annotator, axis, rows_cols):
     return "M" + "L".join(points)
 
 
-def edit(annotator, state, *, axis=None, path=None, undo=False, redo=False, label=1, index=None):
-    """Call the edit callback for a stroke on the middle slice (or ``index``), undo or redo."""
+def edit(annotator, state, *, axis=None, path=None, button=None, label=1, index=None, fine=False):
+    """Call the edit callback for a stroke on the middle slice (or ``index``), or a button
+    (``"undo"``, ``"redo"``, ``"fill"``)."""
     relayouts = [None, None, None]
-    if undo or redo:
-        trigger = "ann-undo.n_clicks" if undo else "ann-redo.n_clicks"
+    if button:
+        trigger = f"ann-{button}.n_clicks"
     else:
         relayouts[axis] = {"shapes": [{"type": "path", "path": path}]}
         trigger = f"{annotator.slicers[axis].graph.id}.relayoutData"
@@ -51,6 +52,8 @@ def edit(annotator, state, *, axis=None, path=None, undo=False, redo=False, labe
         relayouts=relayouts,
         undo=1,
         redo=1,
+        fill=1,
+        fine=fine,
         indices=[
             annotator.volume.data.shape[a] // 2 if index is None or a != axis else index
             for a in range(3)
@@ -86,7 +89,7 @@ def test_patched_overlays_equal_full_render_after_strokes_and_undos(annotator):
     state = None
     rng = np.random.default_rng(7)
     for step in range(25):
-        action = rng.choice(["stroke", "stroke", "undo", "redo"])
+        action = rng.choice(["stroke", "stroke", "undo", "redo", "fill"])
         if action == "stroke":
             axis = int(rng.integers(3))
             rows, cols = (shape[a] for a in range(3) if a != axis)
@@ -97,9 +100,10 @@ def test_patched_overlays_equal_full_render_after_strokes_and_undos(annotator):
                 axis=axis,
                 path=stroke_path(annotator, axis, points),
                 label=int(rng.choice([0, 1, 2, 3])),
+                fine=bool(rng.integers(2)),
             )
         else:
-            result = edit(annotator, state, undo=action == "undo", redo=action == "redo")
+            result = edit(annotator, state, button=action)
         if result["state"] is not dash.no_update:
             state = result["state"]
         for axis in range(3):
@@ -145,6 +149,8 @@ def test_malformed_strokes_are_refused_without_touching_the_annotation(
         relayouts=[{"shapes": [{"path": path}]}, None, None],
         undo=None,
         redo=None,
+        fill=None,
+        fine=False,
         indices=[3 if index is None else index, 7, 9],
         label=label,
         state=state,
@@ -178,6 +184,8 @@ def test_relayout_without_a_new_shape_changes_nothing(annotator):
             relayouts=[None, zoom, None],
             undo=None,
             redo=None,
+            fill=None,
+            fine=False,
             indices=[3, 7, 9],
             label=1,
             state=None,

@@ -46,17 +46,30 @@ _SWATCH_STYLE = {
 }
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 
-HELP_TEXT = """
-**Draw** on any slice view with the mouse: every superpixel the stroke touches gets the
-selected label, in all three views at once. Choose the label above (keys **1**-**9**),
-or the **Eraser** (key **E** or **0**) to remove labels.
-**Undo** / **Redo**: buttons or **Ctrl+Z** / **Ctrl+Y** (also Ctrl+Shift+Z).
-**Move** through slices with the slider under each view; click a point to move the other
-views there. **Pan and zoom**: pick *Pan* in a view's toolbar (top right) and scroll to
-zoom; pick *Draw open freeform* to draw again.
-**Superpixels** shows the superpixel borders; **Contrast** sets the intensity window.
-**Download segmentation** saves the labels as NIfTI with the scan's geometry.
-"""
+HELP_ITEMS = (
+    (
+        "Draw",
+        "on any slice view with the mouse: every region the stroke touches gets the "
+        "selected label, in all three views at once. A region is a group of neighbouring "
+        "superpixels of similar intensity; with Fine strokes (key S) only the superpixels "
+        "crossed are labelled, for corrections.",
+    ),
+    ("Labels", "keys 1-9 pick a label; the Eraser (key E or 0) removes labels."),
+    (
+        "Fill",
+        "(key F) labels the unlabelled superpixels that look like the ones you "
+        "labelled and touch them; erased superpixels stop it. Undo takes it back.",
+    ),
+    ("Undo / Redo", "buttons, or Ctrl+Z / Ctrl+Y (also Ctrl+Shift+Z)."),
+    (
+        "Move",
+        "through slices with the slider under each view; click a point to move the "
+        "other views there. To pan and zoom, pick Pan in a view's toolbar (top right) and "
+        "scroll; pick Draw open freeform to draw again.",
+    ),
+    ("Superpixels", "shows the superpixel borders; Contrast sets the intensity window."),
+    ("Download segmentation", "saves the labels as NIfTI with the scan's geometry."),
+)
 
 _COMPOSE_OVERLAYS = """
 function(index, annotationSlices, boundary, showBoundaries, showAnnotation, opacity, geometry,
@@ -113,6 +126,10 @@ function(config) {
             click('undo');
         } else if (modifier && (key === 'y' || key === 'z')) {
             click('redo');
+        } else if (!modifier && key === 'f') {
+            click('fill');
+        } else if (!modifier && key === 's') {
+            click('fine');
         } else if (!modifier && (key === 'e' || key === '0')) {
             window.dash_clientside.set_props(config.id + '-label', {value: 0});
         } else if (!modifier && config.labels.includes(Number(key))) {
@@ -287,7 +304,23 @@ class VolumeAnnotator:
                                 color="secondary",
                                 title="Ctrl+Y",
                             ),
+                            dbc.Button(
+                                "Fill",
+                                id=self._part("fill"),
+                                size="sm",
+                                color="success",
+                                title="Label similar connected superpixels (F); undoable",
+                            ),
                         ]
+                    ),
+                    width="auto",
+                ),
+                dbc.Col(
+                    dbc.Switch(
+                        id=self._part("fine"),
+                        label="Fine strokes (S)",
+                        value=False,
+                        className="mb-0 small",
                     ),
                     width="auto",
                 ),
@@ -400,7 +433,15 @@ class VolumeAnnotator:
             [
                 toolbar,
                 dbc.Collapse(
-                    dbc.Card(dbc.CardBody(dcc.Markdown(HELP_TEXT)), className="mb-2"),
+                    dbc.Card(
+                        dbc.CardBody(
+                            html.Ul(
+                                [html.Li([html.B(name), " ", text]) for name, text in HELP_ITEMS],
+                                className="mb-0 small",
+                            )
+                        ),
+                        className="mb-2",
+                    ),
                     id=self._part("help"),
                     is_open=False,
                 ),
@@ -447,6 +488,8 @@ class VolumeAnnotator:
                 "relayouts": [Input(graph, "relayoutData") for graph in graphs],
                 "undo": Input(part("undo"), "n_clicks"),
                 "redo": Input(part("redo"), "n_clicks"),
+                "fill": Input(part("fill"), "n_clicks"),
+                "fine": State(part("fine"), "value"),
                 "indices": [State(slicer.slider.id, "value") for slicer in self.slicers],
                 "label": State(part("label"), "value"),
                 "state": State(part("annotation"), "data"),
@@ -526,7 +569,7 @@ class VolumeAnnotator:
         """The user's annotation from its session state (empty for ``None``)."""
         return Annotation.from_state(self.superpixels, state)
 
-    def edit(self, relayouts, undo, redo, indices, label, state) -> dict:
+    def edit(self, relayouts, undo, redo, fill, fine, indices, label, state) -> dict:
         """Apply a stroke, undo or redo; send back the new state and the changed slices only.
 
         A stroke's drawn line is removed from its view and the view's ``relayoutData`` reset,
@@ -553,6 +596,8 @@ class VolumeAnnotator:
             changed = annotation.undo()
         elif trigger == self._part("redo"):
             changed = annotation.redo()
+        elif trigger == self._part("fill"):
+            changed = annotation.autofill([self.volume.data])
         else:
             axis = [slicer.graph.id for slicer in self.slicers].index(trigger)
             path = drawn_path(relayouts[axis])
@@ -563,7 +608,8 @@ class VolumeAnnotator:
             result["figures"][axis] = cleared
             result["relayouts"][axis] = None
             try:
-                changed = self._paint(annotation, axis, indices[axis], path, label)
+                level = "fine" if fine is True else "coarse"
+                changed = self._paint(annotation, axis, indices[axis], path, label, level)
             except ValueError as error:
                 return {**result, "message": f"Stroke ignored: {error}.", "show_message": True}
         if changed.size:
@@ -572,7 +618,9 @@ class VolumeAnnotator:
             result["show_message"] = False
         return result
 
-    def _paint(self, annotation: Annotation, axis: int, index, path, label) -> np.ndarray:
+    def _paint(
+        self, annotation: Annotation, axis: int, index, path, label, level: str
+    ) -> np.ndarray:
         known = {0} | {lb.value for lb in self.labels}
         if not isinstance(label, int) or label not in known:
             raise ValueError(f"unknown label {label!r}")
@@ -584,7 +632,7 @@ class VolumeAnnotator:
         geometry = self._view_geometry(axis)
         rows = (xy[:, 1] - geometry["y0"]) / geometry["dy"]
         cols = (xy[:, 0] - geometry["x0"]) / geometry["dx"]
-        return annotation.paint(axis, index, np.column_stack([rows, cols]), label)
+        return annotation.paint(axis, index, np.column_stack([rows, cols]), label, level)
 
     def overlay_patches(self, annotation: Annotation, changed: np.ndarray) -> list[dash.Patch]:
         """For each view, a Patch that re-renders only the slices the changed superpixels reach."""
