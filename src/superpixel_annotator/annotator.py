@@ -249,6 +249,9 @@ class VolumeAnnotator:
         slicer.graph.style = {"height": "42vh"}
         return slicer
 
+    def _button(self, text: str, name: str, color: str, title: str | None = None) -> dbc.Button:
+        return dbc.Button(text, id=self._part(name), size="sm", color=color, title=title)
+
     def _view_geometry(self, axis: int) -> dict:
         rows_axis, cols_axis = (a for a in range(3) if a != axis)
         return {
@@ -290,26 +293,10 @@ class VolumeAnnotator:
                 dbc.Col(
                     dbc.ButtonGroup(
                         [
-                            dbc.Button(
-                                "Undo",
-                                id=self._part("undo"),
-                                size="sm",
-                                color="secondary",
-                                title="Ctrl+Z",
-                            ),
-                            dbc.Button(
-                                "Redo",
-                                id=self._part("redo"),
-                                size="sm",
-                                color="secondary",
-                                title="Ctrl+Y",
-                            ),
-                            dbc.Button(
-                                "Fill",
-                                id=self._part("fill"),
-                                size="sm",
-                                color="success",
-                                title="Label similar connected superpixels (F); undoable",
+                            self._button("Undo", "undo", "secondary", "Ctrl+Z"),
+                            self._button("Redo", "redo", "secondary", "Ctrl+Y"),
+                            self._button(
+                                "Fill", "fill", "success", "Label similar touching superpixels (F)"
                             ),
                         ]
                     ),
@@ -325,12 +312,7 @@ class VolumeAnnotator:
                     width="auto",
                 ),
                 dbc.Col(
-                    dbc.Button(
-                        "Download segmentation",
-                        id=self._part("download-button"),
-                        size="sm",
-                        color="primary",
-                    ),
+                    self._button("Download segmentation", "download-button", "primary"),
                     width="auto",
                 ),
                 dbc.Col(
