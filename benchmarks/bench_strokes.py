@@ -123,6 +123,8 @@ def run_edit(annotator: VolumeAnnotator, op, state):
         relayouts=relayouts,
         undo=1,
         redo=1,
+        fill=1,
+        fine=False,
         indices=indices,
         label=label,
         state=state,
@@ -157,7 +159,9 @@ def stroke_parts(annotator: VolumeAnnotator, ops: list) -> dict:
         annotation = timed("from_state", Annotation.from_state, annotator.superpixels, state)
         if op[0] == "stroke":
             _, axis, index, path, label = op
-            changed = timed("paint", annotator._paint, annotation, axis, index, path, label)
+            changed = timed(
+                "paint", annotator._paint, annotation, axis, index, path, label, "coarse"
+            )
         else:
             changed = getattr(annotation, op[0])()
         if changed.size:
