@@ -264,3 +264,20 @@ def test_parse_stroke_path():
     np.testing.assert_array_equal(parse_stroke_path("M1.5,2L3,-4e1"), [[1.5, 2], [3, -40]])
     with pytest.raises(ValueError):
         parse_stroke_path(None)
+
+
+def test_statistics_follow_the_spacing_and_export_csv(annotator):
+    path = stroke_path(annotator, 0, [(7, 4), (7, 13)])
+    state = edit(annotator, None, axis=0, path=path, label=2)["state"]
+    is_open, table, chart = annotator.statistics_view(state, True)
+    assert is_open and chart.data[0].x == ("Oedema",)
+    labels = Annotation.from_state(annotator.superpixels, state).label_volume()
+    voxels = int((labels == 2).sum())
+    expected_ml = voxels * np.prod(annotator.volume.spacing) / 1000
+    assert chart.data[0].y == (pytest.approx(expected_ml),)
+    sent = call(annotator.statistics_download, "ann-statistics-csv.n_clicks", 1, state)
+    header, row = sent["content"].splitlines()
+    assert sent["filename"] == "small_statistics.csv"
+    assert header.startswith("label,voxels,volume_mm3,volume_ml,superpixels,mean_intensity")
+    assert row.startswith(f"2,{voxels},")
+    assert annotator.statistics_view(state, False) == (False, dash.no_update, dash.no_update)

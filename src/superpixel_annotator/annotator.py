@@ -31,6 +31,7 @@ from .overlays import (
     touched_slices,
 )
 from .palette import DEFAULT_LABELS, LabelClass
+from .statistics import label_statistics, statistics_csv
 from .superpixels import Superpixels, load_or_compute_superpixels
 from .volume import Volume, save_segmentation
 
@@ -94,7 +95,8 @@ function(index, annotationSlices, boundary, showBoundaries, showAnnotation, opac
 # starts dash-slicer's state timer (full-resolution slice, position indicators).
 _ANNOUNCE_LAYOUT = "function(geometry) { return {autosize: true}; }"
 
-# The 3D view gets the annotation only while it is shown: hidden, strokes cost it no request.
+# The 3D view and the statistics get the annotation only while shown: hidden, strokes cost
+# them no request.
 _PASS_WHEN_SHOWN = """
 function(state, show) { return show ? state : window.dash_clientside.no_update; }
 """
@@ -251,6 +253,44 @@ class VolumeAnnotator:
 
     def _button(self, text: str, name: str, color: str, title: str | None = None) -> dbc.Button:
         return dbc.Button(text, id=self._part(name), size="sm", color=color, title=title)
+
+    def _statistics_panel(self):
+        return dbc.Card(
+            [
+                dbc.CardHeader(
+                    dbc.Switch(
+                        id=self._part("show-statistics"),
+                        label="Statistics",
+                        value=False,
+                        className="mb-0",
+                    ),
+                    className="py-1 small",
+                ),
+                dbc.Collapse(
+                    dbc.CardBody(
+                        dbc.Row(
+                            [
+                                dbc.Col(html.Div(id=self._part("statistics-table")), lg=8),
+                                dbc.Col(
+                                    [
+                                        dcc.Graph(
+                                            id=self._part("statistics-chart"),
+                                            style={"height": "160px"},
+                                            config={"displayModeBar": False},
+                                        ),
+                                        self._button("Download CSV", "statistics-csv", "secondary"),
+                                    ],
+                                    lg=4,
+                                ),
+                            ]
+                        )
+                    ),
+                    id=self._part("statistics"),
+                    is_open=False,
+                ),
+            ],
+            className="mb-2",
+        )
 
     def _view_geometry(self, axis: int) -> dict:
         rows_axis, cols_axis = (a for a in range(3) if a != axis)
@@ -436,6 +476,7 @@ class VolumeAnnotator:
                     className="py-1",
                 ),
                 dbc.Row(views, className="g-2"),
+                self._statistics_panel(),
                 dcc.Store(id=self._part("annotation"), storage_type="memory"),
                 dcc.Store(id=self._part("annotation-3d"), storage_type="memory"),
                 dcc.Store(
@@ -443,6 +484,8 @@ class VolumeAnnotator:
                     data={"id": self.id, "labels": [lb.value for lb in self.labels]},
                 ),
                 dcc.Download(id=self._part("download")),
+                dcc.Download(id=self._part("statistics-download")),
+                dcc.Store(id=self._part("annotation-statistics"), storage_type="memory"),
             ],
             id=self._part("root"),
             className="superpixel-annotator",
@@ -537,6 +580,26 @@ class VolumeAnnotator:
             Input(part("annotation-3d"), "data"),
             Input(part("show-3d"), "value"),
         )(self.figure_3d)
+
+        app.clientside_callback(
+            _PASS_WHEN_SHOWN,
+            Output(part("annotation-statistics"), "data"),
+            Input(part("annotation"), "data"),
+            Input(part("show-statistics"), "value"),
+        )
+        app.callback(
+            Output(part("statistics"), "is_open"),
+            Output(part("statistics-table"), "children"),
+            Output(part("statistics-chart"), "figure"),
+            Input(part("annotation-statistics"), "data"),
+            Input(part("show-statistics"), "value"),
+        )(self.statistics_view)
+        app.callback(
+            Output(part("statistics-download"), "data"),
+            Input(part("statistics-csv"), "n_clicks"),
+            State(part("annotation"), "data"),
+            prevent_initial_call=True,
+        )(self.statistics_download)
 
         app.callback(
             Output(part("help"), "is_open"),
@@ -671,6 +734,58 @@ class VolumeAnnotator:
     @cached_property
     def _outline_trace(self) -> dict:
         return outline_mesh(self.superpixels.labels > 0, self.volume.spacing)
+
+    def statistics(self, state) -> list[dict]:
+        """Per-label volume, voxel and superpixel counts and mean intensity of a state."""
+        annotation = self.annotation_from(state)
+        return label_statistics(annotation, {"intensity": self.volume.data}, self.volume.spacing)
+
+    def statistics_view(self, state, show):
+        """The statistics panel: a table and a bar chart of the volume of each label."""
+        if not show:
+            return False, dash.no_update, dash.no_update
+        try:
+            rows = self.statistics(state)
+        except AnnotationStateError:
+            raise dash.exceptions.PreventUpdate from None
+        labels = {lb.value: lb for lb in self.labels}
+        header = ["Label", "Volume (mL)", "Volume (mm³)", "Voxels", "Superpixels", "Mean"]
+        body = [
+            html.Tr(
+                [
+                    html.Td(labels[row["label"]].name if row["label"] in labels else row["label"]),
+                    html.Td(f"{row['volume_ml']:.2f}"),
+                    html.Td(f"{row['volume_mm3']:.0f}"),
+                    html.Td(row["voxels"]),
+                    html.Td(row["superpixels"]),
+                    html.Td(f"{row['mean_intensity']:.3g}"),
+                ]
+            )
+            for row in rows
+        ]
+        table = dbc.Table(
+            [html.Thead(html.Tr([html.Th(h) for h in header])), html.Tbody(body)],
+            size="sm",
+            className="mb-0 small",
+        )
+        known = [row for row in rows if row["label"] in labels]
+        chart = go.Figure(
+            go.Bar(
+                x=[labels[row["label"]].name for row in known],
+                y=[row["volume_ml"] for row in known],
+                marker_color=[labels[row["label"]].color for row in known],
+            ),
+            layout={"margin": {"l": 40, "r": 10, "t": 10, "b": 30}, "yaxis_title": "mL"},
+        )
+        return True, table if rows else "No labels yet.", chart
+
+    def statistics_download(self, _n_clicks, state):
+        """Send the statistics as ``<name>_statistics.csv``."""
+        try:
+            rows = self.statistics(state)
+        except AnnotationStateError:
+            raise dash.exceptions.PreventUpdate from None
+        return dcc.send_string(statistics_csv(rows), f"{self.volume.name}_statistics.csv")
 
     def figure_3d(self, state, show):
         """The 3D view: one mesh per label inside a faint outline of the head."""

@@ -172,7 +172,7 @@ MESHES_3D = """
 """
 
 
-def test_3d_view_shows_a_mesh_per_label(page, app_url, sample):
+def test_3d_view_and_statistics_show_each_label(page, app_url, sample):
     open_annotator(page, app_url, sample)
     stroke_across_coronal_plane(page, sample)
     page.wait_for_function(HAS_ANNOTATION, arg=view(0), timeout=TIMEOUT_MS)
@@ -182,3 +182,6 @@ def test_3d_view_shows_a_mesh_per_label(page, app_url, sample):
     anterior = [(col * sample.spacing[2], 35 * sample.spacing[1]) for col in (55, 60)]
     draw_stroke(page, 0, anterior)  # away from the first stroke's row
     page.wait_for_function(MESHES_3D, arg=["Tumour", "Oedema"], timeout=TIMEOUT_MS)
+    page.click("label[for=annotator-show-statistics]")
+    page.wait_for_selector("#annotator-statistics-table:has-text('Oedema')", timeout=TIMEOUT_MS)
+    assert "Tumour" in page.inner_text("#annotator-statistics-table")
