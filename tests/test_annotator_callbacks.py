@@ -11,7 +11,7 @@ from dash._callback_context import context_value
 from dash._utils import AttributeDict
 
 from superpixel_annotator.annotation import Annotation
-from superpixel_annotator.annotator import VolumeAnnotator, parse_stroke_path
+from superpixel_annotator.annotator import STALE, VolumeAnnotator, parse_stroke_path
 
 
 def call(function, trigger: str, *args, **kwargs):
@@ -75,6 +75,14 @@ def apply_patch(slices: list, patch) -> list:
     return slices
 
 
+def show_stale_slices(annotator, axis, slices, state):
+    """What the browser gets when the user visits every slice marked stale."""
+    render = annotator._stale_callback(axis)
+    for index in [i for i, uri in enumerate(slices) if uri == STALE]:
+        slices = apply_patch(slices, render([index, 0.0], state))
+    return slices
+
+
 def full_render(annotator, state, axis):
     annotation = Annotation.from_state(annotator.superpixels, state)
     return [
@@ -108,6 +116,7 @@ def test_patched_overlays_equal_full_render_after_strokes_and_undos(annotator):
             state = result["state"]
         for axis in range(3):
             client[axis] = apply_patch(client[axis], result["slices"][axis])
+            client[axis] = show_stale_slices(annotator, axis, client[axis], state)
             assert client[axis] == full_render(annotator, state, axis), (step, action, axis)
     assert state is not None
 
@@ -117,7 +126,10 @@ def test_stroke_sends_only_touched_slices_and_clears_the_drawn_line(annotator):
     path = stroke_path(annotator, 0, [(1, 1), (1, 16)])
     result = edit(annotator, None, axis=0, path=path, index=1)
     axial_patch = result["slices"][0].to_plotly_json()["operations"]
-    assert sorted(op["location"][0] for op in axial_patch) == [0, 1, 2]
+    sent = {op["location"][0]: op["params"]["value"] for op in axial_patch}
+    assert sorted(sent) == [0, 1, 2]
+    # Only the slice on screen is rendered now; the others when a view shows them.
+    assert sent[1].startswith("data:image/png") and sent[0] == sent[2] == STALE
     figure_patch = result["figures"][0].to_plotly_json()["operations"]
     assert figure_patch[0]["location"] == ["layout", "shapes"]
     assert figure_patch[0]["params"]["value"] == []
@@ -281,3 +293,9 @@ def test_statistics_follow_the_spacing_and_export_csv(annotator):
     assert header.startswith("label,voxels,volume_mm3,volume_ml,superpixels,mean_intensity")
     assert row.startswith(f"2,{voxels},")
     assert annotator.statistics_view(state, False) == (False, dash.no_update, dash.no_update)
+
+
+@pytest.mark.parametrize("request_", [None, [], ["3"], [10_000], [-1], "x"], ids=str)
+def test_malformed_stale_requests_are_ignored(annotator, request_):
+    with pytest.raises(dash.exceptions.PreventUpdate):
+        annotator._stale_callback(0)(request_, None)

@@ -8,6 +8,7 @@ worker process can handle any request.
 
 from __future__ import annotations
 
+import json
 import re
 import tempfile
 from collections.abc import Sequence
@@ -37,6 +38,8 @@ from .volume import Volume, save_segmentation
 
 VIEW_NAMES = ("Axial", "Coronal", "Sagittal")
 MAX_STROKE_VERTICES = 5000
+# An overlay slice that changed but is not on screen: rendered when a view shows it.
+STALE = "stale"
 _SWATCH_STYLE = {
     "display": "inline-block",
     "width": "0.8em",
@@ -79,7 +82,7 @@ function(index, annotationSlices, boundary, showBoundaries, showAnnotation, opac
     const base = {type: 'image', hoverinfo: 'skip', x0: geometry.x0, y0: geometry.y0,
                   dx: geometry.dx, dy: geometry.dy};
     const annotation = annotationSlices ? annotationSlices[index] : null;
-    if (showAnnotation && annotation) {
+    if (showAnnotation && annotation && annotation !== STALE) {
         traces.push({...base, source: annotation, opacity: opacity, name: 'annotation'});
     }
     if (showBoundaries && boundary && boundary.index === index && boundary.uri) {
@@ -89,7 +92,18 @@ function(index, annotationSlices, boundary, showBoundaries, showAnnotation, opac
     const key = (list) => JSON.stringify((list || []).map((t) => [t.name, t.source, t.opacity]));
     return key(traces) === key(current) ? window.dash_clientside.no_update : traces;
 }
-"""
+""".replace("STALE", json.dumps(STALE))
+
+# A view that shows a slice marked stale asks the server for it (with a time stamp, so that
+# asking twice for the same slice still counts).
+_REQUEST_STALE = """
+function(index, annotationSlices) {
+    if (annotationSlices && annotationSlices[index] === STALE) {
+        return [index, performance.now()];
+    }
+    return window.dash_clientside.no_update;
+}
+""".replace("STALE", json.dumps(STALE))
 
 # With explicit ranges Plotly emits no relayout on first render, and that event is what
 # starts dash-slicer's state timer (full-resolution slice, position indicators).
@@ -412,6 +426,7 @@ class VolumeAnnotator:
                             id=self._part(f"annotation-slices-{axis}"), data=[None] * slicer.nslices
                         ),
                         dcc.Store(id=self._part(f"boundary-slice-{axis}")),
+                        dcc.Store(id=self._part(f"stale-request-{axis}")),
                         dcc.Store(
                             id=self._part(f"geometry-{axis}"), data=self._view_geometry(axis)
                         ),
@@ -542,6 +557,18 @@ class VolumeAnnotator:
                 Input(part(f"geometry-{axis}"), "data"),
             )
             app.clientside_callback(
+                _REQUEST_STALE,
+                Output(part(f"stale-request-{axis}"), "data"),
+                Input(slicer.slider.id, "value"),
+                Input(part(f"annotation-slices-{axis}"), "data"),
+            )
+            app.callback(
+                Output(part(f"annotation-slices-{axis}"), "data", allow_duplicate=True),
+                Input(part(f"stale-request-{axis}"), "data"),
+                State(part("annotation"), "data"),
+                prevent_initial_call=True,
+            )(self._stale_callback(axis))
+            app.clientside_callback(
                 _COMPOSE_OVERLAYS,
                 Output(slicer.extra_traces.id, "data"),
                 Input(slicer.slider.id, "value"),
@@ -659,7 +686,7 @@ class VolumeAnnotator:
                 return {**result, "message": f"Stroke ignored: {error}.", "show_message": True}
         if changed.size:
             result["state"] = annotation.to_state()
-            result["slices"] = self.overlay_patches(annotation, changed)
+            result["slices"] = self.overlay_patches(annotation, changed, indices)
             result["show_message"] = False
         return result
 
@@ -679,16 +706,38 @@ class VolumeAnnotator:
         cols = (xy[:, 0] - geometry["x0"]) / geometry["dx"]
         return annotation.paint(axis, index, np.column_stack([rows, cols]), label, level)
 
-    def overlay_patches(self, annotation: Annotation, changed: np.ndarray) -> list[dash.Patch]:
-        """For each view, a Patch that re-renders only the slices the changed superpixels reach."""
+    def overlay_patches(
+        self, annotation: Annotation, changed: np.ndarray, shown: Sequence
+    ) -> list[dash.Patch]:
+        """For each view, a Patch of the slices the changed superpixels reach.
+
+        The slice a view shows (``shown[axis]``) is rendered now; the other touched slices
+        are marked :data:`STALE` and rendered when a view shows them.
+        """
         patches = []
         touched = touched_slices(self.superpixels.extents, changed, self.volume.data.shape)
         for axis, indices in enumerate(touched):
             patch = dash.Patch()
-            for index in indices:
-                patch[int(index)] = self.overlay_uri(annotation, axis, int(index))
+            for index in indices.tolist():
+                on_screen = index == shown[axis]
+                patch[index] = self.overlay_uri(annotation, axis, index) if on_screen else STALE
             patches.append(patch)
         return patches
+
+    def _stale_callback(self, axis: int):
+        def render_stale(request, state):
+            index = request[0] if isinstance(request, list) and request else None
+            if not isinstance(index, int) or not 0 <= index < self.volume.data.shape[axis]:
+                raise dash.exceptions.PreventUpdate
+            try:
+                annotation = self.annotation_from(state)
+            except AnnotationStateError:
+                raise dash.exceptions.PreventUpdate from None
+            patch = dash.Patch()
+            patch[index] = self.overlay_uri(annotation, axis, index)
+            return patch
+
+        return render_stale
 
     def overlay_uri(self, annotation: Annotation, axis: int, index: int) -> str | None:
         """The annotation overlay of one slice as a PNG data URI (``None`` when empty)."""

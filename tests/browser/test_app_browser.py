@@ -47,6 +47,13 @@ NO_SHAPES = """
     return !(gd.layout.shapes && gd.layout.shapes.length);
 }
 """.replace("PLOT", PLOT)
+# Move a view's slider (dash-slicer names it after the view's graph).
+MOVE_SLIDER = """
+([selector, index]) => {
+    const graph = document.querySelector(selector + ' .dash-graph');
+    window.dash_clientside.set_props(graph.id.replace(/-graph$/, '-slider'), {value: index});
+}
+"""
 # Page coordinates of a point given in the view's data coordinates (mm).
 DATA_TO_PAGE = """
 ([selector, x, y]) => {
@@ -119,6 +126,10 @@ def test_stroke_colours_superpixels_in_all_views_and_undo_redo(page, app_url, sa
     for axis in (0, 1):
         page.wait_for_function(HAS_ANNOTATION, arg=view(axis), timeout=TIMEOUT_MS)
     page.wait_for_function(NO_SHAPES, arg=view(0), timeout=TIMEOUT_MS)
+
+    # Slices off screen when the stroke landed are rendered when a view shows them.
+    page.evaluate(MOVE_SLIDER, [view(0), sample.data.shape[0] // 2 + 1])
+    page.wait_for_function(HAS_ANNOTATION, arg=view(0), timeout=TIMEOUT_MS)
 
     page.keyboard.press("Control+z")
     for axis in (0, 1):
