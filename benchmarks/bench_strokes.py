@@ -31,7 +31,7 @@ import numpy as np
 from _bench_common import zstd
 from dash._utils import to_json
 
-from superpixel_annotator.annotator import VolumeAnnotator
+from superpixel_annotator.annotator import STALE, VolumeAnnotator
 from superpixel_annotator.overlays import indexed_png_uri, section
 
 GOAL_MS = 60
@@ -51,7 +51,7 @@ def stroke_path(annotator: VolumeAnnotator, axis: int, rows_cols) -> str:
 def full_overlays(annotator: VolumeAnnotator):
     """The seed design's ``overlay_patches``: every slice of every view, from the label volume."""
 
-    def overlays(annotation, changed):
+    def overlays(annotation, changed, shown):
         labels = annotation.label_volume()
         return [
             [
@@ -155,6 +155,7 @@ def stroke_parts(annotator: VolumeAnnotator, ops: list) -> dict:
         times.setdefault(name, []).append(1000 * (time.perf_counter() - start))
         return value
 
+    middle = [size // 2 for size in annotator.volume.data.shape]
     for op in ops:
         annotation = timed("from_state", Annotation.from_state, annotator.superpixels, state)
         if op[0] == "stroke":
@@ -162,11 +163,13 @@ def stroke_parts(annotator: VolumeAnnotator, ops: list) -> dict:
             changed = timed(
                 "paint", annotator._paint, annotation, axis, index, path, label, "coarse"
             )
+            shown = [index if a == axis else middle[a] for a in range(3)]
         else:
             changed = getattr(annotation, op[0])()
+            shown = middle
         if changed.size:
             state = timed("to_state", annotation.to_state)
-            timed("overlay_patches (PNG)", annotator.overlay_patches, annotation, changed)
+            timed("overlay_patches (PNG)", annotator.overlay_patches, annotation, changed, shown)
     return {name: statistics.median(values) for name, values in times.items()}
 
 
@@ -175,10 +178,12 @@ def ratio(ours: float, baseline: float) -> str:
 
 
 def slices_sent(slices) -> int:
+    """Slices rendered into the response (ours marks other touched slices stale instead)."""
     count = 0
     for value in slices:
         if isinstance(value, dash.Patch):
-            count += len(value.to_plotly_json()["operations"])
+            operations = value.to_plotly_json()["operations"]
+            count += sum(op["params"]["value"] != STALE for op in operations)
         elif isinstance(value, list):
             count += len(value)
     return count
@@ -227,6 +232,9 @@ def bench_server(volume, tumour, superpixels) -> None:
             state = results["ours"]["state"]
         for axis in range(3):
             client[axis] = apply(client[axis], results["ours"]["slices"][axis])
+            for index in [i for i, uri in enumerate(client[axis]) if uri == STALE]:
+                shown = ours._stale_callback(axis)([index, 0.0], state)  # the user visits it
+                client[axis] = apply(client[axis], shown)
             full = apply([None] * volume.data.shape[axis], results["seed"]["slices"][axis])
             if results["seed"]["slices"][axis] is not dash.no_update and client[axis] != full:
                 same = False
