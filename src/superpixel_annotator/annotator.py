@@ -596,31 +596,17 @@ class VolumeAnnotator:
             prevent_initial_call=True,
         )(self.download)
 
-        app.clientside_callback(
-            _PASS_WHEN_SHOWN,
-            Output(part("annotation-3d"), "data"),
-            Input(part("annotation"), "data"),
-            Input(part("show-3d"), "value"),
+        self._register_panel(app, "3d", Output(part("view-3d"), "figure"), self.figure_3d)
+        self._register_panel(
+            app,
+            "statistics",
+            [
+                Output(part("statistics"), "is_open"),
+                Output(part("statistics-table"), "children"),
+                Output(part("statistics-chart"), "figure"),
+            ],
+            self.statistics_view,
         )
-        app.callback(
-            Output(part("view-3d"), "figure"),
-            Input(part("annotation-3d"), "data"),
-            Input(part("show-3d"), "value"),
-        )(self.figure_3d)
-
-        app.clientside_callback(
-            _PASS_WHEN_SHOWN,
-            Output(part("annotation-statistics"), "data"),
-            Input(part("annotation"), "data"),
-            Input(part("show-statistics"), "value"),
-        )
-        app.callback(
-            Output(part("statistics"), "is_open"),
-            Output(part("statistics-table"), "children"),
-            Output(part("statistics-chart"), "figure"),
-            Input(part("annotation-statistics"), "data"),
-            Input(part("show-statistics"), "value"),
-        )(self.statistics_view)
         app.callback(
             Output(part("statistics-download"), "data"),
             Input(part("statistics-csv"), "n_clicks"),
@@ -636,6 +622,17 @@ class VolumeAnnotator:
         )(lambda _, is_open: not is_open)
 
         app.clientside_callback(_INSTALL_SHORTCUTS, Input(part("shortcuts"), "data"))
+
+    def _register_panel(self, app: dash.Dash, panel: str, outputs, function) -> None:
+        """Call ``function(state, shown)`` for a panel that gets the annotation while shown."""
+        shown = Input(self._part(f"show-{panel}"), "value")
+        app.clientside_callback(
+            _PASS_WHEN_SHOWN,
+            Output(self._part(f"annotation-{panel}"), "data"),
+            Input(self._part("annotation"), "data"),
+            shown,
+        )
+        app.callback(outputs, Input(self._part(f"annotation-{panel}"), "data"), shown)(function)
 
     def annotation_from(self, state: str | None) -> Annotation:
         """The user's annotation from its session state (empty for ``None``)."""
