@@ -67,9 +67,9 @@ HELP_ITEMS = (
     ("Undo / Redo", "buttons, or Ctrl+Z / Ctrl+Y (also Ctrl+Shift+Z)."),
     (
         "Move",
-        "through slices with the slider under each view; click a point to move the "
-        "other views there. To pan and zoom, pick Pan in a view's toolbar (top right) and "
-        "scroll; pick Draw open freeform to draw again.",
+        "through slices with the slider under each view. To pan and zoom, pick Pan in a "
+        "view's toolbar (top right) and scroll; in Pan mode a click moves the other views "
+        "to that point. Pick Draw open freeform to draw again.",
     ),
     ("Superpixels", "shows the superpixel borders; Contrast sets the intensity window."),
     ("Download segmentation", "saves the labels as NIfTI with the scan's geometry."),
