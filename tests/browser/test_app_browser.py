@@ -196,3 +196,22 @@ def test_3d_view_and_statistics_show_each_label(page, app_url, sample):
     page.click("label[for=annotator-show-statistics]")
     page.wait_for_selector("#annotator-statistics-table:has-text('Oedema')", timeout=TIMEOUT_MS)
     assert "Tumour" in page.inner_text("#annotator-statistics-table")
+
+
+SLIDER_AT = """
+([selector, index]) => {
+    const handle = document.querySelector(selector + ' [role=slider]');
+    return Boolean(handle) && handle.getAttribute('aria-valuenow') === String(index);
+}
+"""
+
+
+def test_click_in_pan_mode_moves_the_other_views(page, app_url, sample):
+    open_annotator(page, app_url, sample)
+    page.hover(view(0) + " .dash-graph")
+    page.click(view(0) + " .modebar-btn[data-attr=dragmode][data-val=pan]")
+    row, col = 40, 30
+    point = [view(0), col * sample.spacing[2], row * sample.spacing[1]]
+    page.mouse.click(*page.wait_for_function(DATA_TO_PAGE, arg=point).json_value())
+    page.wait_for_function(SLIDER_AT, arg=[view(1), row], timeout=TIMEOUT_MS)
+    page.wait_for_function(SLIDER_AT, arg=[view(2), col], timeout=TIMEOUT_MS)
