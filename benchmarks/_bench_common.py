@@ -11,7 +11,6 @@ import datetime
 import os
 import platform
 import queue
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,24 +33,24 @@ CASE_DIR = DATA_DIR / "brats_2013_pat0005_1"
 FLAIR = CASE_DIR / "Flair_subtrMeanDivStd.nii.gz"
 TRUTH = CASE_DIR / "OTMultiClass.nii.gz"
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+# The browser-driving helpers are the tests' own: one copy of each.
+sys.path[:0] = [str(REPO / "tests" / "browser"), str(REPO / "tests")]
+# (tests/browser/conftest.py; everything below is re-exported for the benchmark scripts)
+from conftest import CHROMIUM, CHROMIUM_ARGS, free_port  # noqa: E402, F401
+from test_annotator_callbacks import call  # noqa: E402, F401
+from test_app_browser import (  # noqa: E402, F401
+    DATA_TO_PAGE,
+    NO_SHAPES,
+    PLOT,
+    draw_stroke,
+    view,
+)
+
 VIEWPORT = {"width": 1400, "height": 1000}
 STARTUP_TIMEOUT_S = 120
 TIMEOUT_MS = 60_000
 UPDATE_URL = "_dash-update-component"
 
-VIEW = "#annotator-view-{axis}"
-# The plot element of a view (Plotly drops its js-plotly-plot class while it redraws).
-PLOT = "(selector) => document.querySelector(selector + ' .dash-graph > div:last-child')"
 # Installed before any page script (SIZES replaced by each view's full (width, height)): every
 # animation frame, check whether all three views show a full-resolution slice and position
 # indicators, and note the page time of the first frame they do in ``window.__benchFullAt``.
@@ -101,23 +100,6 @@ ANNOTATION_SOURCE = """
     return trace ? trace.source : null;
 }
 """.replace("PLOT", PLOT)
-NO_SHAPES = """
-(selector) => {
-    const gd = (PLOT)(selector);
-    return Boolean(gd && gd.layout && !(gd.layout.shapes && gd.layout.shapes.length));
-}
-""".replace("PLOT", PLOT)
-# Page coordinates of a point given in the view's data coordinates (mm).
-DATA_TO_PAGE = """
-([selector, x, y]) => {
-    const gd = (PLOT)(selector);
-    if (!gd || !gd._fullLayout || !gd._fullLayout.xaxis) { return null; }
-    const rect = gd.getBoundingClientRect();
-    const xaxis = gd._fullLayout.xaxis, yaxis = gd._fullLayout.yaxis;
-    return [rect.left + xaxis._offset + xaxis.d2p(x), rect.top + yaxis._offset + yaxis.d2p(y)];
-}
-""".replace("PLOT", PLOT)
-
 # Installed before any page script: names and times every Dash callback request (fetch) in the
 # page. ``end`` (body read through a clone) waits for the main thread; use Resource Timing's
 # ``responseEnd`` for network timestamps (``RESOURCE_TIMINGS``).
@@ -214,20 +196,6 @@ def package_version() -> str:
     return f"{root} (git {commit}{state})"
 
 
-def call(function, trigger: str, *args, **kwargs):
-    """Run a Dash callback function as Dash would after ``trigger`` (an ``id.prop``) changed."""
-    from contextvars import copy_context
-
-    from dash._callback_context import context_value
-    from dash._utils import AttributeDict
-
-    def run():
-        context_value.set(AttributeDict(triggered_inputs=[{"prop_id": trigger, "value": None}]))
-        return function(*args, **kwargs)
-
-    return copy_context().run(run)
-
-
 def have_data() -> bool:
     if FLAIR.exists() and TRUTH.exists():
         return True
@@ -276,12 +244,6 @@ def tumour_slices(tumour: np.ndarray, axis: int, fractions) -> list[int]:
     # Stay off the first and last few slices, where the tumour is a few voxels only.
     low, high = np.percentile(present, [15, 85])
     return [int(round(low + f * (high - low))) for f in fractions]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -362,20 +324,6 @@ def wait_full_slices(page) -> float:
     slices in all three views; returns the page time (ms since navigation) when it did."""
     handle = page.wait_for_function("() => window.__benchFullAt", timeout=TIMEOUT_MS)
     return float(handle.json_value())
-
-
-def draw_stroke(page, axis: int, points_mm) -> None:
-    """Press, drag through ``points_mm`` (x, y in the view's mm) and release, as a user does."""
-    selector = VIEW.format(axis=axis)
-    pixels = [
-        page.wait_for_function(DATA_TO_PAGE, arg=[selector, x, y]).json_value()
-        for x, y in points_mm
-    ]
-    page.mouse.move(*pixels[0])
-    page.mouse.down()
-    for pixel in pixels[1:]:
-        page.mouse.move(*pixel, steps=8)
-    page.mouse.up()
 
 
 def axial_stroke_mm(volume, tumour, fraction: float) -> list[tuple[float, float]]:

@@ -201,10 +201,6 @@ def figure_3d_server(volume, tumour, superpixels) -> dict:
         body = to_json({"multi": True, "response": {"annotator-view-3d": {"figure": figure}}})
         json_times.append(1000 * (time.perf_counter() - start))
     body = body.encode()
-    try:  # what an edit costs while the 3D view is switched off
-        empty = to_json(common.call(figure_3d, trigger, state, False)).encode()
-    except dash.exceptions.PreventUpdate:
-        empty = b""
     return {
         "ms": statistics.median(times),
         "json_ms": statistics.median(json_times),
@@ -213,8 +209,6 @@ def figure_3d_server(volume, tumour, superpixels) -> dict:
         "raw": len(body),
         "gzip": len(gzip.compress(body, 6)),
         "zstd": len(zstd.compress(body, 3)),
-        "empty_raw": len(empty),
-        "empty_zstd": len(zstd.compress(empty, 3)) if empty else 0,
     }
 
 
@@ -302,14 +296,6 @@ def print_3d(server: dict, strokes: list[dict]) -> None:
         f"|   its response size: raw / gzip-6 / zstd-3 | {server['raw'] / 1000:.0f} / "
         f"{server['gzip'] / 1000:.0f} / {server['zstd'] / 1000:.0f} | kB |"
     )
-    if server["empty_raw"]:
-        print(
-            f"| 3D switched off: `figure_3d` still answers every edit with an empty figure "
-            f"(raw / zstd-3) | {server['empty_raw'] / 1000:.1f} / "
-            f"{server['empty_zstd'] / 1000:.1f} | kB |"
-        )
-    else:
-        print("| 3D switched off: `figure_3d` after an edit | PreventUpdate | (no body) |")
     print(flush=True)
 
 
@@ -334,7 +320,7 @@ def plain_strokes(browser, url: str, volume, tumour, count: int) -> None:
     page.goto(url)
     common.wait_full_slices(page)
     common.wait_network_quiet(page, log.pending)
-    selector = common.VIEW.format(axis=0)
+    selector = common.view(0)
     for k in range(count):
         before = page.evaluate(common.ANNOTATION_SOURCE, selector)
         fraction = 0.1 + 0.8 * k / max(count - 1, 1)

@@ -327,7 +327,7 @@ def bench_browser(volume, tumour, cache_dir: str, n_strokes: int) -> dict:
     if not mask.any():
         raise RuntimeError("no tumour on the middle axial slice")
     fractions = np.linspace(0.1, 0.9, n_strokes)
-    selector = common.VIEW.format(axis=0)
+    selector = common.view(0)
     strokes = []
     with common.annotator_server(cache_dir) as (url, process), common.chromium() as browser:
         context = browser.new_context(viewport=common.VIEWPORT)

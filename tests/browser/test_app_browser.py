@@ -44,7 +44,7 @@ NO_ANNOTATION = HAS_ANNOTATION.replace("return Boolean(", "return !Boolean(")
 NO_SHAPES = """
 (selector) => {
     const gd = (PLOT)(selector);
-    return !(gd.layout.shapes && gd.layout.shapes.length);
+    return Boolean(gd && gd.layout && !(gd.layout.shapes && gd.layout.shapes.length));
 }
 """.replace("PLOT", PLOT)
 # Move a view's slider (dash-slicer names it after the view's graph).
