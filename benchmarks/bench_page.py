@@ -330,6 +330,13 @@ def plain_strokes(browser, url: str, volume, tumour, count: int) -> None:
             arg=selector,
             timeout=30_000,
         )
+        # Undo, so that the next stroke (coarse regions may overlap) changes something too.
+        page.keyboard.press("Control+z")
+        page.wait_for_function(
+            f"(s) => ({common.ANNOTATION_SOURCE})(s) === {to_json(before)}",
+            arg=selector,
+            timeout=30_000,
+        )
         common.wait_network_quiet(page, log.pending)
     context.close()
 
