@@ -268,18 +268,17 @@ class VolumeAnnotator:
     def _button(self, text: str, name: str, color: str, title: str | None = None) -> dbc.Button:
         return dbc.Button(text, id=self._part(name), size="sm", color=color, title=title)
 
+    def _panel_header(self, panel: str, label: str) -> dbc.CardHeader:
+        """A card header whose switch shows the panel (see :meth:`_register_panel`)."""
+        switch = dbc.Switch(
+            id=self._part(f"show-{panel}"), label=label, value=False, className="mb-0"
+        )
+        return dbc.CardHeader(switch, className="py-1 small")
+
     def _statistics_panel(self):
         return dbc.Card(
             [
-                dbc.CardHeader(
-                    dbc.Switch(
-                        id=self._part("show-statistics"),
-                        label="Statistics",
-                        value=False,
-                        className="mb-0",
-                    ),
-                    className="py-1 small",
-                ),
+                self._panel_header("statistics", "Statistics"),
                 dbc.Collapse(
                     dbc.CardBody(
                         dbc.Row(
@@ -443,15 +442,7 @@ class VolumeAnnotator:
             dbc.Col(
                 dbc.Card(
                     [
-                        dbc.CardHeader(
-                            dbc.Switch(
-                                id=self._part("show-3d"),
-                                label="3D view",
-                                value=False,
-                                className="mb-0",
-                            ),
-                            className="py-1 small",
-                        ),
+                        self._panel_header("3d", "3D view"),
                         dcc.Loading(
                             dcc.Graph(
                                 id=self._part("view-3d"),
