@@ -212,16 +212,23 @@ def figure_3d_server(volume, tumour, superpixels) -> dict:
     }
 
 
-def strokes_3d(browser, url: str, volume, tumour) -> list[dict]:
-    """With the 3D view on: ms from mouseup to a new mesh trace in the 3D graph, per stroke."""
+def open_annotator(browser, url: str, volume, *init_scripts: str):
+    """A fresh context's page on ``url``, once its views show full slices and the network is
+    quiet; returns (context, page, request log)."""
     context = browser.new_context(viewport=common.VIEWPORT)
-    context.add_init_script(common.FETCH_PROBE)
-    context.add_init_script(common.full_slices_probe(volume.data.shape))
+    for script in (*init_scripts, common.full_slices_probe(volume.data.shape)):
+        context.add_init_script(script)
     page = context.new_page()
     log = common.RequestLog(page)
     page.goto(url)
     common.wait_full_slices(page)
     common.wait_network_quiet(page, log.pending)
+    return context, page, log
+
+
+def strokes_3d(browser, url: str, volume, tumour) -> list[dict]:
+    """With the 3D view on: ms from mouseup to a new mesh trace in the 3D graph, per stroke."""
+    context, page, log = open_annotator(browser, url, volume, common.FETCH_PROBE)
     page.click("label[for=annotator-show-3d]")
     page.wait_for_function(f"() => ({MESHES_3D})() >= 1", timeout=common.TIMEOUT_MS)
     common.wait_network_quiet(page, log.pending)
@@ -313,13 +320,7 @@ def memory_mb(pid: int) -> dict:
 
 def plain_strokes(browser, url: str, volume, tumour, count: int) -> None:
     """Draw ``count`` strokes (3D off) in a fresh page, each waited for on the axial view."""
-    context = browser.new_context(viewport=common.VIEWPORT)
-    context.add_init_script(common.full_slices_probe(volume.data.shape))
-    page = context.new_page()
-    log = common.RequestLog(page)
-    page.goto(url)
-    common.wait_full_slices(page)
-    common.wait_network_quiet(page, log.pending)
+    context, page, log = open_annotator(browser, url, volume)
     selector = common.view(0)
     for k in range(count):
         before = page.evaluate(common.ANNOTATION_SOURCE, selector)
