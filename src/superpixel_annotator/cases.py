@@ -1,0 +1,228 @@
+"""Cases: the read-only data the server keeps per scan, shared by every worker through disk.
+
+A *case* is one scan's co-registered modalities with their superpixels. Its key digests the
+intensities, geometry and superpixel parameters, so a user's session names the case it shows
+by key alone, and any worker process can serve it: from memory, or else from the disk cache
+that the worker which opened the case wrote.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from .meshes import outline_mesh
+from .superpixels import Superpixels, _complete_params, load_or_compute_superpixels
+from .volume import Volume
+
+# Cases held in memory per process; a 240x240x155 case takes about 70 MB.
+MAX_CASES_IN_MEMORY = 4
+
+
+class CaseNotFoundError(KeyError):
+    """A case key that neither this process nor the disk cache knows."""
+
+
+def cache_directory(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The cache directory: ``cache_dir``, else ``$SUPERPIXEL_ANNOTATOR_CACHE``, else
+    ``~/.cache/superpixel-annotator``."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    default = Path.home() / ".cache" / "superpixel-annotator"
+    return Path(os.environ.get("SUPERPIXEL_ANNOTATOR_CACHE", default))
+
+
+def case_key(volumes: Sequence[Volume], params: dict) -> str:
+    """The key of a case: its modalities' content and the complete superpixel parameters."""
+    digest = hashlib.sha256()
+    for volume in volumes:
+        digest.update(volume.content_hash.encode())
+    digest.update(json.dumps(_complete_params(params), sort_keys=True).encode())
+    return digest.hexdigest()[:32]
+
+
+@dataclass(frozen=True, eq=False)
+class Case:
+    """One scan's modalities and superpixels.
+
+    Attributes
+    ----------
+    volumes : tuple of Volume
+        Co-registered modalities (same shape and affine); the first is shown first.
+    superpixels : Superpixels
+        Supervoxels computed from all modalities.
+    key : str
+        See :func:`case_key`.
+    """
+
+    volumes: tuple[Volume, ...]
+    superpixels: Superpixels
+    key: str
+
+    @property
+    def volume(self) -> Volume:
+        """The first modality, which carries the case's name and geometry."""
+        return self.volumes[0]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Shape in display order."""
+        return self.volume.data.shape
+
+    @cached_property
+    def windows(self) -> tuple[tuple[float, float], ...]:
+        """Per modality, an intensity window from the 0.5th to 99.5th percentile in the head."""
+        inside = self.superpixels.labels > 0
+        return tuple(default_window(volume.data, inside) for volume in self.volumes)
+
+    @cached_property
+    def outline(self) -> dict:
+        """A coarse mesh of the head's surface (see :func:`outline_mesh`)."""
+        return outline_mesh(self.superpixels.labels > 0, self.volume.spacing)
+
+    @cached_property
+    def intensities(self) -> list[np.ndarray]:
+        """Every modality's intensities (for autofill and statistics)."""
+        return [volume.data for volume in self.volumes]
+
+
+def default_window(data: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
+    """An intensity window from the 0.5th to 99.5th percentile inside ``mask``."""
+    values = data[mask] if mask.any() else data.ravel()
+    low, high = np.percentile(values, [0.5, 99.5])
+    if high <= low:
+        high = low + 1.0
+    return float(low), float(high)
+
+
+def open_case(
+    volumes: Sequence[Volume],
+    cache_dir: str | os.PathLike | None = None,
+    superpixels: Superpixels | None = None,
+    **params,
+) -> Case:
+    """Build a case, computing its superpixels (or reading them from the cache).
+
+    The modalities are written to the cache too, so other worker processes can load the
+    case by key (see :class:`CaseStore`).
+
+    Parameters
+    ----------
+    volumes : sequence of Volume
+        Co-registered modalities of one scan.
+    cache_dir : str or path-like, optional
+        See :func:`cache_directory`.
+    superpixels : Superpixels, optional
+        Precomputed superpixels (then ``params`` are theirs).
+    **params
+        Superpixel parameters (see :func:`compute_superpixels`).
+
+    Returns
+    -------
+    Case
+    """
+    volumes = tuple(volumes)
+    if superpixels is None:
+        source = volumes if len(volumes) > 1 else volumes[0]
+        superpixels = load_or_compute_superpixels(source, cache_dir, **params)
+    key = case_key(volumes, superpixels.params)
+    _write_volumes(_volumes_path(cache_directory(cache_dir), key), volumes, superpixels)
+    return Case(volumes=volumes, superpixels=superpixels, key=key)
+
+
+class CaseStore:
+    """The cases a process serves: recently used ones in memory, the others from disk.
+
+    Parameters
+    ----------
+    cache_dir : str or path-like, optional
+        See :func:`cache_directory`.
+    """
+
+    def __init__(self, cache_dir: str | os.PathLike | None = None) -> None:
+        self.cache_dir = cache_directory(cache_dir)
+        self._cases: OrderedDict[str, Case] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, case: Case) -> None:
+        """Keep ``case`` in memory (it is on disk already, see :func:`open_case`)."""
+        with self._lock:
+            self._cases[case.key] = case
+            self._cases.move_to_end(case.key)
+            while len(self._cases) > MAX_CASES_IN_MEMORY:
+                self._cases.popitem(last=False)
+
+    def get(self, key: str) -> Case:
+        """The case with ``key``.
+
+        Raises
+        ------
+        CaseNotFoundError
+            When neither memory nor the disk cache holds it.
+        """
+        if not isinstance(key, str):
+            raise CaseNotFoundError(key)
+        with self._lock:
+            case = self._cases.get(key)
+            if case is not None:
+                self._cases.move_to_end(key)
+                return case
+        case = _read_case(self.cache_dir, key)
+        self.add(case)
+        return case
+
+
+def _volumes_path(cache_dir: Path, key: str) -> Path:
+    return cache_dir / "cases" / f"{key}.npz"
+
+
+def _write_volumes(path: Path, volumes: tuple[Volume, ...], superpixels: Superpixels) -> None:
+    if path.exists():
+        return
+    arrays = {
+        "names": np.array([volume.name for volume in volumes]),
+        "spacing": np.array(volumes[0].spacing),
+        "affine": volumes[0].affine,
+        "source_ornt": volumes[0].source_ornt,
+        "params": np.array(json.dumps(superpixels.params, sort_keys=True)),
+    }
+    for index, volume in enumerate(volumes):
+        arrays[f"data{index}"] = volume.data
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            np.savez(file, **arrays)
+        os.replace(temporary, path)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+
+
+def _read_case(cache_dir: Path, key: str) -> Case:
+    path = _volumes_path(cache_dir, key)
+    if len(key) != 32 or not all(c in "0123456789abcdef" for c in key) or not path.exists():
+        raise CaseNotFoundError(key)
+    with np.load(path, allow_pickle=False) as stored:
+        names = [str(name) for name in stored["names"]]
+        volumes = tuple(
+            Volume(
+                data=stored[f"data{index}"],
+                spacing=tuple(float(s) for s in stored["spacing"]),
+                affine=stored["affine"],
+                source_ornt=stored["source_ornt"],
+                name=name,
+            )
+            for index, name in enumerate(names)
+        )
+        params = json.loads(str(stored["params"]))
+    return open_case(volumes, cache_dir, **params)
