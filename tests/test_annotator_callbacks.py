@@ -25,14 +25,21 @@ def call(function, trigger: str, *args, **kwargs):
 
 
 @pytest.fixture
-def annotator(small_case):
+def annotator(small_case, tmp_path):
     volume, superpixels = small_case
-    return VolumeAnnotator(dash.Dash(__name__), volume, id="ann", superpixels=superpixels)
+    return VolumeAnnotator(
+        dash.Dash(__name__), volume, id="ann", superpixels=superpixels, cache_dir=tmp_path
+    )
+
+
+def session(annotator) -> dict:
+    """The case store of a session showing the annotator's initial scan."""
+    return annotator.case_data(annotator.initial_case)
 
 
 def stroke_path(annotator, axis, rows_cols):
     """An SVG path in a view's mm coordinates for (row, col) voxel positions."""
-    geometry = annotator._view_geometry(axis)
+    geometry = annotator.view_geometry(annotator.initial_case, axis)
     points = [f"{c * geometry['dx']},{r * geometry['dy']}" for r, c in rows_cols]
     return "M" + "L".join(points)
 
@@ -53,6 +60,8 @@ def edit(annotator, state, *, axis=None, path=None, button=None, label=1, index=
         undo=1,
         redo=1,
         fill=1,
+        segmentation=None,
+        segmentation_name=None,
         fine=fine,
         indices=[
             annotator.volume.data.shape[a] // 2 if index is None or a != axis else index
@@ -60,6 +69,7 @@ def edit(annotator, state, *, axis=None, path=None, button=None, label=1, index=
         ],
         label=label,
         state=state,
+        case=session(annotator),
     )
 
 
@@ -79,7 +89,7 @@ def show_stale_slices(annotator, axis, slices, state):
     """What the browser gets when the user visits every slice marked stale."""
     render = annotator._stale_callback(axis)
     for index in [i for i, uri in enumerate(slices) if uri == STALE]:
-        slices = apply_patch(slices, render([index, 0.0], state))
+        slices = apply_patch(slices, render([index, 0.0], state, session(annotator)))
     return slices
 
 
@@ -162,10 +172,13 @@ def test_malformed_strokes_are_refused_without_touching_the_annotation(
         undo=None,
         redo=None,
         fill=None,
+        segmentation=None,
+        segmentation_name=None,
         fine=False,
         indices=[3 if index is None else index, 7, 9],
         label=label,
         state=state,
+        case=session(annotator),
     )
     assert result["state"] is dash.no_update  # the state is not replaced
     assert result["slices"] == [dash.no_update] * 3
@@ -173,7 +186,7 @@ def test_malformed_strokes_are_refused_without_touching_the_annotation(
 
 
 def test_far_away_coordinates_are_clipped_not_expanded(annotator):
-    row_mm = 7 * annotator._view_geometry(0)["dy"]
+    row_mm = 7 * annotator.view_geometry(annotator.initial_case, 0)["dy"]
     path = f"M-1e300,{row_mm}L1e300,{row_mm}"
     result = edit(annotator, None, axis=0, path=path)
     annotation = Annotation.from_state(annotator.superpixels, result["state"])
@@ -197,10 +210,13 @@ def test_relayout_without_a_new_shape_changes_nothing(annotator):
             undo=None,
             redo=None,
             fill=None,
+            segmentation=None,
+            segmentation_name=None,
             fine=False,
             indices=[3, 7, 9],
             label=1,
             state=None,
+            case=session(annotator),
         )
 
 
@@ -208,7 +224,9 @@ def test_download_writes_source_geometry(annotator, tmp_path):
     state = edit(annotator, None, axis=0, path=stroke_path(annotator, 0, [(7, 4), (7, 13)]))[
         "state"
     ]
-    sent, message, is_open = call(annotator.download, "ann-download-button.n_clicks", 1, state)
+    sent, message, is_open = call(
+        annotator.download, "ann-download-button.n_clicks", 1, state, session(annotator)
+    )
     assert sent["filename"] == "small_segmentation.nii.gz"
     path = tmp_path / sent["filename"]
     path.write_bytes(base64.b64decode(sent["content"]))
@@ -221,20 +239,23 @@ def test_download_writes_source_geometry(annotator, tmp_path):
 
 
 def test_download_of_empty_annotation_says_so(annotator):
-    sent, message, is_open = call(annotator.download, "ann-download-button.n_clicks", 1, None)
+    sent, message, is_open = call(
+        annotator.download, "ann-download-button.n_clicks", 1, None, session(annotator)
+    )
     assert sent is dash.no_update and "empty" in message and is_open
 
 
 def test_boundaries_follow_the_slice_and_skip_when_hidden(annotator):
     boundary = annotator._boundary_callback(0)
-    result = boundary({"index": 2}, True, None)
+    case = session(annotator)
+    result = boundary({"index": 2}, True, None, case)
     assert result["index"] == 2 and result["uri"].startswith("data:image/png")
     with pytest.raises(dash.exceptions.PreventUpdate):
-        boundary({"index": 2}, False, None)
+        boundary({"index": 2}, False, None, case)
     with pytest.raises(dash.exceptions.PreventUpdate):
-        boundary({"index": 2}, True, result)
+        boundary({"index": 2}, True, result, case)
     with pytest.raises(dash.exceptions.PreventUpdate):
-        boundary({"index": "2; drop"}, True, None)
+        boundary({"index": "2; drop"}, True, None, case)
 
 
 def test_3d_view_has_outline_and_one_mesh_per_label(annotator):
@@ -244,17 +265,18 @@ def test_3d_view_has_outline_and_one_mesh_per_label(annotator):
     state = edit(annotator, state, axis=0, path=stroke_path(annotator, 0, [(10, 4)]), label=2)[
         "state"
     ]
-    figure = call(annotator.figure_3d, "ann-annotation-3d.data", state, True)
-    names = [trace.name for trace in figure.data]
-    assert len(figure.data) == 3, names
-    assert call(annotator.figure_3d, "ann-show-3d.value", state, False).data == ()
+    case = session(annotator)
+    figure = call(annotator.figure_3d, "ann-annotation-3d.data", state, True, case)
+    names = [trace["name"] for trace in figure["data"]]
+    assert len(figure["data"]) == 3, names
+    assert call(annotator.figure_3d, "ann-show-3d.value", state, False, case) == {}
 
 
-def test_two_instances_in_one_app_do_not_clash(small_case):
+def test_two_instances_in_one_app_do_not_clash(small_case, tmp_path):
     volume, superpixels = small_case
     app = dash.Dash(__name__)
-    first = VolumeAnnotator(app, volume, id="first", superpixels=superpixels)
-    second = VolumeAnnotator(app, volume, id="second", superpixels=superpixels)
+    first = VolumeAnnotator(app, volume, id="first", superpixels=superpixels, cache_dir=tmp_path)
+    second = VolumeAnnotator(app, volume, id="second", superpixels=superpixels, cache_dir=tmp_path)
     app.layout = dash.html.Div([first.layout, second.layout])
     ids = []
 
@@ -281,21 +303,22 @@ def test_parse_stroke_path():
 def test_statistics_follow_the_spacing_and_export_csv(annotator):
     path = stroke_path(annotator, 0, [(7, 4), (7, 13)])
     state = edit(annotator, None, axis=0, path=path, label=2)["state"]
-    is_open, table, chart = annotator.statistics_view(state, True)
+    case = session(annotator)
+    is_open, table, chart = annotator.statistics_view(state, True, case)
     assert is_open and chart.data[0].x == ("Oedema",)
     labels = Annotation.from_state(annotator.superpixels, state).label_volume()
     voxels = int((labels == 2).sum())
     expected_ml = voxels * np.prod(annotator.volume.spacing) / 1000
     assert chart.data[0].y == (pytest.approx(expected_ml),)
-    sent = call(annotator.statistics_download, "ann-statistics-csv.n_clicks", 1, state)
+    sent = call(annotator.statistics_download, "ann-statistics-csv.n_clicks", 1, state, case)
     header, row = sent["content"].splitlines()
     assert sent["filename"] == "small_statistics.csv"
-    assert header.startswith("label,voxels,volume_mm3,volume_ml,superpixels,mean_intensity")
+    assert header.startswith("label,voxels,volume_mm3,volume_ml,superpixels,mean_small")
     assert row.startswith(f"2,{voxels},")
-    assert annotator.statistics_view(state, False) == (False, dash.no_update, dash.no_update)
+    assert annotator.statistics_view(state, False, case) == (False, dash.no_update, dash.no_update)
 
 
 @pytest.mark.parametrize("request_", [None, [], ["3"], [10_000], [-1], "x"], ids=str)
 def test_malformed_stale_requests_are_ignored(annotator, request_):
     with pytest.raises(dash.exceptions.PreventUpdate):
-        annotator._stale_callback(0)(request_, None)
+        annotator._stale_callback(0)(request_, None, session(annotator))

@@ -1,18 +1,22 @@
 """The embeddable annotator: three linked slice views, labels, undo/redo, 3D view and download.
 
-Server-side, an annotator holds only read-only data for its volume (intensities,
-superpixels, the head outline). The annotation itself travels with the user's
-session in a ``dcc.Store`` as a compact string (see :class:`Annotation`), so any
-worker process can handle any request.
+Server-side, an annotator holds only read-only data per scan (a :class:`Case`: intensities,
+superpixels), found by the key that the user's session names. The annotation itself travels
+with the session in a ``dcc.Store`` as a compact string (see :class:`Annotation`), and is
+saved in the browser's local storage under the annotator's id and the case key. So any
+worker process can handle any request, each user can open a scan of their own, and a
+reload or a server restart loses nothing.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 import tempfile
 from collections.abc import Sequence
-from functools import cached_property
+from functools import lru_cache
 from pathlib import Path
 
 import dash
@@ -21,9 +25,11 @@ import numpy as np
 import plotly.graph_objects as go
 from dash import Input, Output, State, ctx, dcc, html
 from dash_slicer import VolumeSlicer
+from dash_slicer.utils import get_thumbnail_size, img_array_to_uri, shape3d_to_size2d
 
 from .annotation import Annotation, AnnotationStateError
-from .meshes import label_meshes, outline_mesh, scene_layout
+from .cases import Case, CaseNotFoundError, CaseStore, cache_directory, open_case
+from .meshes import label_meshes, scene_layout
 from .overlays import (
     boundary_section_uri,
     label_palette,
@@ -33,8 +39,16 @@ from .overlays import (
 )
 from .palette import DEFAULT_LABELS, LabelClass
 from .statistics import label_statistics, statistics_csv
-from .superpixels import Superpixels, load_or_compute_superpixels
-from .volume import Volume, save_segmentation
+from .superpixels import DEFAULT_PARAMS, Superpixels
+from .volume import (
+    Limits,
+    Volume,
+    VolumeError,
+    check_modalities,
+    read_segmentation,
+    read_volume_bytes,
+    save_segmentation,
+)
 
 VIEW_NAMES = ("Axial", "Coronal", "Sagittal")
 MAX_STROKE_VERTICES = 5000
@@ -115,6 +129,35 @@ _PASS_WHEN_SHOWN = """
 function(state, show) { return show ? state : window.dash_clientside.no_update; }
 """
 
+# Entering a case (page load, upload, new superpixel size, undo of that) sets the annotation:
+# the one saved in local storage for this annotator and case when asked to restore, else the
+# one the case data hands over; every slice is then stale (rendered when shown).
+_ENTER_CASE = """
+function(caseData, storagePrefix) {
+    if (!caseData || typeof caseData.key !== 'string') {
+        return Array(4).fill(window.dash_clientside.no_update);
+    }
+    let state = caseData.state || null;
+    if (caseData.restore) {
+        try {
+            state = window.localStorage.getItem(storagePrefix + caseData.key) || state;
+        } catch (error) {}
+    }
+    const slices = (n) => Array(n).fill(state ? STALE : null);
+    return [state, slices(caseData.shape[0]), slices(caseData.shape[1]), slices(caseData.shape[2])];
+}
+""".replace("STALE", json.dumps(STALE))
+
+_SAVE_ANNOTATION = """
+function(state, caseData, storagePrefix) {
+    if (typeof state === 'string' && caseData && typeof caseData.key === 'string') {
+        try {
+            window.localStorage.setItem(storagePrefix + caseData.key, state);
+        } catch (error) {}
+    }
+}
+"""
+
 _INSTALL_SHORTCUTS = """
 function(config) {
     const registry = window._superpixelAnnotators = window._superpixelAnnotators || {
@@ -186,15 +229,21 @@ def drawn_path(relayout_data: dict | None) -> str | None:
     return None
 
 
+SIZE_OPTIONS = {"Fine": 3.5, "Medium": DEFAULT_PARAMS["size"], "Coarse": 6.5}
+
+
 class VolumeAnnotator:
-    """A superpixel annotator for one volume, to place in any Dash layout.
+    """A superpixel annotator, to place in any Dash layout.
+
+    Each user can open scans of their own (upload) and switch modality or superpixel size;
+    the scan given here is what every session starts with.
 
     Parameters
     ----------
     app : dash.Dash
         The app to register this instance's callbacks with.
-    volume : Volume
-        The scan to annotate.
+    volume : Volume or sequence of Volume
+        The scan to start with: one volume, or co-registered modalities (the first shown).
     id : str
         Prefix of every component id of this instance; unique per page.
     superpixels : Superpixels, optional
@@ -202,68 +251,118 @@ class VolumeAnnotator:
     labels : sequence of LabelClass
         The label palette.
     cache_dir : str or Path, optional
-        Where superpixels are cached (see :func:`load_or_compute_superpixels`).
+        Where superpixels and opened scans are cached (see :func:`cache_directory`); worker
+        processes serving one app must share it.
+    limits : Limits, optional
+        Maximum size of uploaded files; default ``Limits()``.
+    background_manager : dash background callback manager, optional
+        Runs superpixel computation for uploads; default a ``DiskcacheManager`` in the cache
+        directory (no extra service). Pass a ``CeleryManager`` to use Celery workers.
 
     Attributes
     ----------
     layout : dash component
         The annotator's layout; place it anywhere in the app's layout.
+    initial_case : Case
+        The scan every session starts with.
     """
 
     def __init__(
         self,
         app: dash.Dash,
-        volume: Volume,
+        volume: Volume | Sequence[Volume],
         id: str,
         *,
         superpixels: Superpixels | None = None,
         labels: Sequence[LabelClass] = DEFAULT_LABELS,
         cache_dir: str | Path | None = None,
+        limits: Limits | None = None,
+        background_manager=None,
     ) -> None:
         self.id = id
-        self.volume = volume
-        self.superpixels = superpixels or load_or_compute_superpixels(volume, cache_dir)
+        volumes = [volume] if isinstance(volume, Volume) else list(volume)
+        check_modalities(volumes)
+        self.cache_dir = cache_directory(cache_dir)
+        self.limits = limits or Limits()
+        self.cases = CaseStore(self.cache_dir)
+        self.initial_case = open_case(volumes, self.cache_dir, superpixels)
+        self.cases.add(self.initial_case)
         self.labels = tuple(labels)
         self._palette = label_palette(self.labels)
-        self._clim = _default_window(volume.data, self.superpixels.labels > 0)
-        self.slicers = [self._make_slicer(app, axis) for axis in range(3)]
+        self._thumbnails = lru_cache(maxsize=16)(self._render_thumbnails)
+        if background_manager is None:
+            import diskcache
+
+            background_manager = dash.DiskcacheManager(diskcache.Cache(self.cache_dir / "jobs"))
+        self._background_manager = background_manager
+        self.slicers = [_SessionSlicer(app, self, axis) for axis in range(3)]
         self.layout = self._make_layout()
         self._register_callbacks(app)
+
+    @property
+    def volume(self) -> Volume:
+        """The first modality of the scan every session starts with."""
+        return self.initial_case.volume
+
+    @property
+    def superpixels(self) -> Superpixels:
+        """The superpixels of the scan every session starts with."""
+        return self.initial_case.superpixels
 
     def _part(self, name: str) -> str:
         return f"{self.id}-{name}"
 
-    # -- layout -------------------------------------------------------------------------
+    # -- cases --------------------------------------------------------------------------
 
-    def _make_slicer(self, app: dash.Dash, axis: int) -> VolumeSlicer:
-        slicer = VolumeSlicer(
-            app,
-            self.volume.data,
-            spacing=self.volume.spacing,
-            axis=axis,
-            scene_id=self.id,
-            clim=self._clim,
-        )
-        rows_axis, cols_axis = (a for a in range(3) if a != axis)
-        height, width = self.volume.data.shape[rows_axis], self.volume.data.shape[cols_axis]
-        dy, dx = self.volume.spacing[rows_axis], self.volume.spacing[cols_axis]
-        # dash-slicer reads layout.*axis.range from the figure prop, which Dash 4 leaves
-        # undefined under autorange: state the ranges (see also _ANNOUNCE_LAYOUT).
-        slicer.graph.figure.update_xaxes(range=[-0.5 * dx, (width - 0.5) * dx])
-        slicer.graph.figure.update_yaxes(range=[(height - 0.5) * dy, -0.5 * dy])
-        slicer.graph.figure.update_layout(
-            dragmode="drawopenpath",
-            newshape={"line": {"color": self.labels[0].color, "width": 3}, "opacity": 0.9},
-            uirevision=True,
-            plot_bgcolor="black",
-        )
-        slicer.graph.config.update(
-            modeBarButtonsToAdd=["drawopenpath"],
-            modeBarButtonsToRemove=["toImage", "lasso2d", "select2d"],
-            displaylogo=False,
-        )
-        slicer.graph.style = {"height": "42vh"}
-        return slicer
+    def case_data(
+        self, case: Case, *, state: str | None = None, restore: bool = False, previous=None
+    ) -> dict:
+        """What a session's case store holds to show ``case``.
+
+        ``state`` is the annotation to start from; with ``restore`` the one saved in the
+        browser for this case wins. ``previous`` is the case data an undo goes back to.
+        """
+        return {
+            "key": case.key,
+            "shape": list(case.shape),
+            "state": state,
+            "restore": restore,
+            "previous": previous,
+        }
+
+    def case_of(self, case_data) -> Case:
+        """The case a session's case store names.
+
+        Raises
+        ------
+        CaseNotFoundError
+            When it names none this server knows.
+        """
+        key = case_data.get("key") if isinstance(case_data, dict) else None
+        return self.cases.get(key)
+
+    def _session(self, case_data, state) -> tuple[Case, Annotation]:
+        """The case and annotation of a session; PreventUpdate when either is unusable."""
+        try:
+            case = self.case_of(case_data)
+            return case, Annotation.from_state(case.superpixels, state)
+        except (CaseNotFoundError, AnnotationStateError):
+            raise dash.exceptions.PreventUpdate from None
+
+    def _render_thumbnails(
+        self, key: str, modality: int, axis: int, clim: tuple[float, float]
+    ) -> list[str]:
+        data = self.cases.get(key).volumes[modality].data
+        return [
+            img_array_to_uri(_windowed(section(data, axis, index), clim), THUMBNAIL_SIZE)
+            for index in range(data.shape[axis])
+        ]
+
+    def _modality(self, case: Case, modality) -> int:
+        valid = isinstance(modality, int) and 0 <= modality < len(case.volumes)
+        return modality if valid else 0
+
+    # -- layout -------------------------------------------------------------------------
 
     def _button(self, text: str, name: str, color: str, title: str | None = None) -> dbc.Button:
         return dbc.Button(text, id=self._part(name), size="sm", color=color, title=title)
@@ -305,14 +404,89 @@ class VolumeAnnotator:
             className="mb-2",
         )
 
-    def _view_geometry(self, axis: int) -> dict:
+    @staticmethod
+    def view_geometry(case: Case, axis: int) -> dict:
+        """Where a view's image traces sit: origin and pixel size in mm."""
         rows_axis, cols_axis = (a for a in range(3) if a != axis)
-        return {
-            "x0": 0,
-            "y0": 0,
-            "dx": self.volume.spacing[cols_axis],
-            "dy": self.volume.spacing[rows_axis],
-        }
+        spacing = case.volume.spacing
+        return {"x0": 0, "y0": 0, "dx": spacing[cols_axis], "dy": spacing[rows_axis]}
+
+    @staticmethod
+    def _modality_options(case: Case) -> list[dict]:
+        return [{"label": volume.name, "value": i} for i, volume in enumerate(case.volumes)]
+
+    @staticmethod
+    def _contrast_range(case: Case, modality: int) -> dict:
+        data = case.volumes[modality].data
+        window = case.windows[modality]
+        return {"min": float(data.min()), "max": float(data.max()), "value": list(window)}
+
+    def _scan_bar(self):
+        """The scan's name, and the controls to open a scan or a segmentation and to choose
+        the superpixel size."""
+        upload_style = {"cursor": "pointer"}
+        return dbc.Row(
+            [
+                dbc.Col(
+                    html.Span(self.volume.name, id=self._part("name"), className="fw-semibold"),
+                    width="auto",
+                ),
+                dbc.Col(
+                    dcc.Upload(
+                        dbc.Button(
+                            "Open scan…",
+                            size="sm",
+                            color="secondary",
+                            outline=True,
+                            title="Drop or choose a .nii, .nii.gz, .mgz or .mgh file; several "
+                            "files are co-registered modalities of one scan",
+                        ),
+                        id=self._part("upload"),
+                        multiple=True,
+                        style=upload_style,
+                    ),
+                    width="auto",
+                ),
+                dbc.Col(
+                    dcc.Upload(
+                        dbc.Button(
+                            "Open segmentation…",
+                            size="sm",
+                            color="secondary",
+                            outline=True,
+                            title="Load labels of this scan from a NIfTI file",
+                        ),
+                        id=self._part("open-segmentation"),
+                        style=upload_style,
+                    ),
+                    width="auto",
+                ),
+                dbc.Col(html.Span("Superpixels", className="small"), width="auto"),
+                dbc.Col(
+                    dbc.Select(
+                        id=self._part("size"),
+                        options=[
+                            {"label": f"{name} ({size:g} mm)", "value": str(size)}
+                            for name, size in SIZE_OPTIONS.items()
+                        ],
+                        value=str(DEFAULT_PARAMS["size"]),
+                        size="sm",
+                    ),
+                    width="auto",
+                ),
+                dbc.Col(
+                    dbc.Progress(
+                        id=self._part("progress"),
+                        value=0,
+                        striped=True,
+                        animated=True,
+                        style={"display": "none", "minWidth": "12em"},
+                    ),
+                    width="auto",
+                ),
+            ],
+            className="g-2 align-items-center mb-2",
+        )
 
     def _make_layout(self):
         label_options = [
@@ -402,13 +576,23 @@ class VolumeAnnotator:
                 dbc.Col(
                     dcc.RangeSlider(
                         id=self._part("contrast"),
-                        min=float(self.volume.data.min()),
-                        max=float(self.volume.data.max()),
-                        value=list(self._clim),
+                        **self._contrast_range(self.initial_case, 0),
                         marks=None,
                         updatemode="mouseup",
                     ),
                     width=3,
+                ),
+                dbc.Col(
+                    dbc.RadioItems(
+                        id=self._part("modality"),
+                        options=self._modality_options(self.initial_case),
+                        value=0,
+                        inline=True,
+                        inputClassName="btn-check",
+                        labelClassName="btn btn-outline-secondary btn-sm",
+                        labelCheckedClassName="active",
+                    ),
+                    width="auto",
                 ),
             ],
             className="g-2 align-items-center mb-2",
@@ -427,7 +611,8 @@ class VolumeAnnotator:
                         dcc.Store(id=self._part(f"boundary-slice-{axis}")),
                         dcc.Store(id=self._part(f"stale-request-{axis}")),
                         dcc.Store(
-                            id=self._part(f"geometry-{axis}"), data=self._view_geometry(axis)
+                            id=self._part(f"geometry-{axis}"),
+                            data=self.view_geometry(self.initial_case, axis),
                         ),
                     ],
                     id=self._part(f"view-{axis}"),
@@ -459,6 +644,7 @@ class VolumeAnnotator:
         )
         return html.Div(
             [
+                self._scan_bar(),
                 toolbar,
                 dbc.Collapse(
                     dbc.Card(
@@ -484,6 +670,10 @@ class VolumeAnnotator:
                 dbc.Row(views, className="g-2"),
                 self._statistics_panel(),
                 dcc.Store(id=self._part("annotation"), storage_type="memory"),
+                dcc.Store(
+                    id=self._part("case"), data=self.case_data(self.initial_case, restore=True)
+                ),
+                dcc.Store(id=self._part("storage-prefix"), data=f"superpixel-annotator:{self.id}:"),
                 dcc.Store(id=self._part("annotation-3d"), storage_type="memory"),
                 dcc.Store(
                     id=self._part("shortcuts"),
@@ -503,30 +693,110 @@ class VolumeAnnotator:
     def _register_callbacks(self, app: dash.Dash) -> None:
         part = self._part
         graphs = [slicer.graph.id for slicer in self.slicers]
+        case = State(part("case"), "data")
+        message = {
+            "message": Output(part("message"), "children", allow_duplicate=True),
+            "show_message": Output(part("message"), "is_open", allow_duplicate=True),
+            "message_color": Output(part("message"), "color", allow_duplicate=True),
+        }
 
         app.callback(
             output={
-                "state": Output(part("annotation"), "data"),
-                "slices": [Output(part(f"annotation-slices-{a}"), "data") for a in range(3)],
+                "state": Output(part("annotation"), "data", allow_duplicate=True),
+                "slices": [
+                    Output(part(f"annotation-slices-{a}"), "data", allow_duplicate=True)
+                    for a in range(3)
+                ],
                 "figures": [Output(graph, "figure", allow_duplicate=True) for graph in graphs],
                 "relayouts": [
                     Output(graph, "relayoutData", allow_duplicate=True) for graph in graphs
                 ],
-                "message": Output(part("message"), "children", allow_duplicate=True),
-                "show_message": Output(part("message"), "is_open", allow_duplicate=True),
+                "case": Output(part("case"), "data", allow_duplicate=True),
+                **message,
             },
             inputs={
                 "relayouts": [Input(graph, "relayoutData") for graph in graphs],
                 "undo": Input(part("undo"), "n_clicks"),
                 "redo": Input(part("redo"), "n_clicks"),
                 "fill": Input(part("fill"), "n_clicks"),
+                "segmentation": Input(part("open-segmentation"), "contents"),
+                "segmentation_name": State(part("open-segmentation"), "filename"),
                 "fine": State(part("fine"), "value"),
                 "indices": [State(slicer.slider.id, "value") for slicer in self.slicers],
                 "label": State(part("label"), "value"),
                 "state": State(part("annotation"), "data"),
+                "case": case,
             },
             prevent_initial_call=True,
         )(self.edit)
+
+        app.callback(
+            output={
+                "case": Output(part("case"), "data", allow_duplicate=True),
+                **message,
+            },
+            inputs={
+                "contents": Input(part("upload"), "contents"),
+                "size": Input(part("size"), "value"),
+                "filenames": State(part("upload"), "filename"),
+                "state": State(part("annotation"), "data"),
+                "case": case,
+            },
+            background=True,
+            manager=self._background_manager,
+            running=[
+                (Output(part("progress"), "style"), {"minWidth": "12em"}, {"display": "none"}),
+                (Output(part("upload"), "disabled"), True, False),
+                (Output(part("size"), "disabled"), True, False),
+            ],
+            progress=[Output(part("progress"), "value"), Output(part("progress"), "label")],
+            prevent_initial_call=True,
+        )(self.open_scan)
+
+        app.callback(
+            output={
+                "infos": [Output(slicer._info.id, "data") for slicer in self.slicers],
+                "slider_max": [Output(slicer.slider.id, "max") for slicer in self.slicers],
+                "slider_value": [
+                    Output(slicer.slider.id, "value", allow_duplicate=True)
+                    for slicer in self.slicers
+                ],
+                "figures": [Output(graph, "figure", allow_duplicate=True) for graph in graphs],
+                "clims": [
+                    Output(slicer.clim.id, "data", allow_duplicate=True) for slicer in self.slicers
+                ],
+                "geometries": [Output(part(f"geometry-{a}"), "data") for a in range(3)],
+                "boundaries": [
+                    Output(part(f"boundary-slice-{a}"), "data", allow_duplicate=True)
+                    for a in range(3)
+                ],
+                "contrast": Output(part("contrast"), "min"),
+                "contrast_max": Output(part("contrast"), "max"),
+                "contrast_value": Output(part("contrast"), "value"),
+                "modalities": Output(part("modality"), "options"),
+                "modality": Output(part("modality"), "value"),
+                "name": Output(part("name"), "children"),
+            },
+            inputs={
+                "case_data": Input(part("case"), "data"),
+                "modality": Input(part("modality"), "value"),
+            },
+            prevent_initial_call=True,
+        )(self.show_case)
+
+        app.clientside_callback(
+            _ENTER_CASE,
+            Output(part("annotation"), "data"),
+            [Output(part(f"annotation-slices-{a}"), "data") for a in range(3)],
+            Input(part("case"), "data"),
+            State(part("storage-prefix"), "data"),
+        )
+        app.clientside_callback(
+            _SAVE_ANNOTATION,
+            Input(part("annotation"), "data"),
+            case,
+            State(part("storage-prefix"), "data"),
+        )
 
         app.callback(
             [Output(graph, "figure", allow_duplicate=True) for graph in graphs],
@@ -540,6 +810,7 @@ class VolumeAnnotator:
                 Input(slicer.state.id, "data"),
                 Input(part("show-boundaries"), "value"),
                 State(part(f"boundary-slice-{axis}"), "data"),
+                case,
                 prevent_initial_call=True,
             )(self._boundary_callback(axis))
             app.clientside_callback(
@@ -557,6 +828,7 @@ class VolumeAnnotator:
                 Output(part(f"annotation-slices-{axis}"), "data", allow_duplicate=True),
                 Input(part(f"stale-request-{axis}"), "data"),
                 State(part("annotation"), "data"),
+                case,
                 prevent_initial_call=True,
             )(self._stale_callback(axis))
             app.clientside_callback(
@@ -576,7 +848,7 @@ class VolumeAnnotator:
             [Output(slicer.clim.id, "data") for slicer in self.slicers],
             Input(part("contrast"), "value"),
             prevent_initial_call=True,
-        )(lambda window: [tuple(window)] * 3)
+        )(lambda window: [tuple(window)] * 3 if _is_window(window) else [dash.no_update] * 3)
 
         app.callback(
             Output(part("download"), "data"),
@@ -584,6 +856,7 @@ class VolumeAnnotator:
             Output(part("message"), "is_open", allow_duplicate=True),
             Input(part("download-button"), "n_clicks"),
             State(part("annotation"), "data"),
+            case,
             prevent_initial_call=True,
         )(self.download)
 
@@ -602,6 +875,7 @@ class VolumeAnnotator:
             Output(part("statistics-download"), "data"),
             Input(part("statistics-csv"), "n_clicks"),
             State(part("annotation"), "data"),
+            case,
             prevent_initial_call=True,
         )(self.statistics_download)
 
@@ -615,7 +889,8 @@ class VolumeAnnotator:
         app.clientside_callback(_INSTALL_SHORTCUTS, Input(part("shortcuts"), "data"))
 
     def _register_panel(self, app: dash.Dash, panel: str, outputs, function) -> None:
-        """Call ``function(state, shown)`` for a panel that gets the annotation while shown."""
+        """Call ``function(state, shown, case)`` for a panel that gets the annotation while
+        shown."""
         shown = Input(self._part(f"show-{panel}"), "value")
         app.clientside_callback(
             _PASS_WHEN_SHOWN,
@@ -623,41 +898,187 @@ class VolumeAnnotator:
             Input(self._part("annotation"), "data"),
             shown,
         )
-        app.callback(outputs, Input(self._part(f"annotation-{panel}"), "data"), shown)(function)
+        app.callback(
+            outputs,
+            Input(self._part(f"annotation-{panel}"), "data"),
+            shown,
+            State(self._part("case"), "data"),
+        )(function)
 
-    def annotation_from(self, state: str | None) -> Annotation:
-        """The user's annotation from its session state (empty for ``None``)."""
-        return Annotation.from_state(self.superpixels, state)
+    # -- opening scans ------------------------------------------------------------------
 
-    def edit(self, relayouts, undo, redo, fill, fine, indices, label, state) -> dict:
-        """Apply a stroke, undo or redo; send back the new state and the changed slices only.
+    def open_scan(self, set_progress, contents, size, filenames, state, case) -> dict:
+        """Open uploaded scan files, or the current scan with another superpixel size.
+
+        Runs as a background callback: computing superpixels takes seconds. Uploaded files
+        are parsed in memory and checked against :attr:`limits`; several files are
+        co-registered modalities of one scan. A new size keeps the annotation, mapped onto
+        the new superpixels by majority; undo goes back to the previous ones.
+        """
+        result = {"case": dash.no_update, "message": dash.no_update}
+        result.update(show_message=dash.no_update, message_color=dash.no_update)
+        try:
+            size = float(size)
+        except (TypeError, ValueError):
+            size = DEFAULT_PARAMS["size"]
+        size = size if size in SIZE_OPTIONS.values() else DEFAULT_PARAMS["size"]
+        set_progress((10, "Reading…"))
+        try:
+            if ctx.triggered_id == self._part("upload"):
+                volumes = self._read_uploads(contents, filenames)
+                current, annotation = None, None
+            else:
+                current = self.case_of(case)
+                annotation = Annotation.from_state(current.superpixels, state)
+                volumes = list(current.volumes)
+        except (VolumeError, CaseNotFoundError, AnnotationStateError) as error:
+            return {**result, **self._message(_one_line(error), "warning")}
+        set_progress((30, "Computing superpixels…"))
+        opened = open_case(volumes, self.cache_dir, size=size)
+        set_progress((100, "Done"))
+        notes = " ".join(note for volume in volumes for note in getattr(volume, "notes", ()))
+        count = f"{opened.superpixels.count:,} superpixels of {size:g} mm"
+        if current is None:
+            names = ", ".join(volume.name for volume in volumes)
+            text = f"Opened {names} {opened.shape}: {count}. {notes}".strip()
+            return {**result, "case": self.case_data(opened, restore=True), **self._message(text)}
+        if opened.key == current.key:
+            raise dash.exceptions.PreventUpdate
+        mapped = annotation.remapped(opened.superpixels)
+        changed = int((mapped.label_volume() != annotation.label_volume()).sum())
+        previous = self.case_data(current, state=state)
+        text = (
+            f"Superpixels recomputed: {count}. The annotation was mapped onto them "
+            f"({changed:,} voxels changed); Undo brings back the previous superpixels."
+        )
+        return {
+            **result,
+            "case": self.case_data(opened, state=mapped.to_state(), previous=previous),
+            **self._message(text),
+        }
+
+    def _read_uploads(self, contents, filenames) -> list[Volume]:
+        if not isinstance(contents, list) or not isinstance(filenames, list) or not contents:
+            raise VolumeError("upload: no file received")
+        volumes = [
+            read_volume_bytes(_decode_upload(content, name, self.limits), name, limits=self.limits)
+            for content, name in zip(contents, filenames, strict=False)
+        ]
+        check_modalities(volumes)
+        return volumes
+
+    @staticmethod
+    def _message(text: str, color: str = "info") -> dict:
+        return {"message": text, "show_message": True, "message_color": color}
+
+    def show_case(self, case_data, modality) -> dict:
+        """Point the views at the session's case, or at another modality of it."""
+        try:
+            case = self.case_of(case_data)
+        except CaseNotFoundError:
+            raise dash.exceptions.PreventUpdate from None
+        new_case = ctx.triggered_id == self._part("case")
+        modality = 0 if new_case else self._modality(case, modality)
+        window = case.windows[modality]
+        keep = [dash.no_update] * 3
+        figures = []
+        for axis in range(3):
+            ranges = _axis_ranges(case.shape, case.volume.spacing, axis)
+            figure = dash.Patch()
+            figure["layout"]["xaxis"]["range"] = ranges["x"]
+            figure["layout"]["yaxis"]["range"] = ranges["y"]
+            figure["layout"]["uirevision"] = case.key
+            figures.append(figure)
+        contrast = self._contrast_range(case, modality)
+        return {
+            "infos": [slicer.info_for(case) for slicer in self.slicers],
+            "slider_max": [n - 1 for n in case.shape] if new_case else keep,
+            "slider_value": [n // 2 for n in case.shape] if new_case else keep,
+            "figures": figures if new_case else keep,
+            "clims": [list(window)] * 3,
+            "geometries": [self.view_geometry(case, axis) for axis in range(3)],
+            "boundaries": [None] * 3 if new_case else keep,
+            "contrast": contrast["min"],
+            "contrast_max": contrast["max"],
+            "contrast_value": contrast["value"],
+            "modalities": self._modality_options(case) if new_case else dash.no_update,
+            "modality": modality,
+            "name": case.volume.name,
+        }
+
+    # -- editing ------------------------------------------------------------------------
+
+    def edit(
+        self,
+        relayouts,
+        undo,
+        redo,
+        fill,
+        segmentation,
+        segmentation_name,
+        fine,
+        indices,
+        label,
+        state,
+        case,
+    ) -> dict:
+        """Apply a stroke, undo, redo, fill or opened segmentation; send back the new state
+        and the changed slices only.
 
         A stroke's drawn line is removed from its view and the view's ``relayoutData`` reset,
-        so that an identical next stroke is seen as new.
+        so that an identical next stroke is seen as new. Undo with nothing left to undo goes
+        back to the superpixels used before a change of size, if any.
         """
         result = {
             "state": dash.no_update,
             "slices": [dash.no_update] * 3,
             "figures": [dash.no_update] * 3,
             "relayouts": [dash.no_update] * 3,
+            "case": dash.no_update,
             "message": dash.no_update,
             "show_message": dash.no_update,
+            "message_color": dash.no_update,
         }
         try:
-            annotation = self.annotation_from(state)
+            current = self.case_of(case)
+            annotation = Annotation.from_state(current.superpixels, state)
+        except CaseNotFoundError:
+            text = "This scan is no longer on the server; open it again."
+            return {**result, **self._message(text, "warning")}
         except AnnotationStateError as error:
-            return {
-                **result,
-                "message": f"Annotation state refused: {error}.",
-                "show_message": True,
-            }
+            return {**result, **self._message(f"Annotation state refused: {error}.", "warning")}
         trigger = ctx.triggered_id
         if trigger == self._part("undo"):
+            if not annotation.can_undo and isinstance(case.get("previous"), dict):
+                return {**result, "case": case["previous"]}
             changed = annotation.undo()
         elif trigger == self._part("redo"):
             changed = annotation.redo()
         elif trigger == self._part("fill"):
-            changed = annotation.autofill([self.volume.data])
+            changed = annotation.autofill(current.intensities)
+        elif trigger == self._part("open-segmentation"):
+            try:
+                labels = read_segmentation(
+                    _decode_upload(segmentation, segmentation_name, self.limits),
+                    segmentation_name,
+                    current.volume,
+                )
+                unknown = sorted(set(np.unique(labels).tolist()) - {0} - self._label_values)
+                if unknown:
+                    raise VolumeError(
+                        f"{segmentation_name}: labels {unknown} are not in this annotator's "
+                        f"palette {sorted(self._label_values)}"
+                    )
+            except VolumeError as error:
+                return {**result, **self._message(_one_line(error), "warning")}
+            changed, differing = annotation.load_labels(labels)
+            text = (
+                f"Opened {segmentation_name}: it matches the superpixels exactly."
+                if differing == 0
+                else f"Opened {segmentation_name}: mapped onto the superpixels by majority, "
+                f"{differing:,} voxels differ from the file."
+            )
+            result.update(self._message(text))
         else:
             axis = [slicer.graph.id for slicer in self.slicers].index(trigger)
             path = drawn_path(relayouts[axis])
@@ -669,33 +1090,37 @@ class VolumeAnnotator:
             result["relayouts"][axis] = None
             try:
                 level = "fine" if fine is True else "coarse"
-                changed = self._paint(annotation, axis, indices[axis], path, label, level)
+                changed = self._paint(current, annotation, axis, indices[axis], path, label, level)
             except ValueError as error:
-                return {**result, "message": f"Stroke ignored: {error}.", "show_message": True}
+                return {**result, **self._message(f"Stroke ignored: {error}.", "warning")}
         if changed.size:
             result["state"] = annotation.to_state()
-            result["slices"] = self.overlay_patches(annotation, changed, indices)
-            result["show_message"] = False
+            result["slices"] = self.overlay_patches(current, annotation, changed, indices)
+            if result["message"] is dash.no_update:
+                result["show_message"] = False
         return result
 
+    @property
+    def _label_values(self) -> set[int]:
+        return {lb.value for lb in self.labels}
+
     def _paint(
-        self, annotation: Annotation, axis: int, index, path, label, level: str
+        self, case: Case, annotation: Annotation, axis: int, index, path, label, level: str
     ) -> np.ndarray:
-        known = {0} | {lb.value for lb in self.labels}
-        if not isinstance(label, int) or label not in known:
+        if not isinstance(label, int) or label not in {0} | self._label_values:
             raise ValueError(f"unknown label {label!r}")
-        if not isinstance(index, int) or not 0 <= index < self.volume.data.shape[axis]:
+        if not isinstance(index, int) or not 0 <= index < case.shape[axis]:
             raise ValueError(f"slice index {index!r} is outside the volume")
         xy = parse_stroke_path(path)
         if len(xy) > MAX_STROKE_VERTICES:
             raise ValueError("stroke has too many points")
-        geometry = self._view_geometry(axis)
+        geometry = self.view_geometry(case, axis)
         rows = (xy[:, 1] - geometry["y0"]) / geometry["dy"]
         cols = (xy[:, 0] - geometry["x0"]) / geometry["dx"]
         return annotation.paint(axis, index, np.column_stack([rows, cols]), label, level)
 
     def overlay_patches(
-        self, annotation: Annotation, changed: np.ndarray, shown: Sequence
+        self, case: Case, annotation: Annotation, changed: np.ndarray, shown: Sequence
     ) -> list[dash.Patch]:
         """For each view, a Patch of the slices the changed superpixels reach.
 
@@ -703,7 +1128,7 @@ class VolumeAnnotator:
         are marked :data:`STALE` and rendered when a view shows them.
         """
         patches = []
-        touched = touched_slices(self.superpixels.extents, changed, self.volume.data.shape)
+        touched = touched_slices(case.superpixels.extents, changed, case.shape)
         for axis, indices in enumerate(touched):
             patch = dash.Patch()
             for index in indices.tolist():
@@ -713,14 +1138,11 @@ class VolumeAnnotator:
         return patches
 
     def _stale_callback(self, axis: int):
-        def render_stale(request, state):
+        def render_stale(request, state, case):
+            current, annotation = self._session(case, state)
             index = request[0] if isinstance(request, list) and request else None
-            if not isinstance(index, int) or not 0 <= index < self.volume.data.shape[axis]:
+            if not isinstance(index, int) or not 0 <= index < current.shape[axis]:
                 raise dash.exceptions.PreventUpdate
-            try:
-                annotation = self.annotation_from(state)
-            except AnnotationStateError:
-                raise dash.exceptions.PreventUpdate from None
             patch = dash.Patch()
             patch[index] = self.overlay_uri(annotation, axis, index)
             return patch
@@ -729,7 +1151,7 @@ class VolumeAnnotator:
 
     def overlay_uri(self, annotation: Annotation, axis: int, index: int) -> str | None:
         """The annotation overlay of one slice as a PNG data URI (``None`` when empty)."""
-        sp_section = section(self.superpixels.labels, axis, index)
+        sp_section = section(annotation.superpixels.labels, axis, index)
         return label_section_uri(annotation.superpixel_labels, sp_section, self._palette)
 
     def stroke_color(self, label):
@@ -740,53 +1162,56 @@ class VolumeAnnotator:
         return [patch] * 3
 
     def _boundary_callback(self, axis: int):
-        def boundary_slice(state, show, current):
+        def boundary_slice(state, show, current, case_data):
             if not show or not isinstance(state, dict):
                 raise dash.exceptions.PreventUpdate
+            try:
+                case = self.case_of(case_data)
+            except CaseNotFoundError:
+                raise dash.exceptions.PreventUpdate from None
             index = state.get("index")
-            if not isinstance(index, int) or not 0 <= index < self.volume.data.shape[axis]:
+            if not isinstance(index, int) or not 0 <= index < case.shape[axis]:
                 raise dash.exceptions.PreventUpdate
             if isinstance(current, dict) and current.get("index") == index:
                 raise dash.exceptions.PreventUpdate
-            uri = boundary_section_uri(section(self.superpixels.labels, axis, index))
+            uri = boundary_section_uri(section(case.superpixels.labels, axis, index))
             return {"index": index, "uri": uri}
 
         return boundary_slice
 
-    def download(self, _n_clicks, state):
+    # -- results ------------------------------------------------------------------------
+
+    def download(self, _n_clicks, state, case_data):
         """Send the annotation as ``<name>_segmentation.nii.gz``."""
         try:
-            annotation = self.annotation_from(state)
-        except AnnotationStateError as error:
-            return dash.no_update, f"Annotation state refused: {error}.", True
+            case = self.case_of(case_data)
+            annotation = Annotation.from_state(case.superpixels, state)
+        except (CaseNotFoundError, AnnotationStateError) as error:
+            return dash.no_update, f"Nothing to download: {_one_line(error)}.", True
         if not annotation.superpixel_labels.any():
             return dash.no_update, "Nothing to download yet: the annotation is empty.", True
-        filename = f"{self.volume.name}_segmentation.nii.gz"
+        filename = f"{case.volume.name}_segmentation.nii.gz"
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / filename
-            save_segmentation(self.volume, annotation.label_volume(), path)
+            save_segmentation(case.volume, annotation.label_volume(), path)
             content = path.read_bytes()
         return dcc.send_bytes(content, filename), dash.no_update, False
 
-    @cached_property
-    def _outline_trace(self) -> dict:
-        return outline_mesh(self.superpixels.labels > 0, self.volume.spacing)
+    def statistics(self, state, case_data) -> list[dict]:
+        """Per-label volume, voxel and superpixel counts and mean intensity per modality."""
+        case, annotation = self._session(case_data, state)
+        intensities = {volume.name: volume.data for volume in case.volumes}
+        return label_statistics(annotation, intensities, case.volume.spacing)
 
-    def statistics(self, state) -> list[dict]:
-        """Per-label volume, voxel and superpixel counts and mean intensity of a state."""
-        annotation = self.annotation_from(state)
-        return label_statistics(annotation, {"intensity": self.volume.data}, self.volume.spacing)
-
-    def statistics_view(self, state, show):
+    def statistics_view(self, state, show, case_data):
         """The statistics panel: a table and a bar chart of the volume of each label."""
         if not show:
             return False, dash.no_update, dash.no_update
-        try:
-            rows = self.statistics(state)
-        except AnnotationStateError:
-            raise dash.exceptions.PreventUpdate from None
+        rows = self.statistics(state, case_data)
         labels = {lb.value: lb for lb in self.labels}
-        header = ["Label", "Volume (mL)", "Volume (mm³)", "Voxels", "Superpixels", "Mean"]
+        means = [key for key in (rows[0] if rows else {}) if key.startswith("mean_")]
+        header = ["Label", "Volume (mL)", "Volume (mm³)", "Voxels", "Superpixels"]
+        header += [f"Mean {key.removeprefix('mean_')}" for key in means]
         body = [
             html.Tr(
                 [
@@ -795,7 +1220,7 @@ class VolumeAnnotator:
                     html.Td(f"{row['volume_mm3']:.0f}"),
                     html.Td(row["voxels"]),
                     html.Td(row["superpixels"]),
-                    html.Td(f"{row['mean_intensity']:.3g}"),
+                    *[html.Td(f"{row[key]:.3g}") for key in means],
                 ]
             )
             for row in rows
@@ -816,44 +1241,167 @@ class VolumeAnnotator:
         )
         return True, table if rows else "No labels yet.", chart
 
-    def statistics_download(self, _n_clicks, state):
+    def statistics_download(self, _n_clicks, state, case_data):
         """Send the statistics as ``<name>_statistics.csv``."""
-        try:
-            rows = self.statistics(state)
-        except AnnotationStateError:
-            raise dash.exceptions.PreventUpdate from None
-        return dcc.send_string(statistics_csv(rows), f"{self.volume.name}_statistics.csv")
+        case = self._session(case_data, state)[0]
+        rows = self.statistics(state, case_data)
+        return dcc.send_string(statistics_csv(rows), f"{case.volume.name}_statistics.csv")
 
-    def figure_3d(self, state, show):
+    def figure_3d(self, state, show, case_data) -> dict:
         """The 3D view: one mesh per label inside a faint outline of the head."""
         if not show:
-            return go.Figure()
-        try:
-            annotation = self.annotation_from(state)
-        except AnnotationStateError:
-            raise dash.exceptions.PreventUpdate from None
-        traces = [self._outline_trace]
+            return {}
+        case, annotation = self._session(case_data, state)
+        traces = [case.outline]
         if annotation.superpixel_labels.any():
             traces += label_meshes(
                 annotation.label_volume(),
-                self.volume.spacing,
+                case.volume.spacing,
                 {lb.value: lb.color for lb in self.labels},
                 label_names={lb.value: lb.name for lb in self.labels},
             )
-        figure = go.Figure(data=traces)
-        figure.update_layout(
-            scene=scene_layout(self.volume.data.shape, self.volume.spacing),
-            margin={"l": 0, "r": 0, "t": 0, "b": 0},
-            uirevision=True,
-            showlegend=False,
+        layout = {
+            "scene": scene_layout(case.shape, case.volume.spacing),
+            "margin": {"l": 0, "r": 0, "t": 0, "b": 0},
+            "uirevision": case.key,
+            "showlegend": False,
+        }
+        return {"data": traces, "layout": layout}
+
+
+def _one_line(error: Exception) -> str:
+    text = str(error.args[0]) if error.args else type(error).__name__
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _decode_upload(content, filename, limits: Limits) -> bytes:
+    """The bytes of a ``dcc.Upload`` data URL, refused when over ``limits.max_bytes``."""
+    name = filename if isinstance(filename, str) else "upload"
+    if not isinstance(content, str) or "," not in content:
+        raise VolumeError(f"{name}: the upload is not a file")
+    encoded = content.split(",", 1)[1]
+    if len(encoded) * 3 // 4 > limits.max_bytes:
+        raise VolumeError(
+            f"{name}: {len(encoded) * 3 / 4 / 2**20:.0f} MB is over the "
+            f"{limits.max_bytes / 2**20:.0f} MB upload limit"
         )
-        return figure
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise VolumeError(f"{name}: the upload is not valid base64") from None
 
 
-def _default_window(data: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
-    """An intensity window from the 0.5th to 99.5th percentile inside the head."""
-    values = data[mask] if mask.any() else data.ravel()
-    low, high = np.percentile(values, [0.5, 99.5])
-    if high <= low:
-        high = low + 1.0
-    return float(low), float(high)
+THUMBNAIL_SIZE = 32
+
+
+def _windowed(image: np.ndarray, clim) -> np.ndarray:
+    """An image as uint8 through the intensity window ``clim``."""
+    low, high = min(clim), max(clim)
+    scaled = (image.astype(np.float32) - low) * (255 / max(high - low, 1e-12))
+    return np.clip(scaled, 0, 255).astype(np.uint8)
+
+
+def _axis_ranges(shape: Sequence[int], spacing: Sequence[float], axis: int) -> dict:
+    """A view's x and y axis ranges in mm, showing the whole slice with row 0 on top."""
+    rows_axis, cols_axis = (a for a in range(3) if a != axis)
+    height, width = shape[rows_axis], shape[cols_axis]
+    dy, dx = spacing[rows_axis], spacing[cols_axis]
+    return {"x": [-0.5 * dx, (width - 0.5) * dx], "y": [(height - 0.5) * dy, -0.5 * dy]}
+
+
+class _SessionSlicer(VolumeSlicer):
+    """dash-slicer's ``VolumeSlicer``, slicing the case and modality the session shows.
+
+    dash-slicer binds a slicer to one array; its two server callbacks are registered here
+    with the session's case and modality as state instead, so the registered slicer serves
+    every user's scan, and thumbnails are cached per case, modality and window.
+    """
+
+    def __init__(self, app: dash.Dash, annotator: VolumeAnnotator, axis: int) -> None:
+        self._annotator = annotator
+        case = annotator.initial_case
+        super().__init__(
+            app,
+            case.volume.data,
+            spacing=case.volume.spacing,
+            axis=axis,
+            scene_id=annotator.id,
+            clim=case.windows[0],
+            thumbnail=THUMBNAIL_SIZE,
+        )
+        ranges = _axis_ranges(case.shape, case.volume.spacing, axis)
+        # dash-slicer reads layout.*axis.range from the figure prop, which Dash 4 leaves
+        # undefined under autorange: state the ranges (see also _ANNOUNCE_LAYOUT).
+        self.graph.figure.update_xaxes(range=ranges["x"])
+        self.graph.figure.update_yaxes(range=ranges["y"])
+        self.graph.figure.update_layout(
+            dragmode="drawopenpath",
+            newshape={"line": {"color": annotator.labels[0].color, "width": 3}, "opacity": 0.9},
+            uirevision=case.key,
+            plot_bgcolor="black",
+        )
+        self.graph.config.update(
+            modeBarButtonsToAdd=["drawopenpath"],
+            modeBarButtonsToRemove=["toImage", "lasso2d", "select2d"],
+            displaylogo=False,
+        )
+        self.graph.style = {"height": "42vh"}
+
+    def info_for(self, case: Case) -> dict:
+        """dash-slicer's view info for ``case`` (a new ``infoid`` makes it reload the slice)."""
+        size = shape3d_to_size2d(case.shape, self._axis)
+        return {
+            **self._slice_info,
+            "size": size,
+            "offset": (0.0, 0.0, 0.0),
+            "stepsize": shape3d_to_size2d(case.volume.spacing, self._axis),
+            "thumbnail_size": get_thumbnail_size(size[:2], THUMBNAIL_SIZE),
+            "infoid": int(np.random.default_rng().integers(1, 9999999)),
+        }
+
+    def _create_server_callbacks(self) -> None:
+        case = State(self._annotator._part("case"), "data")
+        modality = State(self._annotator._part("modality"), "value")
+        self._app.callback(
+            Output(self._thumbs_data.id, "data"), Input(self._clim.id, "data"), case, modality
+        )(self.thumbnails)
+        self._app.callback(
+            Output(self._server_data.id, "data"),
+            Input(self._state.id, "data"),
+            Input(self._clim.id, "data"),
+            case,
+            modality,
+        )(self.requested_slice)
+
+    def _array(self, case_data, modality) -> tuple[Case, int]:
+        try:
+            case = self._annotator.case_of(case_data)
+        except CaseNotFoundError:
+            raise dash.exceptions.PreventUpdate from None
+        return case, self._annotator._modality(case, modality)
+
+    def thumbnails(self, clim, case_data, modality) -> list[str]:
+        """Every slice of the view as a small PNG, through the window ``clim``."""
+        case, modality = self._array(case_data, modality)
+        if not _is_window(clim):
+            raise dash.exceptions.PreventUpdate
+        return self._annotator._thumbnails(case.key, modality, self._axis, tuple(clim))
+
+    def requested_slice(self, state, clim, case_data, modality) -> dict:
+        """The full-resolution slice the view moved to."""
+        if not isinstance(state, dict) or not state.get("index_changed") or not _is_window(clim):
+            raise dash.exceptions.PreventUpdate
+        case, modality = self._array(case_data, modality)
+        index = state.get("index")
+        if not isinstance(index, int) or not 0 <= index < case.shape[self._axis]:
+            raise dash.exceptions.PreventUpdate
+        image = section(case.volumes[modality].data, self._axis, index)
+        return {"index": index, "slice": img_array_to_uri(_windowed(image, clim))}
+
+
+def _is_window(clim) -> bool:
+    return (
+        isinstance(clim, (list, tuple))
+        and len(clim) == 2
+        and all(isinstance(v, (int, float)) for v in clim)
+    )

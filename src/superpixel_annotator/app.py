@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,22 +43,35 @@ def use_local_bootstrap(app: dash.Dash) -> None:
     app.config.external_stylesheets.append(BOOTSTRAP_ROUTE)
 
 
-def create_app(volume: Volume | str | os.PathLike | None = None, **options: Any) -> dash.Dash:
+def celery_manager(broker_url: str) -> dash.CeleryManager:
+    """A background callback manager that runs jobs on Celery workers through ``broker_url``
+    (e.g. ``redis://host:6379/0``, used as result backend too)."""
+    from celery import Celery
+
+    celery_app = Celery("superpixel_annotator", broker=broker_url, backend=broker_url)
+    return dash.CeleryManager(celery_app)
+
+
+def create_app(
+    volumes: Volume | Sequence[Volume] | str | os.PathLike | None = None, **options: Any
+) -> dash.Dash:
     """Build the standalone annotator app.
 
     Parameters
     ----------
-    volume : Volume, path or None
-        The scan to open; ``None`` opens the bundled sample.
+    volumes : Volume, sequence of Volume, path or None
+        The scan to open (several volumes: co-registered modalities); ``None`` opens the
+        bundled sample.
     **options
-        Passed to :class:`VolumeAnnotator` (``labels``, ``cache_dir``, ``superpixels``).
+        Passed to :class:`VolumeAnnotator` (``labels``, ``cache_dir``, ``superpixels``,
+        ``limits``, ``background_manager``, e.g. :func:`celery_manager`).
 
     Returns
     -------
     dash.Dash
     """
-    if not isinstance(volume, Volume):
-        volume = load_volume(sample_path() if volume is None else volume)
+    if volumes is None or isinstance(volumes, (str, os.PathLike)):
+        volumes = load_volume(sample_path() if volumes is None else volumes)
     app = dash.Dash(
         __name__,
         title="Superpixel annotator",
@@ -66,19 +80,9 @@ def create_app(volume: Volume | str | os.PathLike | None = None, **options: Any)
         assets_folder=str(resource_dir("assets")),
     )
     use_local_bootstrap(app)
-    annotator = VolumeAnnotator(app, volume, id="annotator", **options)
+    annotator = VolumeAnnotator(app, volumes, id="annotator", **options)
     app.layout = dbc.Container(
-        [
-            html.Div(
-                [
-                    html.H5("Superpixel annotator", className="mb-0 me-3"),
-                    html.Span(volume.name, className="text-muted small", id="volume-name"),
-                ],
-                className="d-flex align-items-baseline my-2",
-            ),
-            annotator.layout,
-        ],
-        fluid=True,
+        [html.H5("Superpixel annotator", className="my-2"), annotator.layout], fluid=True
     )
     # Dash sets up its script bundles on the first request and refuses concurrent ones
     # meanwhile (plotly/dash#3971); a threaded server's first page load would hit that.

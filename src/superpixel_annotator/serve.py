@@ -1,4 +1,4 @@
-"""``superpixel-annotator-serve [FILE]``: the annotator under gunicorn, for a team or a container.
+"""``superpixel-annotator-serve [FILE ...]``: the annotator under gunicorn, for a team or in Docker.
 
 The process becomes ``gunicorn --config gunicorn_conf.py superpixel_annotator.wsgi:server``
 (same PID, so signals from ``docker stop`` reach the gunicorn master directly). Settings
@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 FILE_VARIABLE = "SUPERPIXEL_ANNOTATOR_FILE"
+BROKER_VARIABLE = "SUPERPIXEL_ANNOTATOR_CELERY_BROKER"
 CONFIG_FILE = Path(__file__).with_name("gunicorn_conf.py")
 WSGI_APP = "superpixel_annotator.wsgi:server"
 
@@ -24,11 +25,23 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve the annotator to several users with gunicorn (default port 8050).",
         epilog=(
             "Environment: PORT or BIND (address), WEB_CONCURRENCY (workers, default 2), "
-            "SUPERPIXEL_ANNOTATOR_CACHE (superpixel cache), GUNICORN_CMD_ARGS (more options)."
+            "SUPERPIXEL_ANNOTATOR_CACHE (cache, shared by the workers), "
+            f"{BROKER_VARIABLE} (as --celery-broker), GUNICORN_CMD_ARGS (more options)."
         ),
     )
     parser.add_argument(
-        "file", nargs="?", help="a NIfTI volume (.nii, .nii.gz); default: the bundled phantom"
+        "files",
+        nargs="*",
+        metavar="FILE",
+        help="a 3D scan (.nii, .nii.gz, .mgz); several files are co-registered modalities "
+        "of one scan; default: the bundled phantom",
+    )
+    parser.add_argument(
+        "--celery-broker",
+        metavar="URL",
+        help="compute superpixels of uploads on Celery workers through this broker "
+        "(e.g. redis://localhost:6379/0); start workers with "
+        "`celery -A superpixel_annotator.wsgi:celery_app worker`",
     )
     return parser
 
@@ -44,7 +57,7 @@ def gunicorn_command() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Replace this process by gunicorn serving ``FILE`` (or the sample).
+    """Replace this process by gunicorn serving the files (or the sample).
 
     Parameters
     ----------
@@ -52,8 +65,10 @@ def main(argv: list[str] | None = None) -> None:
         Command-line arguments; default ``sys.argv[1:]``.
     """
     args = build_parser().parse_args(argv)
-    if args.file:
-        os.environ[FILE_VARIABLE] = args.file
+    if args.files:
+        os.environ[FILE_VARIABLE] = os.pathsep.join(args.files)
+    if args.celery_broker:
+        os.environ[BROKER_VARIABLE] = args.celery_broker
     command = gunicorn_command()
     os.execv(command[0], command)
 

@@ -1,7 +1,10 @@
 """WSGI entry point for production servers: ``gunicorn superpixel_annotator.wsgi:server``.
 
 The scan is the file named by the environment variable ``SUPERPIXEL_ANNOTATOR_FILE``
-(unset or empty: the bundled sample). A file that cannot be opened stops the server with a
+(several modalities separated by ``os.pathsep``; unset or empty: the bundled sample).
+With ``SUPERPIXEL_ANNOTATOR_CELERY_BROKER`` set, superpixels of uploads are computed by
+Celery workers: ``celery -A superpixel_annotator.wsgi:celery_app worker``, started with the
+same environment. A file that cannot be opened stops the server with a
 one-line message on stderr and exit status 4, gunicorn's "app failed to load" code: a
 preloading master exits with it, and a master whose workers load the app halts on it
 instead of restarting them forever.
@@ -11,13 +14,13 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
-import flask
+import dash
 
-from .app import create_app, sample_path
-from .serve import FILE_VARIABLE
-from .volume import VolumeError, load_volume
+from .app import celery_manager, create_app, sample_path
+from .serve import BROKER_VARIABLE, FILE_VARIABLE
+from .volume import VolumeError, load_modalities
 
 APP_LOAD_ERROR = 4
 
@@ -35,23 +38,36 @@ def with_worker_pid(wsgi_app: Callable) -> Callable:
     return app
 
 
-def build_server(path: str | os.PathLike | None = None) -> flask.Flask:
-    """The annotator's Flask server for the scan at ``path`` (``None``: the sample).
+def build_app(paths: Sequence[str], background_manager=None) -> dash.Dash:
+    """The annotator app for the scan at ``paths`` (modalities; none: the sample), with
+    background callbacks on ``background_manager`` (default: local processes).
 
     Raises
     ------
     VolumeError
-        When the file is not a usable 3D image.
+        When a file is not a usable 3D image or the modalities disagree.
     """
-    volume = load_volume(path or sample_path())
-    print(f"superpixel-annotator: preparing {volume.name} {volume.data.shape}", file=sys.stderr)
-    server = create_app(volume).server
-    server.wsgi_app = with_worker_pid(server.wsgi_app)
-    return server
+    volumes = load_modalities(paths or [sample_path()])
+    for note in (note for volume in volumes for note in volume.notes):
+        print(f"superpixel-annotator: {note}", file=sys.stderr)
+    print(
+        f"superpixel-annotator: preparing {volumes[0].name} {volumes[0].data.shape}",
+        file=sys.stderr,
+    )
+    app = create_app(volumes, background_manager=background_manager)
+    app.server.wsgi_app = with_worker_pid(app.server.wsgi_app)
+    return app
 
 
+_broker = os.environ.get(BROKER_VARIABLE)
+_manager = celery_manager(_broker) if _broker else None
+# The Celery app whose workers run the background callbacks (None without a broker).
+celery_app = _manager.handle if _manager else None
 try:
-    server = build_server(os.environ.get(FILE_VARIABLE))
+    app = build_app(
+        [path for path in os.environ.get(FILE_VARIABLE, "").split(os.pathsep) if path], _manager
+    )
 except VolumeError as error:
     print(f"superpixel-annotator: {error}", file=sys.stderr, flush=True)
     raise SystemExit(APP_LOAD_ERROR) from None
+server = app.server

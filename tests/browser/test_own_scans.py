@@ -1,0 +1,131 @@
+"""The user's own data in the browser: upload, bad files, reload, opening a segmentation."""
+
+import nibabel as nib
+import numpy as np
+import pytest
+from test_app_browser import (
+    HAS_ANNOTATION,
+    NO_ANNOTATION,
+    TIMEOUT_MS,
+    open_annotator,
+    stroke_across_coronal_plane,
+    view,
+)
+
+from superpixel_annotator.app import sample_path
+from superpixel_annotator.volume import load_volume
+
+UPLOAD = "#annotator-upload input[type=file]"
+OPEN_SEGMENTATION = "#annotator-open-segmentation input[type=file]"
+MESSAGE = "#annotator-message"
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return load_volume(sample_path())
+
+
+@pytest.fixture(scope="module")
+def app_url(serve):
+    return serve()
+
+
+@pytest.fixture(scope="module")
+def cropped_scan(tmp_path_factory):
+    """The sample without its last 10 slices along the first file axis: another scan of
+    another shape."""
+    source = nib.load(sample_path())
+    data = np.asarray(source.dataobj)[:-10]
+    path = tmp_path_factory.mktemp("scans") / "cropped_phantom.nii.gz"
+    nib.save(nib.Nifti1Image(data, source.affine), path)
+    return path
+
+
+def wait_message(page, text: str) -> str:
+    page.wait_for_selector(f"{MESSAGE}:has-text({text!r})", timeout=TIMEOUT_MS)
+    return page.inner_text(MESSAGE)
+
+
+def test_uploaded_scan_replaces_the_scan_for_this_user_only(
+    browser, page, app_url, sample, cropped_scan
+):
+    open_annotator(page, app_url, sample)
+    page.set_input_files(UPLOAD, str(cropped_scan))
+    wait_message(page, "Opened cropped_phantom")
+    page.wait_for_selector("#annotator-name:has-text('cropped_phantom')", timeout=TIMEOUT_MS)
+    cropped = load_volume(cropped_scan)
+    assert cropped.data.shape != sample.data.shape
+    open_annotator(page, None, cropped)  # every view shows full slices of the new shape
+    stroke_across_coronal_plane(page, cropped)
+    page.wait_for_function(HAS_ANNOTATION, arg=view(0), timeout=TIMEOUT_MS)
+
+    other = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    open_annotator(other, app_url, sample)
+    assert other.inner_text("#annotator-name") == sample.name
+    other.context.close()
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "problem"),
+    [
+        ("random.nii.gz", bytes(range(256)) * 8, "not a readable image"),
+        ("empty.nii", b"", "empty"),
+    ],
+    ids=["random", "empty"],
+)
+def test_bad_upload_says_why_and_keeps_scan_and_annotation(
+    page, app_url, sample, tmp_path, name, content, problem
+):
+    open_annotator(page, app_url, sample)
+    stroke_across_coronal_plane(page, sample)
+    page.wait_for_function(HAS_ANNOTATION, arg=view(0), timeout=TIMEOUT_MS)
+    path = tmp_path / name
+    path.write_bytes(content)
+    page.set_input_files(UPLOAD, str(path))
+    text = wait_message(page, name)
+    assert problem in text and "Traceback" not in text and text.count("\n") == 0
+    assert page.inner_text("#annotator-name") == sample.name
+    assert page.evaluate(HAS_ANNOTATION, view(0))
+
+
+def test_annotation_survives_a_reload(page, app_url, sample):
+    open_annotator(page, app_url, sample)
+    stroke_across_coronal_plane(page, sample)
+    page.wait_for_function(HAS_ANNOTATION, arg=view(0), timeout=TIMEOUT_MS)
+    page.reload()
+    open_annotator(page, None, sample)
+    for axis in (0, 1):
+        page.wait_for_function(HAS_ANNOTATION, arg=view(axis), timeout=TIMEOUT_MS)
+    page.click("#annotator-undo")  # the history came back too
+    page.wait_for_function(NO_ANNOTATION, arg=view(0), timeout=TIMEOUT_MS)
+
+
+def test_downloaded_segmentation_opens_back_exactly(page, app_url, sample, tmp_path):
+    open_annotator(page, app_url, sample)
+    stroke_across_coronal_plane(page, sample)
+    page.wait_for_function(HAS_ANNOTATION, arg=view(0), timeout=TIMEOUT_MS)
+    with page.expect_download(timeout=TIMEOUT_MS) as download:
+        page.click("#annotator-download-button")
+    path = tmp_path / download.value.suggested_filename
+    download.value.save_as(path)
+    page.click("#annotator-undo")
+    page.wait_for_function(NO_ANNOTATION, arg=view(0), timeout=TIMEOUT_MS)
+
+    page.set_input_files(OPEN_SEGMENTATION, str(path))
+    assert "matches the superpixels exactly" in wait_message(page, path.name)
+    page.wait_for_function(HAS_ANNOTATION, arg=view(0), timeout=TIMEOUT_MS)
+
+
+def test_another_tools_segmentation_is_mapped_and_counted(page, app_url, sample, tmp_path):
+    source = nib.load(sample_path())
+    labels = np.zeros(source.shape, np.uint8)
+    centre = [n // 2 for n in source.shape]
+    labels[tuple(slice(c - 6, c + 7) for c in centre)] = 2
+    path = tmp_path / "other_tool.nii.gz"
+    nib.save(nib.Nifti1Image(labels, source.affine), path)
+
+    open_annotator(page, app_url, sample)
+    page.set_input_files(OPEN_SEGMENTATION, str(path))
+    text = wait_message(page, "voxels differ")
+    assert "other_tool.nii.gz" in text
+    page.wait_for_function(HAS_ANNOTATION, arg=view(0), timeout=TIMEOUT_MS)
