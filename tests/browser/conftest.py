@@ -29,16 +29,28 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_until_serving(process: subprocess.Popen) -> None:
-    """Read the server's output until it says it is listening.
+def wait_until_serving(
+    process: subprocess.Popen, markers: tuple[str, ...] = ("Running on", "Listening at")
+) -> list[str]:
+    """Read the process's output until a line holds one of ``markers``.
 
     Fails when the process exits first or says nothing for ``STARTUP_TIMEOUT_S``.
+
+    Returns
+    -------
+    list of str
+        The lines read so far; later lines keep being appended to it.
     """
     lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(
-        target=lambda: [lines.put(line) for line in process.stdout], daemon=True
-    ).start()
-    said = []
+    said: list[str] = []
+
+    def read() -> None:
+        for line in process.stdout:
+            said.append(line)
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
     while True:
         try:
             line = lines.get(timeout=STARTUP_TIMEOUT_S)
@@ -48,9 +60,8 @@ def wait_until_serving(process: subprocess.Popen) -> None:
             ) from None
         if line is None:
             raise RuntimeError(f"server exited with {process.wait()}: {''.join(said)}")
-        said.append(line)
-        if "Running on" in line or "Listening at" in line:
-            return
+        if any(marker in line for marker in markers):
+            return said
 
 
 @pytest.fixture(scope="session")
