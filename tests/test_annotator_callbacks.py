@@ -44,9 +44,20 @@ def stroke_path(annotator, axis, rows_cols):
     return "M" + "L".join(points)
 
 
-def edit(annotator, state, *, axis=None, path=None, button=None, label=1, index=None, fine=False):
+def edit(
+    annotator,
+    state,
+    *,
+    axis=None,
+    path=None,
+    button=None,
+    label=1,
+    index=None,
+    fine=False,
+    preview=None,
+):
     """Call the edit callback for a stroke on the middle slice (or ``index``), or a button
-    (``"undo"``, ``"redo"``, ``"fill"``)."""
+    (``"undo"``, ``"redo"``, ``"fill"``, ``"fill-accept"``, ``"fill-discard"``)."""
     relayouts = [None, None, None]
     if button:
         trigger = f"ann-{button}.n_clicks"
@@ -60,6 +71,8 @@ def edit(annotator, state, *, axis=None, path=None, button=None, label=1, index=
         undo=1,
         redo=1,
         fill=1,
+        fill_accept=1,
+        fill_discard=1,
         segmentation=None,
         segmentation_name=None,
         fine=fine,
@@ -69,6 +82,7 @@ def edit(annotator, state, *, axis=None, path=None, button=None, label=1, index=
         ],
         label=label,
         state=state,
+        preview=preview,
         case=session(annotator),
     )
 
@@ -85,29 +99,33 @@ def apply_patch(slices: list, patch) -> list:
     return slices
 
 
-def show_stale_slices(annotator, axis, slices, state):
+def show_stale_slices(annotator, axis, slices, state, preview=None):
     """What the browser gets when the user visits every slice marked stale."""
     render = annotator._stale_callback(axis)
     for index in [i for i, uri in enumerate(slices) if uri == STALE]:
-        slices = apply_patch(slices, render([index, 0.0], state, session(annotator)))
+        slices = apply_patch(slices, render([index, 0.0], state, preview, session(annotator)))
     return slices
 
 
-def full_render(annotator, state, axis):
+def full_render(annotator, state, axis, preview=None):
     annotation = Annotation.from_state(annotator.superpixels, state)
+    proposal = None
+    if preview:
+        proposal = (np.array(preview["ids"]), np.array(preview["labels"], np.uint8))
     return [
-        annotator.overlay_uri(annotation, axis, index)
+        annotator.overlay_uri(annotation, axis, index, proposal)
         for index in range(annotator.volume.data.shape[axis])
     ]
 
 
-def test_patched_overlays_equal_full_render_after_strokes_and_undos(annotator):
+def test_patched_overlays_equal_full_render_after_strokes_undos_and_fills(annotator):
     shape = annotator.volume.data.shape
     client = [[None] * shape[axis] for axis in range(3)]
-    state = None
+    state = preview = None
     rng = np.random.default_rng(7)
-    for step in range(25):
-        action = rng.choice(["stroke", "stroke", "undo", "redo", "fill"])
+    actions = ["stroke", "stroke", "undo", "redo", "fill", "fill-accept", "fill-discard"]
+    for step in range(40):
+        action = rng.choice(actions)
         if action == "stroke":
             axis = int(rng.integers(3))
             rows, cols = (shape[a] for a in range(3) if a != axis)
@@ -119,16 +137,56 @@ def test_patched_overlays_equal_full_render_after_strokes_and_undos(annotator):
                 path=stroke_path(annotator, axis, points),
                 label=int(rng.choice([0, 1, 2, 3])),
                 fine=bool(rng.integers(2)),
+                preview=preview,
             )
         else:
-            result = edit(annotator, state, button=action)
+            result = edit(annotator, state, button=action, preview=preview)
         if result["state"] is not dash.no_update:
             state = result["state"]
+        if result["preview"] is not dash.no_update:
+            preview = result["preview"]
         for axis in range(3):
             client[axis] = apply_patch(client[axis], result["slices"][axis])
-            client[axis] = show_stale_slices(annotator, axis, client[axis], state)
-            assert client[axis] == full_render(annotator, state, axis), (step, action, axis)
+            client[axis] = show_stale_slices(annotator, axis, client[axis], state, preview)
+            expected = full_render(annotator, state, axis, preview)
+            assert client[axis] == expected, (step, action, axis)
     assert state is not None
+
+
+def test_fill_previews_then_accept_applies_and_discard_keeps(annotator):
+    state = edit(annotator, None, axis=0, path=stroke_path(annotator, 0, [(7, 7)]))["state"]
+    before = Annotation.from_state(annotator.superpixels, state)
+    proposed = edit(annotator, state, button="fill")
+    assert proposed["state"] is dash.no_update and proposed["fill_bar"] is True
+    preview = proposed["preview"]
+    assert preview["ids"] and "Accept" in proposed["fill_text"]
+    shown = [op["params"]["value"] for op in proposed["slices"][0].to_plotly_json()["operations"]]
+    assert any(uri not in (None, STALE) for uri in shown)
+
+    discarded = edit(annotator, state, button="fill-discard", preview=preview)
+    assert discarded["state"] is dash.no_update
+    assert discarded["preview"] is None and discarded["fill_bar"] is False
+
+    accepted = edit(annotator, state, button="fill-accept", preview=preview)
+    after = Annotation.from_state(annotator.superpixels, accepted["state"])
+    expected = before.superpixel_labels.copy()
+    expected[preview["ids"]] = preview["labels"]
+    np.testing.assert_array_equal(after.superpixel_labels, expected)
+    np.testing.assert_array_equal(
+        after.superpixel_labels, before.autofill_labels(annotator.initial_case.intensities)
+    )
+    after.undo()
+    np.testing.assert_array_equal(after.superpixel_labels, before.superpixel_labels)
+
+
+@pytest.mark.parametrize(
+    "preview",
+    [{"ids": [10**9], "labels": [1]}, {"ids": "x"}, {"ids": [1, 2], "labels": [1]}, [1]],
+    ids=["id", "text", "lengths", "list"],
+)
+def test_malformed_preview_is_ignored(annotator, preview):
+    result = edit(annotator, None, button="fill-accept", preview=preview)
+    assert result["state"] is dash.no_update
 
 
 def test_stroke_sends_only_touched_slices_and_clears_the_drawn_line(annotator):
@@ -172,12 +230,15 @@ def test_malformed_strokes_are_refused_without_touching_the_annotation(
         undo=None,
         redo=None,
         fill=None,
+        fill_accept=None,
+        fill_discard=None,
         segmentation=None,
         segmentation_name=None,
         fine=False,
         indices=[3 if index is None else index, 7, 9],
         label=label,
         state=state,
+        preview=None,
         case=session(annotator),
     )
     assert result["state"] is dash.no_update  # the state is not replaced
@@ -210,12 +271,15 @@ def test_relayout_without_a_new_shape_changes_nothing(annotator):
             undo=None,
             redo=None,
             fill=None,
+            fill_accept=None,
+            fill_discard=None,
             segmentation=None,
             segmentation_name=None,
             fine=False,
             indices=[3, 7, 9],
             label=1,
             state=None,
+            preview=None,
             case=session(annotator),
         )
 
@@ -321,4 +385,4 @@ def test_statistics_follow_the_spacing_and_export_csv(annotator):
 @pytest.mark.parametrize("request_", [None, [], ["3"], [10_000], [-1], "x"], ids=str)
 def test_malformed_stale_requests_are_ignored(annotator, request_):
     with pytest.raises(dash.exceptions.PreventUpdate):
-        annotator._stale_callback(0)(request_, None, session(annotator))
+        annotator._stale_callback(0)(request_, None, None, session(annotator))

@@ -27,7 +27,7 @@ from dash import Input, Output, State, ctx, dcc, html
 from dash_slicer import VolumeSlicer
 from dash_slicer.utils import get_thumbnail_size, img_array_to_uri, shape3d_to_size2d
 
-from .annotation import Annotation, AnnotationStateError
+from .annotation import MAX_LABEL, Annotation, AnnotationStateError
 from .cases import Case, CaseNotFoundError, CaseStore, cache_directory, open_case
 from .meshes import label_meshes, scene_layout
 from .overlays import (
@@ -54,6 +54,9 @@ VIEW_NAMES = ("Axial", "Coronal", "Sagittal")
 MAX_STROKE_VERTICES = 5000
 # An overlay slice that changed but is not on screen: rendered when a view shows it.
 STALE = "stale"
+# The colour, and palette index, of what Fill proposes before the user accepts it.
+PREVIEW_COLOR = "#ffffff"
+PREVIEW_VALUE = 255
 _SWATCH_STYLE = {
     "display": "inline-block",
     "width": "0.8em",
@@ -75,8 +78,20 @@ HELP_ITEMS = (
     ("Labels", "keys 1-9 pick a label; the Eraser (key E or 0) removes labels."),
     (
         "Fill",
-        "(key F) labels the unlabelled superpixels that look like the ones you "
-        "labelled and touch them; erased superpixels stop it. Undo takes it back.",
+        "(key F) shows in white the unlabelled superpixels that look like the ones you "
+        "labelled and touch them; erased superpixels stop it. Accept (Enter) labels them, "
+        "Discard (Esc) or any stroke drops the proposal; Undo takes an accepted fill back.",
+    ),
+    (
+        "Open scan",
+        "opens your own .nii, .nii.gz, .mgz or .mgh file (several files: modalities of one "
+        "scan, switched next to Contrast); only you see it. Open segmentation loads labels "
+        "of the scan, e.g. a downloaded file. Superpixels sets their size; your labels are "
+        "kept, and Undo brings back the previous size.",
+    ),
+    (
+        "Your work",
+        "is kept in this browser for this scan: a reload, or a server restart, brings it back.",
     ),
     ("Undo / Redo", "buttons, or Ctrl+Z / Ctrl+Y (also Ctrl+Shift+Z)."),
     (
@@ -185,8 +200,16 @@ function(config) {
             click('undo');
         } else if (modifier && (key === 'y' || key === 'z')) {
             click('redo');
-        } else if (!modifier && key === 'f') {
-            click('fill');
+        } else if (!modifier && (key === 'f' || key === 'enter' || key === 'escape')) {
+            const previewing = document.getElementById(config.id + '-fill-bar')
+                .classList.contains('show');
+            if (key === 'f' && !previewing) {
+                click('fill');
+            } else if (previewing) {
+                click(key === 'escape' ? 'fill-discard' : 'fill-accept');
+            } else {
+                return;
+            }
         } else if (!modifier && key === 's') {
             click('fine');
         } else if (!modifier && (key === 'e' || key === '0')) {
@@ -288,7 +311,9 @@ class VolumeAnnotator:
         self.initial_case = open_case(volumes, self.cache_dir, superpixels)
         self.cases.add(self.initial_case)
         self.labels = tuple(labels)
-        self._palette = label_palette(self.labels)
+        self._palette = label_palette(
+            (*self.labels, LabelClass(PREVIEW_VALUE, "Fill preview", PREVIEW_COLOR))
+        )
         self._thumbnails = lru_cache(maxsize=16)(self._render_thumbnails)
         if background_manager is None:
             import diskcache
@@ -660,6 +685,19 @@ class VolumeAnnotator:
                     is_open=False,
                 ),
                 display_controls,
+                dbc.Collapse(
+                    dbc.Alert(
+                        [
+                            html.Span(id=self._part("fill-text"), className="me-2"),
+                            self._button("Accept", "fill-accept", "success", "Enter"),
+                            self._button("Discard", "fill-discard", "secondary", "Esc"),
+                        ],
+                        color="light",
+                        className="py-1 d-flex align-items-center gap-2",
+                    ),
+                    id=self._part("fill-bar"),
+                    is_open=False,
+                ),
                 dbc.Alert(
                     id=self._part("message"),
                     is_open=False,
@@ -670,6 +708,7 @@ class VolumeAnnotator:
                 dbc.Row(views, className="g-2"),
                 self._statistics_panel(),
                 dcc.Store(id=self._part("annotation"), storage_type="memory"),
+                dcc.Store(id=self._part("fill-preview")),
                 dcc.Store(
                     id=self._part("case"), data=self.case_data(self.initial_case, restore=True)
                 ),
@@ -712,6 +751,9 @@ class VolumeAnnotator:
                     Output(graph, "relayoutData", allow_duplicate=True) for graph in graphs
                 ],
                 "case": Output(part("case"), "data", allow_duplicate=True),
+                "preview": Output(part("fill-preview"), "data"),
+                "fill_bar": Output(part("fill-bar"), "is_open"),
+                "fill_text": Output(part("fill-text"), "children"),
                 **message,
             },
             inputs={
@@ -719,12 +761,15 @@ class VolumeAnnotator:
                 "undo": Input(part("undo"), "n_clicks"),
                 "redo": Input(part("redo"), "n_clicks"),
                 "fill": Input(part("fill"), "n_clicks"),
+                "fill_accept": Input(part("fill-accept"), "n_clicks"),
+                "fill_discard": Input(part("fill-discard"), "n_clicks"),
                 "segmentation": Input(part("open-segmentation"), "contents"),
                 "segmentation_name": State(part("open-segmentation"), "filename"),
                 "fine": State(part("fine"), "value"),
                 "indices": [State(slicer.slider.id, "value") for slicer in self.slicers],
                 "label": State(part("label"), "value"),
                 "state": State(part("annotation"), "data"),
+                "preview": State(part("fill-preview"), "data"),
                 "case": case,
             },
             prevent_initial_call=True,
@@ -776,6 +821,8 @@ class VolumeAnnotator:
                 "modalities": Output(part("modality"), "options"),
                 "modality": Output(part("modality"), "value"),
                 "name": Output(part("name"), "children"),
+                "preview": Output(part("fill-preview"), "data", allow_duplicate=True),
+                "fill_bar": Output(part("fill-bar"), "is_open", allow_duplicate=True),
             },
             inputs={
                 "case_data": Input(part("case"), "data"),
@@ -828,6 +875,7 @@ class VolumeAnnotator:
                 Output(part(f"annotation-slices-{axis}"), "data", allow_duplicate=True),
                 Input(part(f"stale-request-{axis}"), "data"),
                 State(part("annotation"), "data"),
+                State(part("fill-preview"), "data"),
                 case,
                 prevent_initial_call=True,
             )(self._stale_callback(axis))
@@ -1004,6 +1052,8 @@ class VolumeAnnotator:
             "modalities": self._modality_options(case) if new_case else dash.no_update,
             "modality": modality,
             "name": case.volume.name,
+            "preview": None if new_case else dash.no_update,
+            "fill_bar": False if new_case else dash.no_update,
         }
 
     # -- editing ------------------------------------------------------------------------
@@ -1014,20 +1064,25 @@ class VolumeAnnotator:
         undo,
         redo,
         fill,
+        fill_accept,
+        fill_discard,
         segmentation,
         segmentation_name,
         fine,
         indices,
         label,
         state,
+        preview,
         case,
     ) -> dict:
         """Apply a stroke, undo, redo, fill or opened segmentation; send back the new state
         and the changed slices only.
 
-        A stroke's drawn line is removed from its view and the view's ``relayoutData`` reset,
-        so that an identical next stroke is seen as new. Undo with nothing left to undo goes
-        back to the superpixels used before a change of size, if any.
+        Fill first shows what it would label in :data:`PREVIEW_COLOR` (``preview`` holds the
+        proposal); accepting applies it as one undoable step, and any other action discards
+        it. A stroke's drawn line is removed from its view and the view's ``relayoutData``
+        reset, so that an identical next stroke is seen as new. Undo with nothing left to undo
+        goes back to the superpixels used before a change of size, if any.
         """
         result = {
             "state": dash.no_update,
@@ -1035,6 +1090,9 @@ class VolumeAnnotator:
             "figures": [dash.no_update] * 3,
             "relayouts": [dash.no_update] * 3,
             "case": dash.no_update,
+            "preview": None if preview else dash.no_update,
+            "fill_bar": False if preview else dash.no_update,
+            "fill_text": dash.no_update,
             "message": dash.no_update,
             "show_message": dash.no_update,
             "message_color": dash.no_update,
@@ -1047,6 +1105,7 @@ class VolumeAnnotator:
             return {**result, **self._message(text, "warning")}
         except AnnotationStateError as error:
             return {**result, **self._message(f"Annotation state refused: {error}.", "warning")}
+        proposal = _proposal_arrays(preview, current.superpixels.count)
         trigger = ctx.triggered_id
         if trigger == self._part("undo"):
             if not annotation.can_undo and isinstance(case.get("previous"), dict):
@@ -1055,29 +1114,20 @@ class VolumeAnnotator:
         elif trigger == self._part("redo"):
             changed = annotation.redo()
         elif trigger == self._part("fill"):
-            changed = annotation.autofill(current.intensities)
+            return {**result, **self._propose_fill(current, annotation, indices, proposal)}
+        elif trigger == self._part("fill-accept"):
+            labels = annotation.superpixel_labels.copy()
+            labels[proposal[0]] = proposal[1]
+            changed = annotation.set_superpixel_labels(labels, filled=True)
+        elif trigger == self._part("fill-discard"):
+            changed = np.zeros(0, np.int64)
         elif trigger == self._part("open-segmentation"):
             try:
-                labels = read_segmentation(
-                    _decode_upload(segmentation, segmentation_name, self.limits),
-                    segmentation_name,
-                    current.volume,
+                changed, text = self._open_segmentation(
+                    current, annotation, segmentation, segmentation_name
                 )
-                unknown = sorted(set(np.unique(labels).tolist()) - {0} - self._label_values)
-                if unknown:
-                    raise VolumeError(
-                        f"{segmentation_name}: labels {unknown} are not in this annotator's "
-                        f"palette {sorted(self._label_values)}"
-                    )
             except VolumeError as error:
                 return {**result, **self._message(_one_line(error), "warning")}
-            changed, differing = annotation.load_labels(labels)
-            text = (
-                f"Opened {segmentation_name}: it matches the superpixels exactly."
-                if differing == 0
-                else f"Opened {segmentation_name}: mapped onto the superpixels by majority, "
-                f"{differing:,} voxels differ from the file."
-            )
             result.update(self._message(text))
         else:
             axis = [slicer.graph.id for slicer in self.slicers].index(trigger)
@@ -1095,10 +1145,59 @@ class VolumeAnnotator:
                 return {**result, **self._message(f"Stroke ignored: {error}.", "warning")}
         if changed.size:
             result["state"] = annotation.to_state()
-            result["slices"] = self.overlay_patches(current, annotation, changed, indices)
             if result["message"] is dash.no_update:
                 result["show_message"] = False
+        redrawn = np.union1d(changed, proposal[0])
+        if redrawn.size:
+            result["slices"] = self.overlay_patches(current, annotation, redrawn, indices)
         return result
+
+    def _propose_fill(self, case: Case, annotation: Annotation, shown, proposal) -> dict:
+        """Show what Fill would label, for the user to accept or discard."""
+        labels = annotation.autofill_labels(case.intensities)
+        ids = np.flatnonzero(labels != annotation.superpixel_labels)
+        ids = ids[ids > 0]
+        if not ids.size:
+            text = "Fill found no similar superpixels touching your labels."
+            return self._message(text)
+        new_proposal = (ids, labels[ids])
+        redrawn = np.union1d(ids, proposal[0])
+        added = labels[ids] > 0
+        voxels = case.superpixel_sizes[ids[added]].sum()
+        volume_ml = voxels * float(np.prod(case.volume.spacing)) / 1000
+        text = (
+            f"Fill proposes {int(added.sum()):,} superpixels ({volume_ml:.1f} mL), shown in "
+            "white"
+            + (f", and clears {int((~added).sum()):,}" if (~added).any() else "")
+            + ". Accept (Enter) or discard (Esc)."
+        )
+        return {
+            "preview": {"ids": ids.tolist(), "labels": labels[ids].tolist()},
+            "fill_bar": True,
+            "fill_text": text,
+            "slices": self.overlay_patches(case, annotation, redrawn, shown, new_proposal),
+            "show_message": False,
+        }
+
+    def _open_segmentation(
+        self, case: Case, annotation: Annotation, content, filename
+    ) -> tuple[np.ndarray, str]:
+        labels = read_segmentation(
+            _decode_upload(content, filename, self.limits), filename, case.volume
+        )
+        unknown = sorted(set(np.unique(labels).tolist()) - {0} - self._label_values)
+        if unknown:
+            raise VolumeError(
+                f"{filename}: labels {unknown} are not in this annotator's palette "
+                f"{sorted(self._label_values)}"
+            )
+        changed, differing = annotation.load_labels(labels)
+        if differing == 0:
+            return changed, f"Opened {filename}: it matches the superpixels exactly."
+        return changed, (
+            f"Opened {filename}: mapped onto the superpixels by majority, "
+            f"{differing:,} voxels differ from the file."
+        )
 
     @property
     def _label_values(self) -> set[int]:
@@ -1120,39 +1219,62 @@ class VolumeAnnotator:
         return annotation.paint(axis, index, np.column_stack([rows, cols]), label, level)
 
     def overlay_patches(
-        self, case: Case, annotation: Annotation, changed: np.ndarray, shown: Sequence
+        self,
+        case: Case,
+        annotation: Annotation,
+        changed: np.ndarray,
+        shown: Sequence,
+        proposal: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> list[dash.Patch]:
         """For each view, a Patch of the slices the changed superpixels reach.
 
         The slice a view shows (``shown[axis]``) is rendered now; the other touched slices
-        are marked :data:`STALE` and rendered when a view shows them.
+        are marked :data:`STALE` and rendered when a view shows them. ``proposal`` (ids,
+        labels) is a Fill preview to show over the annotation.
         """
         patches = []
         touched = touched_slices(case.superpixels.extents, changed, case.shape)
         for axis, indices in enumerate(touched):
             patch = dash.Patch()
             for index in indices.tolist():
-                on_screen = index == shown[axis]
-                patch[index] = self.overlay_uri(annotation, axis, index) if on_screen else STALE
+                if index == shown[axis]:
+                    patch[index] = self.overlay_uri(annotation, axis, index, proposal)
+                else:
+                    patch[index] = STALE
             patches.append(patch)
         return patches
 
     def _stale_callback(self, axis: int):
-        def render_stale(request, state, case):
+        def render_stale(request, state, preview, case):
             current, annotation = self._session(case, state)
             index = request[0] if isinstance(request, list) and request else None
             if not isinstance(index, int) or not 0 <= index < current.shape[axis]:
                 raise dash.exceptions.PreventUpdate
+            proposal = _proposal_arrays(preview, current.superpixels.count)
             patch = dash.Patch()
-            patch[index] = self.overlay_uri(annotation, axis, index)
+            patch[index] = self.overlay_uri(annotation, axis, index, proposal)
             return patch
 
         return render_stale
 
-    def overlay_uri(self, annotation: Annotation, axis: int, index: int) -> str | None:
-        """The annotation overlay of one slice as a PNG data URI (``None`` when empty)."""
+    def overlay_uri(
+        self,
+        annotation: Annotation,
+        axis: int,
+        index: int,
+        proposal: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> str | None:
+        """The annotation overlay of one slice as a PNG data URI (``None`` when empty).
+
+        With a Fill ``proposal`` (ids, labels), the superpixels it would label show in
+        :data:`PREVIEW_COLOR` and those it would clear show unlabelled.
+        """
+        labels = annotation.superpixel_labels
+        if proposal is not None and proposal[0].size:
+            labels = labels.copy()
+            labels[proposal[0]] = np.where(proposal[1] > 0, PREVIEW_VALUE, 0)
         sp_section = section(annotation.superpixels.labels, axis, index)
-        return label_section_uri(annotation.superpixel_labels, sp_section, self._palette)
+        return label_section_uri(labels, sp_section, self._palette)
 
     def stroke_color(self, label):
         """Draw new strokes in the colour of the selected label."""
@@ -1267,6 +1389,24 @@ class VolumeAnnotator:
             "showlegend": False,
         }
         return {"data": traces, "layout": layout}
+
+
+def _proposal_arrays(preview, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """The (ids, labels) of a Fill preview store; empty when there is none or it is malformed."""
+    empty = (np.zeros(0, np.int64), np.zeros(0, np.uint8))
+    if not isinstance(preview, dict):
+        return empty
+    try:
+        ids = np.asarray(preview.get("ids"), dtype=np.int64)
+        labels = np.asarray(preview.get("labels"), dtype=np.int64)
+    except (TypeError, ValueError):
+        return empty
+    valid = ids.ndim == 1 and ids.shape == labels.shape
+    if not valid or (ids.size and (ids.min() < 1 or ids.max() > count)):
+        return empty
+    if labels.size and (labels.min() < 0 or labels.max() > MAX_LABEL):
+        return empty
+    return ids, labels.astype(np.uint8)
 
 
 def _one_line(error: Exception) -> str:

@@ -86,6 +86,11 @@ class Case:
         return tuple(default_window(volume.data, inside) for volume in self.volumes)
 
     @cached_property
+    def superpixel_sizes(self) -> np.ndarray:
+        """Voxel count of each superpixel id (index 0: outside the head)."""
+        return np.bincount(self.superpixels.labels.ravel(), minlength=self.superpixels.count + 1)
+
+    @cached_property
     def outline(self) -> dict:
         """A coarse mesh of the head's surface (see :func:`outline_mesh`)."""
         return outline_mesh(self.superpixels.labels > 0, self.volume.spacing)

@@ -217,3 +217,36 @@ def test_click_in_pan_mode_moves_the_other_views(page, app_url, sample):
     page.mouse.click(*page.wait_for_function(DATA_TO_PAGE, arg=point).json_value())
     page.wait_for_function(SLIDER_AT, arg=[view(1), row], timeout=TIMEOUT_MS)
     page.wait_for_function(SLIDER_AT, arg=[view(2), col], timeout=TIMEOUT_MS)
+
+
+ANNOTATION_SOURCE = """
+(selector) => {
+    const gd = (PLOT)(selector);
+    const trace = gd && gd.data && gd.data.find((t) => t.name === 'annotation');
+    return trace ? trace.source : null;
+}
+""".replace("PLOT", PLOT)
+SOURCE_CHANGED = f"([selector, before]) => ({ANNOTATION_SOURCE.strip()})(selector) !== before"
+
+
+def test_fill_shows_a_preview_that_enter_accepts_and_escape_discards(page, app_url, sample):
+    open_annotator(page, app_url, sample)
+    stroke_across_coronal_plane(page, sample)
+    page.wait_for_function(HAS_ANNOTATION, arg=view(0), timeout=TIMEOUT_MS)
+    labelled = page.evaluate(ANNOTATION_SOURCE, view(0))
+
+    page.keyboard.press("f")
+    page.wait_for_selector("#annotator-fill-bar.show", timeout=TIMEOUT_MS)
+    page.wait_for_function(SOURCE_CHANGED, arg=[view(0), labelled], timeout=TIMEOUT_MS)
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#annotator-fill-bar.show", state="detached", timeout=TIMEOUT_MS)
+    page.wait_for_function(f"() => ({ANNOTATION_SOURCE.strip()})({view(0)!r}) === {labelled!r}")
+
+    page.keyboard.press("f")
+    page.wait_for_selector("#annotator-fill-bar.show", timeout=TIMEOUT_MS)
+    page.wait_for_function(SOURCE_CHANGED, arg=[view(0), labelled], timeout=TIMEOUT_MS)
+    previewed = page.evaluate(ANNOTATION_SOURCE, view(0))
+    page.keyboard.press("Enter")
+    page.wait_for_function(SOURCE_CHANGED, arg=[view(0), previewed], timeout=TIMEOUT_MS)
+    page.keyboard.press("Control+z")
+    page.wait_for_function(f"() => ({ANNOTATION_SOURCE.strip()})({view(0)!r}) === {labelled!r}")
