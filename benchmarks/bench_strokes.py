@@ -43,7 +43,7 @@ GOAL_KB = 30
 
 def stroke_path(annotator: VolumeAnnotator, axis: int, rows_cols) -> str:
     """An SVG path in a view's mm coordinates for (row, col) voxel positions."""
-    geometry = annotator._view_geometry(axis)
+    geometry = annotator.view_geometry(annotator.initial_case, axis)
     points = [f"{c * geometry['dx']:.2f},{r * geometry['dy']:.2f}" for r, c in rows_cols]
     return "M" + "L".join(points)
 
@@ -51,7 +51,7 @@ def stroke_path(annotator: VolumeAnnotator, axis: int, rows_cols) -> str:
 def full_overlays(annotator: VolumeAnnotator):
     """The seed design's ``overlay_patches``: every slice of every view, from the label volume."""
 
-    def overlays(annotation, changed, shown):
+    def overlays(case, annotation, changed, shown):
         labels = annotation.label_volume()
         return [
             [
@@ -124,10 +124,16 @@ def run_edit(annotator: VolumeAnnotator, op, state):
         undo=1,
         redo=1,
         fill=1,
+        fill_accept=1,
+        fill_discard=1,
+        segmentation=None,
+        segmentation_name=None,
         fine=False,
         indices=indices,
         label=label,
         state=state,
+        preview=None,
+        case=annotator.case_data(annotator.initial_case),
     )
     edit_ms = 1000 * (time.perf_counter() - start)
     start = time.perf_counter()
@@ -156,12 +162,13 @@ def stroke_parts(annotator: VolumeAnnotator, ops: list) -> dict:
         return value
 
     middle = [size // 2 for size in annotator.volume.data.shape]
+    case = annotator.initial_case
     for op in ops:
         annotation = timed("from_state", Annotation.from_state, annotator.superpixels, state)
         if op[0] == "stroke":
             _, axis, index, path, label = op
             changed = timed(
-                "paint", annotator._paint, annotation, axis, index, path, label, "coarse"
+                "paint", annotator._paint, case, annotation, axis, index, path, label, "coarse"
             )
             shown = [index if a == axis else middle[a] for a in range(3)]
         else:
@@ -169,7 +176,8 @@ def stroke_parts(annotator: VolumeAnnotator, ops: list) -> dict:
             shown = middle
         if changed.size:
             state = timed("to_state", annotation.to_state)
-            timed("overlay_patches (PNG)", annotator.overlay_patches, annotation, changed, shown)
+            patches = annotator.overlay_patches
+            timed("overlay_patches (PNG)", patches, case, annotation, changed, shown)
     return {name: statistics.median(values) for name, values in times.items()}
 
 

@@ -134,9 +134,21 @@ function(index, annotationSlices) {
 }
 """.replace("STALE", json.dumps(STALE))
 
-# With explicit ranges Plotly emits no relayout on first render, and that event is what
-# starts dash-slicer's state timer (full-resolution slice, position indicators).
-_ANNOUNCE_LAYOUT = "function(geometry) { return {autosize: true}; }"
+# dash-slicer publishes a view's position (its "state", from which the full-resolution slice
+# and the other views' indicators follow) from a 100 ms timer that waits five ticks for
+# Plotly to settle the axis ranges, and starts on the first relayout. The ranges are given
+# explicitly here, so the state is published at once when a view gets its geometry (page
+# load, another scan). dash-slicer's private state is left alone: when its timer runs too
+# (another scan moves the sliders), its state asks for the slice again, and that request,
+# the newest, is the one whose answer Dash keeps.
+_PUBLISH_STATE = """
+function(geometry, index, info) {
+    const range = (axis) => [info.offset[axis] - 0.5 * info.stepsize[axis],
+                             info.offset[axis] + (info.size[axis] - 0.5) * info.stepsize[axis]];
+    return {index: index, index_changed: true, xrange: range(0), yrange: range(1),
+            zpos: info.offset[2] + index * info.stepsize[2], axis: info.axis, color: info.color};
+}
+"""
 
 # The 3D view and the statistics get the annotation only while shown: hidden, strokes cost
 # them no request.
@@ -861,9 +873,12 @@ class VolumeAnnotator:
                 prevent_initial_call=True,
             )(self._boundary_callback(axis))
             app.clientside_callback(
-                _ANNOUNCE_LAYOUT,
-                Output(slicer.graph.id, "relayoutData"),
+                _PUBLISH_STATE,
+                Output(slicer.state.id, "data", allow_duplicate=True),
                 Input(part(f"geometry-{axis}"), "data"),
+                State(slicer.slider.id, "value"),
+                State(slicer._info.id, "data"),
+                prevent_initial_call="initial_duplicate",
             )
             app.clientside_callback(
                 _REQUEST_STALE,
@@ -1471,7 +1486,7 @@ class _SessionSlicer(VolumeSlicer):
         )
         ranges = _axis_ranges(case.shape, case.volume.spacing, axis)
         # dash-slicer reads layout.*axis.range from the figure prop, which Dash 4 leaves
-        # undefined under autorange: state the ranges (see also _ANNOUNCE_LAYOUT).
+        # undefined under autorange: state the ranges (see also _PUBLISH_STATE).
         self.graph.figure.update_xaxes(range=ranges["x"])
         self.graph.figure.update_yaxes(range=ranges["y"])
         self.graph.figure.update_layout(

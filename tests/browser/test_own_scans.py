@@ -6,6 +6,7 @@ import pytest
 from test_app_browser import (
     HAS_ANNOTATION,
     NO_ANNOTATION,
+    PLOT,
     TIMEOUT_MS,
     open_annotator,
     stroke_across_coronal_plane,
@@ -18,6 +19,13 @@ from superpixel_annotator.volume import load_volume
 UPLOAD = "#annotator-upload input[type=file]"
 OPEN_SEGMENTATION = "#annotator-open-segmentation input[type=file]"
 MESSAGE = "#annotator-message"
+# The slice images (first trace) of the three views.
+SLICE_SOURCES = """
+() => [0, 1, 2].map((axis) => {
+    const gd = (PLOT)('#annotator-view-' + axis);
+    return gd && gd.data && gd.data.length ? gd.data[0].source : null;
+})
+""".replace("PLOT", PLOT)
 
 
 @pytest.fixture(scope="module")
@@ -50,12 +58,17 @@ def test_uploaded_scan_replaces_the_scan_for_this_user_only(
     browser, page, app_url, sample, cropped_scan
 ):
     open_annotator(page, app_url, sample)
+    before = page.evaluate(SLICE_SOURCES)
     page.set_input_files(UPLOAD, str(cropped_scan))
     wait_message(page, "Opened cropped_phantom")
     page.wait_for_selector("#annotator-name:has-text('cropped_phantom')", timeout=TIMEOUT_MS)
     cropped = load_volume(cropped_scan)
     assert cropped.data.shape != sample.data.shape
     open_annotator(page, None, cropped)  # every view shows full slices of the new shape
+    changed = (
+        f"() => ({SLICE_SOURCES.strip()})().every((source, axis) => source !== {before}[axis])"
+    )
+    page.wait_for_function(changed, timeout=TIMEOUT_MS)  # ... of the new scan, in every view
     stroke_across_coronal_plane(page, cropped)
     page.wait_for_function(HAS_ANNOTATION, arg=view(0), timeout=TIMEOUT_MS)
 
