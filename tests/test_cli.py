@@ -1,29 +1,139 @@
-"""The console script: help, and one-line errors for unusable files."""
+"""The console script: options, what it hands to the app, and one-line errors."""
 
 import subprocess
 import sys
 
+import nibabel as nib
+import numpy as np
 import pytest
 
+from superpixel_annotator import cli
 from superpixel_annotator.cli import build_parser, main
+from superpixel_annotator.volume import DEFAULT_LIMITS, Limits
+
+
+class FakeApp:
+    """Stands in for the Dash app: records how it is run instead of serving."""
+
+    def __init__(self, volumes, **options):
+        self.volumes, self.options, self.run_with = volumes, options, None
+
+    def run(self, **options):
+        self.run_with = options
+
+
+@pytest.fixture
+def created(monkeypatch) -> list[FakeApp]:
+    """The apps the command creates, with ``create_app`` replaced by :class:`FakeApp`."""
+    apps = []
+
+    def create_app(volumes, **options):
+        apps.append(FakeApp(volumes, **options))
+        return apps[-1]
+
+    monkeypatch.setattr(cli, "create_app", create_app)
+    return apps
+
+
+def write_scan(path, shape=(8, 9, 10), seed=0, affine=None):
+    array = np.random.default_rng(seed).random(shape).astype(np.float32)
+    nib.save(nib.Nifti1Image(array, np.eye(4) if affine is None else affine), path)
+    return str(path)
 
 
 def test_help_names_the_options():
     help_text = build_parser().format_help()
-    for option in ("--host", "--port", "--debug", "file"):
+    for option in ("--host", "--port", "--debug", "--volume", "--max-upload-mb", "--max-voxels"):
         assert option in help_text
+    assert "FILE ..." in help_text
+
+
+def test_several_files_are_modalities_of_one_case(tmp_path, created, capsys):
+    flair = write_scan(tmp_path / "FLAIR.nii.gz", seed=1)
+    t1c = write_scan(tmp_path / "T1c.nii.gz", seed=2)
+    assert main([flair, t1c, "--port", "8123", "--host", "0.0.0.0"]) == 0
+    (app,) = created
+    assert [volume.name for volume in app.volumes] == ["FLAIR", "T1c"]
+    assert app.options == {"limits": DEFAULT_LIMITS}
+    assert app.run_with["port"] == 8123 and app.run_with["host"] == "0.0.0.0"
+    output = capsys.readouterr()
+    assert "http://127.0.0.1:8123/" in output.out and output.err == ""
+
+
+def test_no_file_opens_the_sample(created):
+    assert main([]) == 0
+    assert [volume.name for volume in created[0].volumes] == ["head_phantom"]
+
+
+def test_limits_come_from_the_options(tmp_path, created):
+    path = write_scan(tmp_path / "scan.nii.gz")
+    assert main([path, "--max-upload-mb", "2.5", "--max-voxels", "1000"]) == 0
+    assert created[0].options["limits"] == Limits(max_bytes=2_500_000, max_voxels=1000)
+
+
+def test_4d_note_goes_to_stderr_and_volume_chooses(tmp_path, created, capsys):
+    path = write_scan(tmp_path / "dwi.nii.gz", shape=(8, 9, 10, 3))
+    assert main([path, "--volume", "2"]) == 0
+    error = capsys.readouterr().err
+    assert error == (
+        f"superpixel-annotator: note: {path}: 4D image with 3 volumes (0 to 2), showing volume 2\n"
+    )
+    expected = nib.load(path).get_fdata(dtype=np.float32)[..., 2]
+    np.testing.assert_array_equal(
+        np.sort(created[0].volumes[0].data.ravel()), np.sort(expected.ravel())
+    )
+
+
+def one_line_error(capsys) -> str:
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and error.startswith("superpixel-annotator: ")
+    assert "Traceback" not in error
+    return error
 
 
 @pytest.mark.parametrize(
     "content", [None, b"", b"not an image\n"], ids=["missing", "empty", "text"]
 )
-def test_unusable_file_exits_2_with_one_line(tmp_path, capsys, content):
+def test_unusable_file_exits_2_with_one_line(tmp_path, capsys, created, content):
     path = tmp_path / "scan.nii.gz"
     if content is not None:
         path.write_bytes(content)
     assert main([str(path)]) == 2
-    error = capsys.readouterr().err
-    assert error.count("\n") == 1 and str(path) in error and "Traceback" not in error
+    assert str(path) in one_line_error(capsys)
+    assert created == []
+
+
+def test_modalities_on_different_grids_exit_2(tmp_path, capsys, created):
+    flair = write_scan(tmp_path / "FLAIR.nii.gz")
+    t1c = write_scan(tmp_path / "T1c.nii.gz", shape=(8, 9, 11))
+    assert main([flair, t1c]) == 2
+    error = one_line_error(capsys)
+    assert f"{t1c}: shape (8, 9, 11) differs from {flair} (8, 9, 10)" in error
+    assert created == []
+
+
+@pytest.mark.parametrize(
+    ("options", "problem"),
+    [
+        (["--max-upload-mb", "1"], "upload limit"),
+        (["--max-voxels", "100"], "over the limit of 100 voxels"),
+        (["--volume", "1"], "there is no volume 1"),
+    ],
+)
+def test_limits_and_volume_errors_exit_2(tmp_path, capsys, created, options, problem):
+    path = write_scan(tmp_path / "scan.nii", shape=(80, 80, 80))
+    assert main([path, *options]) == 2
+    assert problem in one_line_error(capsys)
+
+
+@pytest.mark.parametrize(
+    "options", [["--volume", "-1"], ["--max-voxels", "0"], ["--max-upload-mb", "nan"]]
+)
+def test_bad_option_values_are_usage_errors(options, capsys):
+    with pytest.raises(SystemExit) as caught:
+        main(options)
+    assert caught.value.code == 2
+    assert "Traceback" not in capsys.readouterr().err
 
 
 def test_console_script_prints_no_traceback(tmp_path):

@@ -19,11 +19,12 @@ import numpy as np
 from .autofill import DEFAULT_ENRICHMENT, grow_labels, superpixel_graph
 from .overlays import section
 from .superpixels import Superpixels
+from .volume import MAX_LABEL
 
 LEVELS = ("coarse", "fine")
-MAX_LABEL = 255
 MAX_HISTORY = 200
 _SAMPLES_PER_VOXEL = 4
+_VOTE_SLAB_VOXELS = 1 << 20
 
 
 class AnnotationStateError(ValueError):
@@ -227,6 +228,75 @@ class Annotation:
         """
         return self.set_superpixel_labels(self.autofill_labels(intensities, enrichment), True)
 
+    def load_label_volume(self, labels: np.ndarray) -> tuple[np.ndarray, int]:
+        """Give each superpixel the most common label of its voxels, in one undoable step.
+
+        For opening a segmentation (see :func:`~superpixel_annotator.volume.read_segmentation`).
+        Background 0 takes part in the vote; ties go to the smaller label. A label volume
+        this annotation produced (:meth:`label_volume`) comes back exactly. The labels set
+        count as the user's, so they seed :meth:`autofill`.
+
+        Parameters
+        ----------
+        labels : ndarray of int, shape of the superpixels
+            Labels from 0 to ``MAX_LABEL`` in display order.
+
+        Returns
+        -------
+        changed : ndarray of int
+            Ids of the superpixels whose label changed.
+        differing_voxels : int
+            How many voxels now have a label other than in ``labels``: those of superpixels
+            the vote went against, and labelled voxels outside the head.
+        """
+        labels = self._checked_label_volume(labels)
+        new, agreeing = _majority_labels(self.superpixels, labels)
+        old = self.superpixel_labels
+        labelled, _ = self.user_marks()
+        # Superpixels last set by autofill are taken over as the user's, even when unchanged.
+        ids = np.flatnonzero((new != old) | ((old > 0) & ~labelled))
+        changed = ids[new[ids] != old[ids]]
+        if ids.size:
+            self._record(Change(ids, old[ids], new[ids]))
+        return changed, labels.size - agreeing
+
+    def remapped(self, superpixels: Superpixels) -> Annotation:
+        """This annotation on other superpixels of the same volume, each labelled by majority.
+
+        For changing the superpixel size while keeping the labels: the new superpixels vote
+        as in :meth:`load_label_volume`. The result has no history, and all its labels
+        count as the user's.
+
+        Parameters
+        ----------
+        superpixels : Superpixels
+            A partition of the same volume (same shape).
+
+        Returns
+        -------
+        Annotation
+        """
+        if superpixels.labels.shape != self.superpixels.labels.shape:
+            raise ValueError(
+                f"superpixels of shape {superpixels.labels.shape} do not fit an annotation "
+                f"of shape {self.superpixels.labels.shape}"
+            )
+        annotation = Annotation(superpixels)
+        annotation.superpixel_labels[:], _ = _majority_labels(superpixels, self.label_volume())
+        return annotation
+
+    def _checked_label_volume(self, labels: np.ndarray) -> np.ndarray:
+        labels = np.asarray(labels)
+        if labels.shape != self.superpixels.labels.shape:
+            raise ValueError(
+                f"labels have shape {labels.shape}, expected {self.superpixels.labels.shape}"
+            )
+        if labels.dtype.kind not in "biu":
+            raise ValueError(f"labels must be integers, not {labels.dtype}")
+        if labels.size and not 0 <= labels.min() <= labels.max() <= MAX_LABEL:
+            raise ValueError(f"labels must be between 0 and {MAX_LABEL}")
+        return labels.astype(np.uint8, copy=False)
+
     def _record(self, change: Change) -> None:
         self.superpixel_labels[change.ids] = change.after
         self._undo.append(change)
@@ -329,3 +399,41 @@ def _split_changes(arrays, name: str, count: int) -> list[Change]:
         )
         if i.size
     ]
+
+
+def _majority_labels(superpixels: Superpixels, labels: np.ndarray) -> tuple[np.ndarray, int]:
+    """The most common label of each superpixel's voxels, and how many voxels agree with it.
+
+    Parameters
+    ----------
+    superpixels : Superpixels
+        The partition that votes.
+    labels : ndarray of uint8, shape of the superpixels
+        The label of each voxel.
+
+    Returns
+    -------
+    superpixel_labels : ndarray of uint8, shape (count + 1,)
+        The winning label of each superpixel (ties go to the smaller label); 0 for id 0.
+    agreeing : int
+        Voxels whose label is their superpixel's winner, counting 0 as the winner of id 0.
+    """
+    present = np.flatnonzero(np.bincount(labels.ravel(), minlength=MAX_LABEL + 1))
+    column = np.zeros(MAX_LABEL + 1, np.int64)
+    column[present] = np.arange(present.size)
+    rows = superpixels.count + 1
+    votes = np.zeros(rows * present.size, np.int64)
+    # Slabs of slices bound the int64 vote indices to a few MB whatever the volume size.
+    slab = max(1, _VOTE_SLAB_VOXELS // max(1, labels[0].size))
+    for start in range(0, labels.shape[0], slab):
+        ids = superpixels.labels[start : start + slab].ravel().astype(np.int64)
+        index = ids * present.size + column[labels[start : start + slab].ravel()]
+        votes += np.bincount(index, minlength=votes.size)
+    votes = votes.reshape(rows, present.size)
+    winner = votes.argmax(axis=1)
+    superpixel_labels = present[winner].astype(np.uint8)
+    superpixel_labels[0] = 0
+    agreeing = votes[np.arange(1, rows), winner[1:]].sum()
+    if present[0] == 0:
+        agreeing += votes[0, 0]
+    return superpixel_labels, int(agreeing)

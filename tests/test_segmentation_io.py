@@ -1,0 +1,217 @@
+"""Opening segmentations: reading label files for a volume, voting them onto superpixels,
+and keeping an annotation when the superpixels change."""
+
+import gzip
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from superpixel_annotator.annotation import Annotation
+from superpixel_annotator.volume import (
+    Limits,
+    VolumeError,
+    load_volume,
+    read_segmentation,
+    read_segmentation_bytes,
+    save_segmentation,
+)
+from superpixel_blocks import block_superpixels
+
+
+@pytest.fixture(params=["path", "bytes"])
+def read(request, tmp_path):
+    """Read a segmentation file's content named ``filename`` from disk or from memory."""
+
+    def read_content(content: bytes, volume, filename="seg.nii.gz", **options) -> np.ndarray:
+        if request.param == "bytes":
+            return read_segmentation_bytes(content, filename, volume, **options)
+        path = tmp_path / filename
+        path.write_bytes(content)
+        return read_segmentation(path, volume, **options)
+
+    return read_content
+
+
+def nifti_gz(array, affine) -> bytes:
+    return gzip.compress(nib.Nifti1Image(array, affine).to_bytes())
+
+
+def painted(superpixels) -> Annotation:
+    annotation = Annotation(superpixels)
+    annotation.paint(0, 1, [(4, 1), (4, 10)], 1, level="fine")
+    annotation.paint(1, 7, [(0, 2), (3, 8)], 2, level="fine")
+    return annotation
+
+
+def test_saved_segmentation_comes_back_exactly(tmp_path, small_case, read):
+    volume, superpixels = small_case
+    annotation = painted(superpixels)
+    save_segmentation(volume, annotation.label_volume(), tmp_path / "saved.nii.gz")
+    labels = read((tmp_path / "saved.nii.gz").read_bytes(), volume)
+    assert labels.dtype == np.uint8
+    np.testing.assert_array_equal(labels, annotation.label_volume())
+
+    reopened = Annotation(superpixels)
+    changed, differing_voxels = reopened.load_label_volume(labels)
+    assert differing_voxels == 0
+    np.testing.assert_array_equal(reopened.superpixel_labels, annotation.superpixel_labels)
+    np.testing.assert_array_equal(changed, np.flatnonzero(annotation.superpixel_labels))
+
+
+def test_float_labels_stored_in_display_order_are_read(small_case, read):
+    volume, _ = small_case
+    labels = np.zeros(volume.data.shape, np.float32)
+    labels[2:4, 3:9, 1:5] = 3
+    result = read(nifti_gz(labels, volume.display_affine), volume)
+    np.testing.assert_array_equal(result, labels.astype(np.uint8))
+
+
+def test_brats_ground_truth_fits_its_flair(brats_case):
+    flair = load_volume(brats_case / "Flair_subtrMeanDivStd.nii.gz")
+    labels = read_segmentation(brats_case / "OTMultiClass.nii.gz", flair)
+    truth = load_volume(brats_case / "OTMultiClass.nii.gz").data
+    np.testing.assert_array_equal(labels, truth.astype(np.uint8))
+    assert set(np.unique(labels)) <= {0, 1, 2, 3, 4} and labels.any()
+
+
+def shifted(affine, mm):
+    moved = np.array(affine, dtype=np.float64)
+    moved[0, 3] += mm
+    return moved
+
+
+@pytest.mark.parametrize(
+    ("make_labels", "problem"),
+    [
+        (lambda shape: np.zeros((*shape[:2], shape[2] - 1), np.uint8), "shape (15, 6, 17)"),
+        (lambda shape: np.full(shape, 0.5, np.float32), "non-integer values (such as 0.5)"),
+        (lambda shape: np.full(shape, -1, np.int16), "negative values (such as -1)"),
+        (lambda shape: np.full(shape, 300, np.int16), "holds label 300"),
+        (lambda shape: np.full(shape, np.nan, np.float32), "NaN or infinite"),
+        (lambda shape: np.zeros((*shape, 2), np.uint8), "must be a 3D image"),
+    ],
+    ids=["shape", "fraction", "negative", "too-large", "nan", "4d"],
+)
+def test_unusable_segmentations_are_refused(small_case, read, make_labels, problem):
+    volume, _ = small_case
+    content = nifti_gz(make_labels(volume.source_shape), volume.affine)
+    with pytest.raises(VolumeError) as caught:
+        read(content, volume)
+    message = str(caught.value)
+    assert problem in message and "seg.nii.gz: " in message and "\n" not in message
+
+
+def test_segmentation_on_another_grid_is_refused(small_case, read):
+    volume, _ = small_case
+    content = nifti_gz(np.zeros(volume.source_shape, np.uint8), shifted(volume.affine, 3.0))
+    with pytest.raises(VolumeError, match=r"not on the voxel grid of the scan small .*3 mm"):
+        read(content, volume)
+
+
+def test_segmentation_over_the_size_limit(small_case, read):
+    volume, _ = small_case
+    content = nifti_gz(np.zeros(volume.source_shape, np.uint8), volume.affine)
+    with pytest.raises(VolumeError, match="upload limit"):
+        read(content, volume, limits=Limits(max_bytes=10))
+
+
+def voxels_of(superpixels, superpixel_id, count, label, labels):
+    """Give ``label`` to the first ``count`` voxels of a superpixel."""
+    voxels = np.flatnonzero(superpixels.labels == superpixel_id)[:count]
+    labels.flat[voxels] = label
+
+
+def test_majority_vote_counts_background_and_breaks_ties_low():
+    superpixels = block_superpixels()  # interior blocks: 3x3 voxels over 4 slices
+    labels = np.zeros(superpixels.labels.shape, np.uint8)
+    labels[superpixels.labels == 6] = 2  # all of it
+    voxels_of(superpixels, 7, 20, 1, labels)  # 20 of 36: a majority
+    voxels_of(superpixels, 10, 16, 4, labels)  # 16 of 36: background wins
+    voxels_of(superpixels, 11, 18, 3, labels)
+    labels[(superpixels.labels == 11) & (labels == 0)] = 1  # 18 and 18: the smaller label wins
+    outside = np.argwhere(superpixels.labels == 0)[0]
+    labels[tuple(outside)] = 2
+    assert {int(np.count_nonzero(superpixels.labels == i)) for i in (6, 7, 10, 11)} == {36}
+
+    annotation = Annotation(superpixels)
+    changed, differing_voxels = annotation.load_label_volume(labels)
+    np.testing.assert_array_equal(changed, [6, 7, 11])
+    assert annotation.superpixel_labels[[6, 7, 10, 11]].tolist() == [2, 1, 0, 1]
+    assert differing_voxels == 16 + 16 + 18 + 1
+    assert differing_voxels == np.count_nonzero(annotation.label_volume() != labels)
+
+
+def test_loading_is_one_undoable_step_of_the_users_labels():
+    superpixels = block_superpixels()
+    annotation = Annotation(superpixels)
+    annotation.paint(0, 1, [(7, 7)], 3, level="fine")
+    assert annotation.superpixel_labels[11] == 3
+    filled = annotation.superpixel_labels.copy()
+    filled[[5, 6]] = 1
+    annotation.set_superpixel_labels(filled, filled=True)
+    before = annotation.superpixel_labels.copy()
+
+    labels = np.where(np.isin(superpixels.labels, [5, 9]), 1, 0).astype(np.uint8)
+    changed, _ = annotation.load_label_volume(labels)
+    np.testing.assert_array_equal(changed, [6, 9, 11])
+    labelled, _ = annotation.user_marks()
+    # Superpixel 5 kept the label autofill gave it, but it is now the user's: a seed.
+    np.testing.assert_array_equal(np.flatnonzero(labelled), [5, 9])
+    annotation.undo()
+    np.testing.assert_array_equal(annotation.superpixel_labels, before)
+    annotation.redo()
+    assert annotation.superpixel_labels[[5, 6, 9]].tolist() == [1, 0, 1]
+
+
+@pytest.mark.parametrize(
+    ("labels", "problem"),
+    [
+        (np.zeros((4, 12, 11), np.uint8), "shape"),
+        (np.zeros((4, 12, 12), np.float32), "integers"),
+        (np.full((4, 12, 12), 256, np.int16), "between 0 and 255"),
+    ],
+)
+def test_load_label_volume_checks_its_input(labels, problem):
+    with pytest.raises(ValueError, match=problem):
+        Annotation(block_superpixels()).load_label_volume(labels)
+
+
+def majority_by_loop(superpixels, labels):
+    """Reference: the most common label of each superpixel, ties to the smaller label."""
+    result = np.zeros(superpixels.count + 1, np.uint8)
+    for superpixel_id in range(1, superpixels.count + 1):
+        votes = np.bincount(labels[superpixels.labels == superpixel_id], minlength=256)
+        result[superpixel_id] = votes.argmax()
+    return result
+
+
+def test_remapped_onto_other_superpixels_votes_by_majority():
+    annotation = painted(block_superpixels(shape=(4, 12, 12), block=3))
+    smaller = block_superpixels(shape=(4, 12, 12), block=2)
+    remapped = annotation.remapped(smaller)
+    assert remapped.superpixels is smaller and not remapped.can_undo
+    np.testing.assert_array_equal(
+        remapped.superpixel_labels, majority_by_loop(smaller, annotation.label_volume())
+    )
+    assert remapped.superpixel_labels.any()
+    labelled, _ = remapped.user_marks()
+    np.testing.assert_array_equal(labelled, remapped.superpixel_labels > 0)
+
+
+def test_remapped_onto_the_same_superpixels_keeps_the_labels():
+    annotation = painted(block_superpixels())
+    remapped = annotation.remapped(annotation.superpixels)
+    np.testing.assert_array_equal(remapped.superpixel_labels, annotation.superpixel_labels)
+    with pytest.raises(ValueError, match="do not fit"):
+        annotation.remapped(block_superpixels(shape=(5, 12, 12)))
+
+
+def test_labels_everywhere_differ_outside_the_head():
+    superpixels = block_superpixels()
+    annotation = Annotation(superpixels)
+    changed, differing_voxels = annotation.load_label_volume(
+        np.ones(superpixels.labels.shape, np.uint8)
+    )
+    assert changed.size == superpixels.count
+    assert differing_voxels == np.count_nonzero(superpixels.labels == 0)
