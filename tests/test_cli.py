@@ -54,7 +54,7 @@ def test_several_files_are_modalities_of_one_case(tmp_path, created, capsys):
     assert main([flair, t1c, "--port", "8123", "--host", "0.0.0.0"]) == 0
     (app,) = created
     assert [volume.name for volume in app.volumes] == ["FLAIR", "T1c"]
-    assert app.options == {"limits": DEFAULT_LIMITS}
+    assert app.options == {"limits": DEFAULT_LIMITS, "background_manager": None}
     assert app.run_with["port"] == 8123 and app.run_with["host"] == "0.0.0.0"
     output = capsys.readouterr()
     assert "http://127.0.0.1:8123/" in output.out and output.err == ""
@@ -147,3 +147,10 @@ def test_console_script_prints_no_traceback(tmp_path):
     )
     assert done.returncode == 2
     assert done.stderr.startswith("superpixel-annotator: ") and "Traceback" not in done.stderr
+
+
+def test_celery_broker_option_gives_a_celery_manager(tmp_path, created):
+    path = write_scan(tmp_path / "scan.nii.gz")
+    assert main([path, "--celery-broker", "redis://127.0.0.1:1/0"]) == 0
+    manager = created[0].options["background_manager"]
+    assert manager.handle.conf.broker_url == "redis://127.0.0.1:1/0"

@@ -7,7 +7,16 @@ The core (volumes, superpixels, annotation, overlays, meshes) does not import Da
 from .annotation import Annotation
 from .palette import DEFAULT_LABELS, LabelClass
 from .superpixels import Superpixels, compute_superpixels, load_or_compute_superpixels
-from .volume import Volume, VolumeError, load_volume, save_segmentation
+from .volume import (
+    Limits,
+    Volume,
+    VolumeError,
+    load_modalities,
+    load_volume,
+    read_segmentation,
+    read_volume_bytes,
+    save_segmentation,
+)
 
 _DASH_LAYER = {"VolumeAnnotator": "annotator", "create_app": "app"}
 
@@ -15,14 +24,18 @@ __all__ = [
     "DEFAULT_LABELS",
     "Annotation",
     "LabelClass",
+    "Limits",
     "Superpixels",
     "Volume",
     "VolumeAnnotator",
     "VolumeError",
     "compute_superpixels",
     "create_app",
+    "load_modalities",
     "load_or_compute_superpixels",
     "load_volume",
+    "read_segmentation",
+    "read_volume_bytes",
     "save_segmentation",
 ]
 

@@ -45,7 +45,7 @@ from .volume import (
     Volume,
     VolumeError,
     check_modalities,
-    read_segmentation,
+    read_segmentation_bytes,
     read_volume_bytes,
     save_segmentation,
 )
@@ -1027,7 +1027,7 @@ class VolumeAnnotator:
             read_volume_bytes(_decode_upload(content, name, self.limits), name, limits=self.limits)
             for content, name in zip(contents, filenames, strict=False)
         ]
-        check_modalities(volumes)
+        check_modalities(volumes, filenames)
         return volumes
 
     @staticmethod
@@ -1197,16 +1197,15 @@ class VolumeAnnotator:
     def _open_segmentation(
         self, case: Case, annotation: Annotation, content, filename
     ) -> tuple[np.ndarray, str]:
-        labels = read_segmentation(
-            _decode_upload(content, filename, self.limits), filename, case.volume
-        )
+        content = _decode_upload(content, filename, self.limits)
+        labels = read_segmentation_bytes(content, filename, case.volume, limits=self.limits)
         unknown = sorted(set(np.unique(labels).tolist()) - {0} - self._label_values)
         if unknown:
             raise VolumeError(
                 f"{filename}: labels {unknown} are not in this annotator's palette "
                 f"{sorted(self._label_values)}"
             )
-        changed, differing = annotation.load_labels(labels)
+        changed, differing = annotation.load_label_volume(labels)
         if differing == 0:
             return changed, f"Opened {filename}: it matches the superpixels exactly."
         return changed, (
@@ -1435,11 +1434,7 @@ def _decode_upload(content, filename, limits: Limits) -> bytes:
     if not isinstance(content, str) or "," not in content:
         raise VolumeError(f"{name}: the upload is not a file")
     encoded = content.split(",", 1)[1]
-    if len(encoded) * 3 // 4 > limits.max_bytes:
-        raise VolumeError(
-            f"{name}: {len(encoded) * 3 / 4 / 2**20:.0f} MB is over the "
-            f"{limits.max_bytes / 2**20:.0f} MB upload limit"
-        )
+    limits.check_size(len(encoded) * 3 // 4, name)
     try:
         return base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from collections.abc import Callable
 
-from .app import create_app, sample_path
+from .app import celery_manager, create_app, sample_path
+from .serve import BROKER_VARIABLE
 from .volume import DEFAULT_LIMITS, Limits, VolumeError, load_modalities
 
 
@@ -64,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="V",
         help="largest number of voxels of a volume (default %(default)d)",
     )
+    parser.add_argument(
+        "--celery-broker",
+        default=os.environ.get(BROKER_VARIABLE) or None,
+        metavar="URL",
+        help="compute superpixels of uploaded scans on Celery workers through this broker, "
+        f"e.g. redis://localhost:6379/0 (default: ${BROKER_VARIABLE}, else in a local process)",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8050, help="port to bind (default 8050)")
     parser.add_argument("--debug", action="store_true", help="Dash debug mode with hot reload")
@@ -86,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"superpixel-annotator: note: {note}", file=sys.stderr)
     shown = ", ".join(f"{volume.name} {volume.data.shape}" for volume in volumes)
     print(f"Preparing {shown} ...", flush=True)
-    app = create_app(volumes, limits=limits)
+    manager = celery_manager(args.celery_broker) if args.celery_broker else None
+    app = create_app(volumes, limits=limits, background_manager=manager)
     shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     print(f"Open http://{shown_host}:{args.port}/ in a browser (Ctrl+C stops).", flush=True)
     app.run(host=args.host, port=args.port, debug=args.debug, dev_tools_props_check=False)
