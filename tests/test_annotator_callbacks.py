@@ -58,16 +58,17 @@ def edit(
 ):
     """Call the edit callback for a stroke on the middle slice (or ``index``), or a button
     (``"undo"``, ``"redo"``, ``"fill"``, ``"fill-accept"``, ``"fill-discard"``)."""
-    relayouts = [None, None, None]
+    strokes = [None, None, None]
+    middle = [annotator.volume.data.shape[a] // 2 for a in range(3)]
     if button:
         trigger = f"ann-{button}.n_clicks"
     else:
-        relayouts[axis] = {"shapes": [{"type": "path", "path": path}]}
-        trigger = f"{annotator.slicers[axis].graph.id}.relayoutData"
+        strokes[axis] = {"path": path, "index": middle[axis] if index is None else index}
+        trigger = f"ann-stroke-{axis}.data"
     return call(
         annotator.edit,
         trigger,
-        relayouts=relayouts,
+        strokes=strokes,
         undo=1,
         redo=1,
         fill=1,
@@ -76,10 +77,7 @@ def edit(
         segmentation=None,
         segmentation_name=None,
         fine=fine,
-        indices=[
-            annotator.volume.data.shape[a] // 2 if index is None or a != axis else index
-            for a in range(3)
-        ],
+        indices=[middle[a] if index is None or a != axis else index for a in range(3)],
         label=label,
         state=state,
         preview=preview,
@@ -189,7 +187,7 @@ def test_malformed_preview_is_ignored(annotator, preview):
     assert result["state"] is dash.no_update
 
 
-def test_stroke_sends_only_touched_slices_and_clears_the_drawn_line(annotator):
+def test_stroke_sends_only_touched_slices(annotator):
     # A stroke in the first block row: those superpixels end at slice 3 of 6 along axis 0.
     path = stroke_path(annotator, 0, [(1, 1), (1, 16)])
     result = edit(annotator, None, axis=0, path=path, index=1)
@@ -198,35 +196,46 @@ def test_stroke_sends_only_touched_slices_and_clears_the_drawn_line(annotator):
     assert sorted(sent) == [0, 1, 2]
     # Only the slice on screen is rendered now; the others when a view shows them.
     assert sent[1].startswith("data:image/png") and sent[0] == sent[2] == STALE
-    figure_patch = result["figures"][0].to_plotly_json()["operations"]
-    assert figure_patch[0]["location"] == ["layout", "shapes"]
-    assert figure_patch[0]["params"]["value"] == []
-    assert result["relayouts"] == [None, dash.no_update, dash.no_update]
     assert result["show_message"] is False
 
 
 @pytest.mark.parametrize(
-    ("path", "label", "index"),
+    ("stroke", "label"),
     [
-        ("not a path", 1, None),
-        ("M1,2L3", 1, None),
-        ("M" + "1," * 200_000, 1, None),
-        ("M1e400,2L3,4", 1, None),
-        ("M1,2L3,4", 99, None),
-        ("M1,2L3,4", "1", None),
-        ("M1,2L3,4", 1, 10_000),
-        ("M1,2L3,4", 1, "3"),
+        ({"path": "not a path", "index": 3}, 1),
+        ({"path": "M1,2L3", "index": 3}, 1),
+        ({"path": "M" + "1," * 200_000, "index": 3}, 1),
+        ({"path": "M1e400,2L3,4", "index": 3}, 1),
+        ({"path": "M1,2L3,4", "index": 3}, 99),
+        ({"path": "M1,2L3,4", "index": 3}, "1"),
+        ({"path": "M1,2L3,4", "index": 10_000}, 1),
+        ({"path": "M1,2L3,4", "index": "3"}, 1),
+        ({"path": "M1,2L3,4"}, 1),
+        ({"path": ["M1,2L3,4"], "index": 3}, 1),
+        ("M1,2L3,4", 1),
+        (None, 1),
     ],
-    ids=["text", "odd", "huge", "overflow", "label", "label-str", "index", "index-str"],
+    ids=[
+        "text",
+        "odd",
+        "huge",
+        "overflow",
+        "label",
+        "label-str",
+        "index",
+        "index-str",
+        "no-index",
+        "path-list",
+        "not-a-dict",
+        "none",
+    ],
 )
-def test_malformed_strokes_are_refused_without_touching_the_annotation(
-    annotator, path, label, index
-):
+def test_malformed_strokes_are_refused_without_touching_the_annotation(annotator, stroke, label):
     state = edit(annotator, None, axis=0, path=stroke_path(annotator, 0, [(7, 7)]))["state"]
     result = call(
         annotator.edit,
-        f"{annotator.slicers[0].graph.id}.relayoutData",
-        relayouts=[{"shapes": [{"path": path}]}, None, None],
+        "ann-stroke-0.data",
+        strokes=[stroke, None, None],
         undo=None,
         redo=None,
         fill=None,
@@ -235,7 +244,7 @@ def test_malformed_strokes_are_refused_without_touching_the_annotation(
         segmentation=None,
         segmentation_name=None,
         fine=False,
-        indices=[3 if index is None else index, 7, 9],
+        indices=[3, 7, 9],
         label=label,
         state=state,
         preview=None,
@@ -259,29 +268,6 @@ def test_malformed_state_is_refused_with_a_message(annotator, state):
     result = edit(annotator, state, axis=0, path=stroke_path(annotator, 0, [(7, 7)]))
     assert result["state"] is dash.no_update
     assert "refused" in result["message"] and result["show_message"] is True
-
-
-def test_relayout_without_a_new_shape_changes_nothing(annotator):
-    zoom = {"xaxis.range[0]": 1, "xaxis.range[1]": 5}
-    with pytest.raises(dash.exceptions.PreventUpdate):
-        call(
-            annotator.edit,
-            f"{annotator.slicers[1].graph.id}.relayoutData",
-            relayouts=[None, zoom, None],
-            undo=None,
-            redo=None,
-            fill=None,
-            fill_accept=None,
-            fill_discard=None,
-            segmentation=None,
-            segmentation_name=None,
-            fine=False,
-            indices=[3, 7, 9],
-            label=1,
-            state=None,
-            preview=None,
-            case=session(annotator),
-        )
 
 
 def test_download_writes_source_geometry(annotator, tmp_path):
@@ -386,3 +372,16 @@ def test_statistics_follow_the_spacing_and_export_csv(annotator):
 def test_malformed_stale_requests_are_ignored(annotator, request_):
     with pytest.raises(dash.exceptions.PreventUpdate):
         annotator._stale_callback(0)(request_, None, None, session(annotator))
+
+
+def test_superpixel_ids_of_a_slice_carry_their_coarse_regions(annotator):
+    case = annotator.initial_case
+    result = annotator._ids_callback(0)([2, case.key], session(annotator))
+    expected = np.unique(case.superpixels.labels[2])
+    assert result["index"] == 2 and result["ids"] == expected[expected > 0].tolist()
+    coarse = case.superpixels.coarse
+    expected_coarse = coarse[result["ids"]] if coarse is not None else result["ids"]
+    assert result["coarse"] == list(expected_coarse)
+    for request in ([2, "another-key"], [10_000, case.key], ["2", case.key], None, [2]):
+        with pytest.raises(dash.exceptions.PreventUpdate):
+            annotator._ids_callback(0)(request, session(annotator))

@@ -2,12 +2,14 @@ import base64
 import io
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from superpixel_annotator.overlays import (
     BOUNDARY_RGBA,
     boundary_section,
     boundary_section_uri,
+    id_section_uri,
     indexed_png_uri,
     label_palette,
     touched_slices,
@@ -53,3 +55,11 @@ def test_touched_slices_cover_exactly_the_extents():
     extents[3] = [[9, 10], [0, 1], [0, 1]]
     touched = touched_slices(extents, np.array([1, 2]), (10, 10, 10))
     assert [t.tolist() for t in touched] == [[0, 1, 4], [5, 6], [1, 2, 3]]
+
+
+def test_id_section_uri_round_trips_24_bit_ids():
+    ids = np.array([[0, 1, 255], [256, 65_535, (1 << 24) - 1]], dtype=np.int32)
+    rgb = decode(id_section_uri(ids)).astype(int)
+    np.testing.assert_array_equal(rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2], ids)
+    with pytest.raises(ValueError):
+        id_section_uri(np.array([[1 << 24]]))

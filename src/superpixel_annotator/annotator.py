@@ -27,11 +27,13 @@ from dash import Input, Output, State, ctx, dcc, html
 from dash_slicer import VolumeSlicer
 from dash_slicer.utils import get_thumbnail_size, img_array_to_uri, shape3d_to_size2d
 
+from . import strokes_js
 from .annotation import MAX_LABEL, Annotation, AnnotationStateError
 from .cases import Case, CaseNotFoundError, CaseStore, cache_directory, open_case
 from .meshes import label_meshes, scene_layout
 from .overlays import (
     boundary_section_uri,
+    id_section_uri,
     label_palette,
     label_section_uri,
     section,
@@ -252,16 +254,6 @@ def parse_stroke_path(path: str) -> np.ndarray:
     if numbers.size < 2 or numbers.size % 2 or not np.isfinite(numbers).all():
         raise ValueError("stroke path is not a list of coordinate pairs")
     return numbers.reshape(-1, 2)
-
-
-def drawn_path(relayout_data: dict | None) -> str | None:
-    """The SVG path of the shape just drawn, from a graph's ``relayoutData``."""
-    if not isinstance(relayout_data, dict):
-        return None
-    shapes = relayout_data.get("shapes")
-    if isinstance(shapes, list) and shapes and isinstance(shapes[-1], dict):
-        return shapes[-1].get("path")
-    return None
 
 
 SIZE_OPTIONS = {"Fine": 3.5, "Medium": DEFAULT_PARAMS["size"], "Coarse": 6.5}
@@ -647,6 +639,13 @@ class VolumeAnnotator:
                         ),
                         dcc.Store(id=self._part(f"boundary-slice-{axis}")),
                         dcc.Store(id=self._part(f"stale-request-{axis}")),
+                        dcc.Store(id=self._part(f"stroke-{axis}")),
+                        dcc.Store(id=self._part(f"ids-request-{axis}")),
+                        dcc.Store(id=self._part(f"ids-{axis}")),
+                        dcc.Store(
+                            id=self._part(f"stroke-config-{axis}"),
+                            data=self._stroke_config(slicer),
+                        ),
                         dcc.Store(
                             id=self._part(f"geometry-{axis}"),
                             data=self.view_geometry(self.initial_case, axis),
@@ -758,10 +757,6 @@ class VolumeAnnotator:
                     Output(part(f"annotation-slices-{a}"), "data", allow_duplicate=True)
                     for a in range(3)
                 ],
-                "figures": [Output(graph, "figure", allow_duplicate=True) for graph in graphs],
-                "relayouts": [
-                    Output(graph, "relayoutData", allow_duplicate=True) for graph in graphs
-                ],
                 "case": Output(part("case"), "data", allow_duplicate=True),
                 "preview": Output(part("fill-preview"), "data"),
                 "fill_bar": Output(part("fill-bar"), "is_open"),
@@ -769,7 +764,7 @@ class VolumeAnnotator:
                 **message,
             },
             inputs={
-                "relayouts": [Input(graph, "relayoutData") for graph in graphs],
+                "strokes": [Input(part(f"stroke-{a}"), "data") for a in range(3)],
                 "undo": Input(part("undo"), "n_clicks"),
                 "redo": Input(part("redo"), "n_clicks"),
                 "fill": Input(part("fill"), "n_clicks"),
@@ -857,12 +852,6 @@ class VolumeAnnotator:
             State(part("storage-prefix"), "data"),
         )
 
-        app.callback(
-            [Output(graph, "figure", allow_duplicate=True) for graph in graphs],
-            Input(part("label"), "value"),
-            prevent_initial_call=True,
-        )(self.stroke_color)
-
         for axis, slicer in enumerate(self.slicers):
             app.callback(
                 Output(part(f"boundary-slice-{axis}"), "data"),
@@ -880,6 +869,22 @@ class VolumeAnnotator:
                 State(slicer._info.id, "data"),
                 prevent_initial_call="initial_duplicate",
             )
+            config = State(part(f"stroke-config-{axis}"), "data")
+            app.clientside_callback(
+                strokes_js.INSTALL_STROKES, Input(part(f"geometry-{axis}"), "data"), config
+            )
+            app.clientside_callback(
+                strokes_js.RECEIVE_IDS, Input(part(f"ids-{axis}"), "data"), config
+            )
+            app.clientside_callback(
+                strokes_js.CLEAR_AFTER_REDRAW, Input(slicer.extra_traces.id, "data"), config
+            )
+            app.callback(
+                Output(part(f"ids-{axis}"), "data"),
+                Input(part(f"ids-request-{axis}"), "data"),
+                case,
+                prevent_initial_call=True,
+            )(self._ids_callback(axis))
             app.clientside_callback(
                 _REQUEST_STALE,
                 Output(part(f"stale-request-{axis}"), "data"),
@@ -1075,7 +1080,7 @@ class VolumeAnnotator:
 
     def edit(
         self,
-        relayouts,
+        strokes,
         undo,
         redo,
         fill,
@@ -1093,17 +1098,15 @@ class VolumeAnnotator:
         """Apply a stroke, undo, redo, fill or opened segmentation; send back the new state
         and the changed slices only.
 
-        Fill first shows what it would label in :data:`PREVIEW_COLOR` (``preview`` holds the
-        proposal); accepting applies it as one undoable step, and any other action discards
-        it. A stroke's drawn line is removed from its view and the view's ``relayoutData``
-        reset, so that an identical next stroke is seen as new. Undo with nothing left to undo
-        goes back to the superpixels used before a change of size, if any.
+        A stroke arrives in a view's ``stroke-<axis>`` store as ``{"path": "M x,y L x,y ...",
+        "index": slice}`` in the view's mm (see :mod:`.strokes_js`). Fill first shows what it
+        would label in :data:`PREVIEW_COLOR` (``preview`` holds the proposal); accepting
+        applies it as one undoable step, and any other action discards it. Undo with nothing
+        left to undo goes back to the superpixels used before a change of size, if any.
         """
         result = {
             "state": dash.no_update,
             "slices": [dash.no_update] * 3,
-            "figures": [dash.no_update] * 3,
-            "relayouts": [dash.no_update] * 3,
             "case": dash.no_update,
             "preview": None if preview else dash.no_update,
             "fill_bar": False if preview else dash.no_update,
@@ -1145,17 +1148,13 @@ class VolumeAnnotator:
                 return {**result, **self._message(_one_line(error), "warning")}
             result.update(self._message(text))
         else:
-            axis = [slicer.graph.id for slicer in self.slicers].index(trigger)
-            path = drawn_path(relayouts[axis])
-            if path is None:
-                raise dash.exceptions.PreventUpdate
-            cleared = dash.Patch()
-            cleared["layout"]["shapes"] = []
-            result["figures"][axis] = cleared
-            result["relayouts"][axis] = None
+            axis = [self._part(f"stroke-{a}") for a in range(3)].index(trigger)
+            stroke = strokes[axis] if isinstance(strokes[axis], dict) else {}
             try:
                 level = "fine" if fine is True else "coarse"
-                changed = self._paint(current, annotation, axis, indices[axis], path, label, level)
+                changed = self._paint(
+                    current, annotation, axis, stroke.get("index"), stroke.get("path"), label, level
+                )
             except ValueError as error:
                 return {**result, **self._message(f"Stroke ignored: {error}.", "warning")}
         if changed.size:
@@ -1290,12 +1289,47 @@ class VolumeAnnotator:
         sp_section = section(annotation.superpixels.labels, axis, index)
         return label_section_uri(labels, sp_section, self._palette)
 
-    def stroke_color(self, label):
-        """Draw new strokes in the colour of the selected label."""
-        colors = {lb.value: lb.color for lb in self.labels}
-        patch = dash.Patch()
-        patch["layout"]["newshape"]["line"]["color"] = colors.get(label, "#ffffff")
-        return [patch] * 3
+    def _stroke_config(self, slicer: _SessionSlicer) -> dict:
+        """What a view's stroke handlers need to know (see :mod:`.strokes_js`)."""
+        axis, part = slicer.axis, self._part
+        return {
+            "graph": slicer.graph.id,
+            "slider": slicer.slider.id,
+            "case": part("case"),
+            "label": part("label"),
+            "fine": part("fine"),
+            "opacity": part("opacity"),
+            "stroke": part(f"stroke-{axis}"),
+            "idsRequest": part(f"ids-request-{axis}"),
+            "colors": {str(lb.value): lb.color for lb in self.labels},
+        }
+
+    def _ids_callback(self, axis: int):
+        def superpixel_ids(request, case_data):
+            """The superpixel ids of a slice, and the coarse region of each id present."""
+            if not isinstance(request, list) or len(request) != 2:
+                raise dash.exceptions.PreventUpdate
+            index, key = request
+            try:
+                case = self.case_of(case_data)
+            except CaseNotFoundError:
+                raise dash.exceptions.PreventUpdate from None
+            valid = isinstance(index, int) and 0 <= index < case.shape[axis]
+            if not valid or key != case.key:
+                raise dash.exceptions.PreventUpdate
+            ids_section = section(case.superpixels.labels, axis, index)
+            present = np.unique(ids_section)
+            present = present[present > 0]
+            coarse = case.superpixels.coarse
+            return {
+                "key": case.key,
+                "index": index,
+                "uri": id_section_uri(ids_section),
+                "ids": present.tolist(),
+                "coarse": (coarse[present] if coarse is not None else present).tolist(),
+            }
+
+        return superpixel_ids
 
     def _boundary_callback(self, axis: int):
         def boundary_slice(state, show, current, case_data):
@@ -1486,7 +1520,6 @@ class _SessionSlicer(VolumeSlicer):
         self.graph.figure.update_yaxes(range=ranges["y"])
         self.graph.figure.update_layout(
             dragmode="drawopenpath",
-            newshape={"line": {"color": annotator.labels[0].color, "width": 3}, "opacity": 0.9},
             uirevision=case.key,
             plot_bgcolor="black",
         )

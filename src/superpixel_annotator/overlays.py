@@ -48,6 +48,17 @@ def label_section_uri(
     return indexed_png_uri(superpixel_labels[superpixel_section], rgba_table)
 
 
+def id_section_uri(superpixel_section: np.ndarray) -> str:
+    """A slice of superpixel ids as an RGB PNG data URI (id = r + 256 g + 65536 b)."""
+    ids = np.asarray(superpixel_section, dtype=np.uint32)
+    if ids.max(initial=0) >= 1 << 24:
+        raise ValueError("superpixel ids do not fit in 24 bits")
+    rgb = np.stack([ids & 255, (ids >> 8) & 255, ids >> 16], axis=-1).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(rgb, mode="RGB").save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
 def boundary_section(superpixel_section: np.ndarray) -> np.ndarray:
     """Voxels of a 2D slice of superpixel ids that lie on a superpixel border (not in the air)."""
     edges = np.zeros(superpixel_section.shape, dtype=bool)

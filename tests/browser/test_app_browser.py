@@ -250,3 +250,47 @@ def test_fill_shows_a_preview_that_enter_accepts_and_escape_discards(page, app_u
     page.wait_for_function(SOURCE_CHANGED, arg=[view(0), previewed], timeout=TIMEOUT_MS)
     page.keyboard.press("Control+z")
     page.wait_for_function(f"() => ({ANNOTATION_SOURCE.strip()})({view(0)!r}) === {labelled!r}")
+
+
+# Pixels of a view's stroke canvas that show the first label's colour (#e6194b) over the slice.
+LABEL_PIXELS_ON_CANVAS = """
+(selector) => {
+    const canvas = document.querySelector(selector + ' .dash-graph > canvas');
+    if (!canvas || !canvas.width) { return 0; }
+    const rgba = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+    let count = 0;
+    for (let p = 0; p < rgba.length; p += 4) {
+        if (rgba[p + 3] === 255 && rgba[p] > 120 && rgba[p] > 2 * rgba[p + 2]) { count++; }
+    }
+    return count;
+}
+"""
+
+
+# Holds the page's edit requests (strokes) until released, to look between mouseup and answer.
+HOLD_EDITS = """
+() => {
+    const fetch = window.fetch, held = window.__heldEdits = [];
+    window.fetch = (url, options) => {
+        const body = (options && options.body) || '';
+        if (typeof body === 'string' && body.includes('annotator-annotation.data')) {
+            return new Promise((resolve) => held.push(() => resolve(fetch(url, options))));
+        }
+        return fetch(url, options);
+    };
+}
+"""
+
+
+def test_stroke_shows_its_labels_before_the_server_answers(page, app_url, sample):
+    open_annotator(page, app_url, sample)
+    page.evaluate(HOLD_EDITS)
+    page.hover(view(0) + " .dash-graph")  # the view asks for its slice's superpixel ids
+    stroke_across_coronal_plane(page, sample)
+    page.wait_for_function(f"() => ({LABEL_PIXELS_ON_CANVAS.strip()})({view(0)!r}) > 100")
+    page.wait_for_function("() => window.__heldEdits.length > 0")
+    assert not page.evaluate(HAS_ANNOTATION, view(0))
+
+    page.evaluate("() => window.__heldEdits.forEach((release) => release())")
+    page.wait_for_function(HAS_ANNOTATION, arg=view(0), timeout=TIMEOUT_MS)
+    page.wait_for_function(f"() => ({LABEL_PIXELS_ON_CANVAS.strip()})({view(0)!r}) === 0")
