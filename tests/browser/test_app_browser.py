@@ -82,10 +82,13 @@ def app_url(serve):
 
 
 def open_annotator(page, url, sample, annotators=(ANNOTATOR,)):
-    """Load the page (``None``: stay on it) and wait until every view of the annotators
-    shows a full slice of ``sample``."""
-    if url is not None:
-        page.goto(url)
+    """Load the page and wait until every view of the annotators shows a full slice."""
+    page.goto(url)
+    wait_full_slices(page, sample, annotators)
+
+
+def wait_full_slices(page, sample, annotators=(ANNOTATOR,)):
+    """Wait until every view of the annotators shows a full slice of ``sample``."""
     for annotator in annotators:
         for axis in range(3):
             rows, cols = (sample.data.shape[a] for a in range(3) if a != axis)

@@ -18,6 +18,7 @@ from test_app_browser import (
     open_annotator,
     stroke_across_coronal_plane,
     view,
+    wait_full_slices,
 )
 
 from superpixel_annotator.app import sample_path
@@ -88,7 +89,7 @@ def test_upload_is_computed_by_the_celery_worker(page, deployment, tmp_path):
     page.wait_for_selector(
         "#annotator-message:has-text('Opened celery_phantom')", timeout=TIMEOUT_MS
     )
-    open_annotator(page, None, uploaded)
+    wait_full_slices(page, uploaded)
     stroke_across_coronal_plane(page, uploaded)
     page.wait_for_function(HAS_ANNOTATION, arg=view(0), timeout=TIMEOUT_MS)
     assert any("background_callback" in line and "succeeded" in line for line in worker_output)

@@ -11,6 +11,7 @@ from test_app_browser import (
     open_annotator,
     stroke_across_coronal_plane,
     view,
+    wait_full_slices,
 )
 
 from superpixel_annotator.app import sample_path
@@ -64,7 +65,7 @@ def test_uploaded_scan_replaces_the_scan_for_this_user_only(
     page.wait_for_selector("#annotator-name:has-text('cropped_phantom')", timeout=TIMEOUT_MS)
     cropped = load_volume(cropped_scan)
     assert cropped.data.shape != sample.data.shape
-    open_annotator(page, None, cropped)  # every view shows full slices of the new shape
+    wait_full_slices(page, cropped)  # every view shows full slices of the new shape
     changed = (
         f"() => ({SLICE_SOURCES.strip()})().every((source, axis) => source !== {before}[axis])"
     )
@@ -106,7 +107,7 @@ def test_annotation_survives_a_reload(page, app_url, sample):
     stroke_across_coronal_plane(page, sample)
     page.wait_for_function(HAS_ANNOTATION, arg=view(0), timeout=TIMEOUT_MS)
     page.reload()
-    open_annotator(page, None, sample)
+    wait_full_slices(page, sample)
     for axis in (0, 1):
         page.wait_for_function(HAS_ANNOTATION, arg=view(axis), timeout=TIMEOUT_MS)
     page.click("#annotator-undo")  # the history came back too
