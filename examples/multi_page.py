@@ -1,10 +1,8 @@
 """A multi-page host portal: one page per scan, each with its own annotator (Dash pages).
 
 Each page is registered with ``dash.register_page`` and holds a ``VolumeAnnotator`` with its
-own id; a nav bar switches pages without reloading. Dash unmounts the page you leave, and
-with it the annotator's annotation: download the segmentation before you switch. A page you
-come back to shows only low-resolution slices until reloaded (a known bug, see
-``tests/browser/test_pages.py``). Run
+own id; a nav bar switches pages without reloading. Dash unmounts the page you leave; its
+annotation is kept in the browser's local storage and comes back with the page. Run
 ``python examples/multi_page.py [FILE ...] [--port 8050]``; without files, the bundled
 phantom and its lesion map, at ``/scan-1`` and ``/scan-2``.
 """

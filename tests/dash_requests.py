@@ -42,7 +42,12 @@ def layout_props(layout: Any) -> dict[str, dict]:
 def output_list(output: str) -> list[dict]:
     """The ``outputs`` of a request, from a dependency's ``output`` (``..a.x...b.y..``)."""
     names = output[2:-2].split("...") if output.startswith("..") else [output]
-    return [dict(zip(("id", "property"), name.rsplit(".", 1), strict=True)) for name in names]
+    # Callbacks without outputs (clientside side effects) name a dummy without a property.
+    return [
+        dict(zip(("id", "property"), name.rsplit(".", 1), strict=True))
+        for name in names
+        if "." in name
+    ]
 
 
 @dataclass(frozen=True)
@@ -66,7 +71,7 @@ class EditCallback:
     @classmethod
     def find(cls, layout: Any, dependencies: list[dict]) -> EditCallback:
         """The first callback that outputs ``<id>-annotation.data`` and takes the views'
-        ``relayoutData`` (where strokes arrive) as inputs.
+        ``<id>-stroke-<axis>`` stores (where strokes arrive) as inputs.
 
         Raises
         ------
@@ -77,26 +82,27 @@ class EditCallback:
             states = [
                 o["id"][: -len("-annotation")]
                 for o in output_list(dependency["output"])
-                if o["id"].endswith("-annotation") and o["property"] == "data"
+                if o["id"].endswith("-annotation") and o["property"].split("@")[0] == "data"
             ]
-            takes_strokes = any(i["property"] == "relayoutData" for i in dependency["inputs"])
-            if states and takes_strokes:
+            takes_strokes = states and any(
+                i["id"] == f"{states[0]}-stroke-0" for i in dependency["inputs"]
+            )
+            if takes_strokes:
                 return cls(dependency, states[0], layout_props(layout))
-        raise LookupError("no callback outputs <id>-annotation.data from relayoutData")
+        raise LookupError("no callback outputs <id>-annotation.data from stroke stores")
 
     @property
     def state(self) -> Prop:
         """Where the annotation state lives."""
         return (f"{self.annotator}-annotation", "data")
 
-    @property
-    def graphs(self) -> list[str]:
-        """The ids of the view graphs, in axis order."""
-        return [i["id"] for i in self.dependency["inputs"] if i["property"] == "relayoutData"]
+    def stroke_store(self, axis: int) -> Prop:
+        """Where a view's strokes arrive."""
+        return (f"{self.annotator}-stroke-{axis}", "data")
 
     def slider(self, axis: int) -> str:
-        """The id of a view's slice slider (dash-slicer names it after the graph)."""
-        return self.graphs[axis].removesuffix("-graph") + "-slider"
+        """The id of a view's slice slider (named in the view's stroke configuration)."""
+        return self.props[f"{self.annotator}-stroke-config-{axis}"]["data"]["slider"]
 
     def label_values(self) -> list[int]:
         """The values of the label picker's options (0 is the eraser)."""
@@ -132,14 +138,14 @@ class EditCallback:
 
     def stroke(self, state: Any, axis: int, index: Any, path: Any, label: Any) -> dict:
         """The body of a stroke drawn along ``path`` on slice ``index`` of a view."""
-        graph = (self.graphs[axis], "relayoutData")
+        stroke = self.stroke_store(axis)
         values = {
-            graph: {"shapes": [{"type": "path", "path": path}]},
+            stroke: {"path": path, "index": index},
             (self.slider(axis), "value"): index,
             (f"{self.annotator}-label", "value"): label,
             self.state: state,
         }
-        return self.body(graph, values)
+        return self.body(stroke, values)
 
     def button(self, name: str, state: Any, clicks: int) -> dict:
         """The body of a click on a button (``"undo"``, ``"redo"``, ``"fill"``)."""

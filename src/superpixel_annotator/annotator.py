@@ -203,7 +203,11 @@ function(config) {
     }
     registry.ids.push(config.id);
     document.addEventListener('keydown', (event) => {
-        if ((registry.active || registry.ids[0]) !== config.id) { return; }
+        // Annotators on pages that are not shown are not in the document.
+        const shown = registry.ids.filter(
+            (id) => document.querySelector('[data-annotator="' + id + '"]'));
+        const active = shown.includes(registry.active) ? registry.active : shown[0];
+        if (active !== config.id) { return; }
         const target = event.target;
         if (target && (target.isContentEditable || target.tagName === 'TEXTAREA' ||
                        (target.tagName === 'INPUT' && target.type === 'text'))) { return; }
@@ -870,8 +874,13 @@ class VolumeAnnotator:
                 prevent_initial_call="initial_duplicate",
             )
             config = State(part(f"stroke-config-{axis}"), "data")
+            # Installers return nothing; their nominal output makes Dash call them when a
+            # page of a multi-page app mounts the annotator, not only at the app's start.
             app.clientside_callback(
-                strokes_js.INSTALL_STROKES, Input(part(f"geometry-{axis}"), "data"), config
+                strokes_js.INSTALL_STROKES,
+                Output(part(f"stroke-config-{axis}"), "data"),
+                Input(part(f"geometry-{axis}"), "data"),
+                config,
             )
             app.clientside_callback(
                 strokes_js.RECEIVE_IDS, Input(part(f"ids-{axis}"), "data"), config
@@ -954,7 +963,9 @@ class VolumeAnnotator:
             prevent_initial_call=True,
         )(lambda _, is_open: not is_open)
 
-        app.clientside_callback(_INSTALL_SHORTCUTS, Input(part("shortcuts"), "data"))
+        app.clientside_callback(
+            _INSTALL_SHORTCUTS, Output(part("shortcuts"), "data"), Input(part("shortcuts"), "data")
+        )
 
     def _register_panel(self, app: dash.Dash, panel: str, outputs, function) -> None:
         """Call ``function(state, shown, case)`` for a panel that gets the annotation while
@@ -1148,7 +1159,10 @@ class VolumeAnnotator:
                 return {**result, **self._message(_one_line(error), "warning")}
             result.update(self._message(text))
         else:
-            axis = [self._part(f"stroke-{a}") for a in range(3)].index(trigger)
+            stroke_stores = [self._part(f"stroke-{a}") for a in range(3)]
+            if trigger not in stroke_stores:
+                raise dash.exceptions.PreventUpdate
+            axis = stroke_stores.index(trigger)
             stroke = strokes[axis] if isinstance(strokes[axis], dict) else {}
             try:
                 level = "fine" if fine is True else "coarse"
@@ -1219,9 +1233,9 @@ class VolumeAnnotator:
     def _paint(
         self, case: Case, annotation: Annotation, axis: int, index, path, label, level: str
     ) -> np.ndarray:
-        if not isinstance(label, int) or label not in {0} | self._label_values:
+        if not _is_int(label) or label not in {0} | self._label_values:
             raise ValueError(f"unknown label {label!r}")
-        if not isinstance(index, int) or not 0 <= index < case.shape[axis]:
+        if not _is_int(index) or not 0 <= index < case.shape[axis]:
             raise ValueError(f"slice index {index!r} is outside the volume")
         xy = parse_stroke_path(path)
         if len(xy) > MAX_STROKE_VERTICES:
@@ -1437,6 +1451,11 @@ class VolumeAnnotator:
             "showlegend": False,
         }
         return {"data": traces, "layout": layout}
+
+
+def _is_int(value) -> bool:
+    """Whether a JSON value is an integer (``true`` and ``false`` are not)."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _proposal_arrays(preview, count: int) -> tuple[np.ndarray, np.ndarray]:
