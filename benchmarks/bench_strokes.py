@@ -12,10 +12,13 @@ a. Server side, no browser: 20 strokes across the tumour on different slices of 
    ``indexed_png_uri``, sent as whole lists. Only the overlay strategy differs.
 b. End to end in headless Chromium against the real console script: N strokes drawn with
    the mouse on the axial view across the tumour (an undo between strokes, so that each
-   stroke changes something). Time from ``mouseup`` (capturing listener) to the first
-   animation frame in which the axial view's annotation trace has a new source, with its
-   parts, and the bytes of the stroke's Dash callback requests on the wire (both directions,
-   Chromium's encoded sizes).
+   stroke changes something; the pointer rests on the view first, as a user's does, so the
+   view has its slice's superpixel ids). From the mouse release (``pointerup``, a capturing
+   listener on ``window``, so before the annotator's) to the first animation frame after the
+   annotator painted the stroke's labels on its canvas (the new overlay on screen), and to
+   the first frame in which the axial view's annotation trace has the server's new source,
+   with its parts; and the bytes of the stroke's Dash callback requests on the wire (both
+   directions, Chromium's encoded sizes).
 """
 
 from __future__ import annotations
@@ -67,12 +70,9 @@ def full_overlays(annotator: VolumeAnnotator):
 def response_json(annotator: VolumeAnnotator, result: dict) -> str:
     """The body Dash sends for ``edit``'s outputs (``no_update`` outputs left out)."""
     part = annotator._part
-    graphs = [slicer.graph.id for slicer in annotator.slicers]
     outputs = {(part("annotation"), "data"): result["state"]}
     for axis in range(3):
         outputs[(part(f"annotation-slices-{axis}"), "data")] = result["slices"][axis]
-        outputs[(graphs[axis], "figure")] = result["figures"][axis]
-        outputs[(graphs[axis], "relayoutData")] = result["relayouts"][axis]
     outputs[(part("message"), "children")] = result["message"]
     outputs[(part("message"), "is_open")] = result["show_message"]
     response: dict = {}
@@ -107,20 +107,20 @@ def tumour_slice_list(tumour: np.ndarray, axis: int, n_strokes: int) -> list[int
 def run_edit(annotator: VolumeAnnotator, op, state):
     shape = annotator.volume.data.shape
     indices = [shape[a] // 2 for a in range(3)]
-    relayouts = [None, None, None]
+    strokes = [None, None, None]
     if op[0] in ("undo", "redo"):
         trigger = f"{annotator._part(op[0])}.n_clicks"
         label = 1
     else:
         _, axis, index, path, label = op
         indices[axis] = index
-        relayouts[axis] = {"shapes": [{"type": "path", "path": path}]}
-        trigger = f"{annotator.slicers[axis].graph.id}.relayoutData"
+        strokes[axis] = {"path": path, "index": index}
+        trigger = f"{annotator._part(f'stroke-{axis}')}.data"
     start = time.perf_counter()
     result = common.call(
         annotator.edit,
         trigger,
-        relayouts=relayouts,
+        strokes=strokes,
         undo=1,
         redo=1,
         fill=1,
@@ -241,7 +241,9 @@ def bench_server(volume, tumour, superpixels) -> None:
         for axis in range(3):
             client[axis] = apply(client[axis], results["ours"]["slices"][axis])
             for index in [i for i, uri in enumerate(client[axis]) if uri == STALE]:
-                shown = ours._stale_callback(axis)([index, 0.0], state)  # the user visits it
+                case = ours.case_data(ours.initial_case)
+                # the user visits the slice
+                shown = ours._stale_callback(axis)([index, 0.0], state, None, case)
                 client[axis] = apply(client[axis], shown)
             full = apply([None] * volume.data.shape[axis], results["seed"]["slices"][axis])
             if results["seed"]["slices"][axis] is not dash.no_update and client[axis] != full:
@@ -293,17 +295,22 @@ def bench_server(volume, tumour, superpixels) -> None:
 
 # -- b. end to end in Chromium ----------------------------------------------------------------
 
-# On mouseup (capturing, so before Plotly sees it), note the time and the axial annotation
-# trace's source, then watch every animation frame until that source changes.
+# On pointerup (window, capturing: before the annotator's handler), note the time and the
+# axial annotation trace's source, then watch every animation frame until the annotator has
+# painted the stroke on its canvas, and until the trace's source changes.
 WATCH_STROKE = """
-(selector) => {
+([selector, graph]) => {
     const source = (SOURCE);
-    const bench = window.__bench = {mouseup: null, changed: null, before: undefined};
-    window.addEventListener('mouseup', () => {
+    const bench = window.__bench = {mouseup: null, painted: null, changed: null};
+    window.addEventListener('pointerup', () => {
         if (bench.mouseup !== null) { return; }
         bench.mouseup = performance.now();
         bench.before = source(selector);
-        const watch = () => {
+        const view = window._superpixelStrokeViews[graph];
+        const watch = (now) => {
+            if (bench.painted === null && view.painted && view.painted.at >= bench.mouseup) {
+                bench.painted = now;
+            }
             if (source(selector) !== bench.before) {
                 bench.changed = performance.now();
             } else {
@@ -314,6 +321,15 @@ WATCH_STROKE = """
     }, {capture: true, once: true});
 }
 """.replace("SOURCE", common.ANNOTATION_SOURCE)
+
+
+# The axial view has the superpixel ids of the slice it shows.
+IDS_READY = """
+(graph) => {
+    const view = (window._superpixelStrokeViews || {})[graph];
+    return Boolean(view && view.ids && view.ids.key === view.idsWanted);
+}
+"""
 
 
 def output_name(request) -> str:
@@ -349,16 +365,18 @@ def bench_browser(volume, tumour, cache_dir: str, n_strokes: int) -> dict:
         common.wait_full_slices(page)
         common.wait_network_quiet(page, log.pending)
         log.take()
+        graph = page.evaluate(f"() => document.querySelector({selector!r} + ' .dash-graph').id")
         # One untimed warm-up stroke and undo (first use of the code paths in both processes).
         for k in range(-1, n_strokes):
             fraction = 0.5 if k < 0 else fractions[k]
             points_mm = common.axial_stroke_mm(volume, tumour, fraction)
-            page.evaluate(WATCH_STROKE, selector)
+            page.hover(selector + " .dash-graph")
+            page.wait_for_function(IDS_READY, arg=graph, timeout=30_000)
+            page.evaluate(WATCH_STROKE, [selector, graph])
             page.evaluate("() => { window.__benchFetches = []; }")
             log.take()
             common.draw_stroke(page, 0, points_mm)
             page.wait_for_function("() => window.__bench.changed !== null", timeout=30_000)
-            page.wait_for_function(common.NO_SHAPES, arg=selector, timeout=30_000)
             common.wait_network_quiet(page, log.pending)
             timing = page.evaluate("() => ({...window.__bench, fetches: window.__benchFetches})")
             timing["resources"] = page.evaluate(common.RESOURCE_TIMINGS, timing["mouseup"] - 1)
@@ -388,6 +406,7 @@ def stroke_numbers(timing: dict, requests: list) -> dict:
     edit = edits[0] if edits else None
     network = common.match_resource(edit, timing["resources"]) if edit else None
     numbers = {
+        "painted": timing["painted"] - mouseup if timing["painted"] is not None else None,
         "total": changed - mouseup,
         "to_request": edit["start"] - mouseup if edit else None,
         "round_trip": network["responseEnd"] - network["start"] if network else None,
@@ -437,8 +456,13 @@ def print_browser(result: dict) -> None:
     )
     print("| measure | median | p90 | unit | goal |")
     print("|---|---:|---:|---|---|")
-    row("mouseup -> annotation on screen (total)", "total", goal=f"<= {GOAL_MS} ms")
-    row("  mouseup -> edit request sent (client)", "to_request")
+    row(
+        "release -> stroke's labels on screen (annotator's canvas)",
+        "painted",
+        goal=f"<= {GOAL_MS} ms",
+    )
+    row("release -> server's annotation in the view (total)", "total")
+    row("  release -> edit request sent (client)", "to_request")
     row("  edit request round trip (fetch() -> responseEnd)", "round_trip")
     row("    of which requestStart -> responseStart (server)", "ttfb")
     row("  responseEnd -> annotation on screen (client)", "to_screen")
@@ -472,7 +496,7 @@ def print_browser(result: dict) -> None:
             for name, sizes in sorted(others.items())
         )
         print(f"\nOther requests triggered by the strokes (median size): {parts}.")
-    met_ms = sum(s["total"] <= GOAL_MS for s in strokes)
+    met_ms = sum(s["painted"] is not None and s["painted"] <= GOAL_MS for s in strokes)
     met_kb = sum((s["up"] + s["down"]) / 1000 <= GOAL_KB for s in strokes)
     print(f"\nStrokes within the latency goal: {met_ms}/{n}; within the bytes goal: {met_kb}/{n}.")
 

@@ -203,7 +203,7 @@ function installStrokeHandlers(views) {
         const y0 = f.ya.d2p(g.y0 - 0.5 * g.dy), y1 = f.ya.d2p(g.y0 + (height - 0.5) * g.dy);
         context.imageSmoothingEnabled = false;
         context.drawImage(layer, x0, y0, x1 - x0, y1 - y0);
-        view.paintedAt = performance.now();
+        view.painted = {at: performance.now(), ids: [...selected]};
     };
 }
 }

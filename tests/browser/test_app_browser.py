@@ -4,7 +4,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from superpixel_annotator.annotation import Annotation
 from superpixel_annotator.app import sample_path
+from superpixel_annotator.superpixels import load_or_compute_superpixels
 from superpixel_annotator.volume import load_volume
 
 VIEW = "#{annotator}-view-{axis}"
@@ -285,7 +287,7 @@ HOLD_EDITS = """
 """
 
 
-def test_stroke_shows_its_labels_before_the_server_answers(page, app_url, sample):
+def test_stroke_shows_its_labels_before_the_server_answers(page, app_url, sample, cache_dir):
     open_annotator(page, app_url, sample)
     page.evaluate(HOLD_EDITS)
     page.hover(view(0) + " .dash-graph")  # the view asks for its slice's superpixel ids
@@ -294,6 +296,17 @@ def test_stroke_shows_its_labels_before_the_server_answers(page, app_url, sample
     page.wait_for_function("() => window.__heldEdits.length > 0")
     assert not page.evaluate(HAS_ANNOTATION, view(0))
 
+    graph = page.evaluate(f"() => document.querySelector({view(0)!r} + ' .dash-graph').id")
+    shown = page.evaluate(f"() => window._superpixelStrokeViews[{graph!r}].painted.ids")
+
     page.evaluate("() => window.__heldEdits.forEach((release) => release())")
     page.wait_for_function(HAS_ANNOTATION, arg=view(0), timeout=TIMEOUT_MS)
     page.wait_for_function(f"() => ({LABEL_PIXELS_ON_CANVAS.strip()})({view(0)!r}) === 0")
+    # The canvas showed exactly the superpixels of the slice that the server labelled.
+    state = page.evaluate(
+        "() => window.dash_component_api.getLayout('annotator-annotation').props.data"
+    )
+    superpixels = load_or_compute_superpixels(sample, cache_dir)
+    labels = Annotation.from_state(superpixels, state).superpixel_labels
+    on_slice = np.unique(superpixels.labels[sample.data.shape[0] // 2])
+    assert sorted(shown) == [int(i) for i in on_slice if i > 0 and labels[i] == 1]
