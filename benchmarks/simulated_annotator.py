@@ -19,7 +19,8 @@ Pipelines, all on FLAIR unless named otherwise:
   on the volume rescaled to 8 bits), one label, no eraser.
 - ``ours``: :func:`compute_superpixels` with its defaults.
 - ``ours + autofill``: the same, with :meth:`Annotation.autofill` after each stroke.
-- ``ours + autofill (FLAIR, T1c)``: autofill with both modalities' intensities.
+- ``ours + autofill (FLAIR, T1c)``: superpixels from both modalities
+  (``compute_superpixels([flair, t1c])``) and autofill on both modalities' intensities.
 """
 
 from __future__ import annotations
@@ -237,14 +238,18 @@ def main() -> None:
             annotation = Annotation(sample_app_superpixels(flair))
             scores = simulate(annotation, truth, args.strokes, can_erase=False, levels=("fine",))
             curves.setdefault("sample app", []).append(scores)
-        superpixels = compute_superpixels(flair)
+        flair_superpixels = compute_superpixels(flair)
         runs = {
-            "ours, fine level only": (("fine",), None),
-            "ours": (("coarse", "fine"), None),
-            "ours + autofill": (("coarse", "fine"), [flair.data]),
-            "ours + autofill (FLAIR, T1c)": (("coarse", "fine"), [flair.data, t1c.data]),
+            "ours, fine level only": (flair_superpixels, ("fine",), None),
+            "ours": (flair_superpixels, ("coarse", "fine"), None),
+            "ours + autofill": (flair_superpixels, ("coarse", "fine"), [flair.data]),
+            "ours + autofill (FLAIR, T1c)": (
+                compute_superpixels([flair, t1c]),
+                ("coarse", "fine"),
+                [flair.data, t1c.data],
+            ),
         }
-        for name, (levels, intensities) in runs.items():
+        for name, (superpixels, levels, intensities) in runs.items():
             annotation = Annotation(superpixels)
             scores = simulate(annotation, truth, args.strokes, True, levels, intensities)
             curves.setdefault(name, []).append(scores)

@@ -1,3 +1,4 @@
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from superpixel_annotator.superpixels import (
     head_mask,
     load_or_compute_superpixels,
     merge_regions,
+    modality_channels,
     superpixel_adjacency,
 )
 from superpixel_annotator.volume import Volume, load_volume
@@ -135,6 +137,69 @@ def test_superpixels_follow_an_intensity_edge():
     assert ours > achievable_segmentation_accuracy(grid_labels(head, 4), lesion) + 0.1
 
 
+def test_one_volume_alone_or_in_a_list_or_twice_gives_the_same_partition():
+    volume, _, _ = skull_stripped()
+    alone = compute_superpixels(volume)
+    for volumes in ([volume], [volume, volume]):
+        result = compute_superpixels(volumes)
+        np.testing.assert_array_equal(result.labels, alone.labels)
+        np.testing.assert_array_equal(result.coarse, alone.coarse)
+
+
+def test_a_structure_seen_only_in_the_second_modality_gets_a_boundary():
+    volume, head, lesion = skull_stripped()
+    rng = np.random.default_rng(3)
+    plain = np.where(head, rng.normal(0.0, 0.2, head.shape), volume.data.min())
+    first = dataclasses.replace(volume, data=plain.astype(np.float32), name="first")
+    # A different intensity range: the second modality is scaled to the first's.
+    second = dataclasses.replace(volume, data=volume.data * 50 + 100, name="second")
+    alone = compute_superpixels(first)
+    both = compute_superpixels([first, second])
+    np.testing.assert_array_equal(both.labels > 0, head)
+    assert achievable_segmentation_accuracy(both.labels, lesion) > 0.9
+    assert achievable_segmentation_accuracy(alone.labels, lesion) < 0.8
+    assert achievable_segmentation_accuracy(both.coarse[both.labels], lesion) > 0.85
+
+
+def test_modality_channels_share_the_first_ones_scale():
+    rng = np.random.default_rng(4)
+    mask = np.zeros((4, 5, 6), bool)
+    mask[1:3] = True
+    first, second = rng.normal(5, 2, mask.shape), rng.normal(-7, 30, mask.shape)
+    second[~mask] = 1e6  # outside the head: ignored
+    channels = modality_channels([first, second], mask)
+    assert channels.shape == (2, *mask.shape)
+    np.testing.assert_allclose(channels[0], first / first[mask].std())
+    ranges = [np.ptp(np.percentile(c[mask], [1, 99])) for c in channels]
+    np.testing.assert_allclose(ranges[1], ranges[0])
+
+
+@pytest.mark.parametrize(
+    ("shape", "spacing", "problem"),
+    [((36, 40, 40), (1.0, 1.0, 1.0), "shape"), ((36, 40, 44), (1.0, 1.0, 2.0), "spacing")],
+)
+def test_modalities_must_share_shape_and_spacing(shape, spacing, problem):
+    volume, _, _ = skull_stripped()
+    other = dataclasses.replace(
+        display_volume(np.zeros(shape), spacing), name="t1c", data=np.zeros(shape, np.float32)
+    )
+    with pytest.raises(ValueError, match=f"t1c: {problem}"):
+        compute_superpixels([volume, other])
+    with pytest.raises(ValueError, match="at least one"):
+        compute_superpixels([])
+
+
+def test_merge_compares_every_channel():
+    # A row of 4 supervoxels alike in channel 0; channel 1 steps between the 2nd and 3rd.
+    labels = np.arange(1, 5, dtype=np.int32).reshape(1, 1, 4)
+    image = np.stack([np.zeros((1, 1, 4)), np.array([0.0, 0.0, 1.0, 1.0]).reshape(1, 1, 4)])
+    np.testing.assert_array_equal(merge_regions(labels, image, 0.5, 9.0, 100), [0, 1, 1, 2, 2])
+    np.testing.assert_array_equal(merge_regions(labels, image[:1], 0.5, 9.0, 100), [0, 1, 1, 1, 1])
+    # The step is 1 in one channel of two: a root mean square difference of 0.71.
+    assert len(set(merge_regions(labels, image, 0.75, 9.0, 100)[1:])) == 1
+    assert len(set(merge_regions(labels, image, 0.75, 0.5, 100)[1:])) == 2
+
+
 def test_adjacency_matches_brute_force():
     labels = np.random.default_rng(2).integers(0, 6, (5, 6, 7)).astype(np.int32)
     expected = set()
@@ -238,6 +303,18 @@ def test_cache_distinguishes_parameters(tmp_path):
     coarse = load_or_compute_superpixels(volume, tmp_path, size=6)
     assert coarse.count < fine.count
     assert len(list(tmp_path.iterdir())) == 2
+
+
+def test_cache_key_covers_every_modality(tmp_path, monkeypatch):
+    volume, _, _ = skull_stripped()
+    other = dataclasses.replace(volume, data=volume.data[::-1].copy(), name="other")
+    first = load_or_compute_superpixels([volume, other], tmp_path)
+    load_or_compute_superpixels(volume, tmp_path)
+    load_or_compute_superpixels([volume, volume], tmp_path)
+    assert len(list(tmp_path.iterdir())) == 3
+    monkeypatch.setattr(sp, "compute_superpixels", None)  # any recomputation would fail
+    again = load_or_compute_superpixels([volume, other], tmp_path)
+    np.testing.assert_array_equal(again.labels, first.labels)
 
 
 @pytest.mark.parametrize("content", [b"", b"not a zip file", b"PK\x03\x04truncated"])

@@ -16,6 +16,7 @@ import json
 import os
 import tempfile
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,19 +173,22 @@ def _bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
     return tuple(box)
 
 
-def compute_superpixels(volume: Volume, **params) -> Superpixels:
+def compute_superpixels(volumes: Volume | Sequence[Volume], **params) -> Superpixels:
     """Partition the head into compact supervoxels that follow intensity edges.
 
     SLIC (k-means on intensity and position, each voxel comparing the 8 nearest cluster
-    centres) restricted to :func:`head_mask`, on a grid spaced in mm, followed by merging
-    fragments smaller than a quarter cell so every supervoxel is connected.
+    centres) restricted to the :func:`head_mask` of the first volume, on a grid spaced in mm,
+    followed by merging fragments smaller than a quarter cell so every supervoxel is
+    connected. With several co-registered volumes (modalities), the intensity distance is
+    the mean over modalities of the squared differences, each modality scaled to the first
+    one's robust intensity range inside the head (see :func:`modality_channels`).
 
     The coarse level merges adjacent supervoxels into regions (see :func:`merge_regions`).
 
     Parameters
     ----------
-    volume : Volume
-        The scan.
+    volumes : Volume or sequence of Volume
+        The scan, or co-registered scans of one head (same shape and spacing).
     **params
         ``size`` (mm, grid spacing, about the supervoxel diameter; default 4.5),
         ``compactness`` (weight of distance against intensity, in intensity standard
@@ -193,37 +197,111 @@ def compute_superpixels(volume: Volume, **params) -> Superpixels:
         ``coarse_similarity`` (largest difference of mean intensities of two merged regions,
         in intensity standard deviations; default 0.3), ``coarse_span`` (largest range of
         the supervoxel means in a coarse region, likewise; default 1.0) and
-        ``coarse_volume`` (mm3, largest coarse region; default 8000).
+        ``coarse_volume`` (mm3, largest coarse region; default 8000). Intensity standard
+        deviations are those of the first volume inside the head.
 
     Returns
     -------
     Superpixels
+
+    Raises
+    ------
+    ValueError
+        If there is no volume, or the volumes differ in shape or spacing.
     """
+    volumes = _co_registered(volumes)
     params = _complete_params(params)
-    mask = head_mask(volume.data)
-    labels = np.zeros(volume.data.shape, np.int32)
+    first = volumes[0]
+    mask = head_mask(first.data)
+    labels = np.zeros(first.data.shape, np.int32)
     extents = np.zeros((1, 3, 2), np.int32)
     coarse = np.zeros(1, np.int32)
     box = _bounding_box(mask)
     if box is not None:
-        cropped = _slic(
-            volume.data[box],
-            np.ascontiguousarray(mask[box]),
-            volume.spacing,
-            *(params[name] for name in ("size", "compactness", "sigma", "iterations")),
+        cropped_mask = np.ascontiguousarray(mask[box])
+        cropped = [volume.data[box] for volume in volumes]
+        sigmas = [params["sigma"] / s for s in first.spacing]
+        smoothed = [
+            ndi.gaussian_filter(data, sigmas, truncate=2.0) if params["sigma"] > 0 else data
+            for data in cropped
+        ]
+        cropped_labels = _slic(
+            modality_channels(smoothed, cropped_mask).astype(np.float32),
+            cropped_mask,
+            first.spacing,
+            *(params[name] for name in ("size", "compactness", "iterations")),
         )
-        labels[box] = cropped
-        extents = _extents(cropped)
+        labels[box] = cropped_labels
+        extents = _extents(cropped_labels)
         extents[1:] += np.array([s.start for s in box], np.int32)[:, None]
-        scale = volume.data[mask].std()
         coarse = merge_regions(
-            cropped,
-            volume.data[box] / (scale if scale > 0 else 1.0),
+            cropped_labels,
+            modality_channels(cropped, cropped_mask),
             params["coarse_similarity"],
             params["coarse_span"],
-            params["coarse_volume"] / float(np.prod(volume.spacing)),
+            params["coarse_volume"] / float(np.prod(first.spacing)),
         )
     return Superpixels(labels=labels, params=params, extents=extents, coarse=coarse)
+
+
+def modality_channels(images: Sequence[np.ndarray], mask: np.ndarray) -> np.ndarray:
+    """Stack intensity volumes as channels on a common scale: the first one's standard deviation.
+
+    The first image is divided by its standard deviation inside ``mask``. Every other image is
+    first scaled so that its robust range inside ``mask`` (1st to 99th percentile) equals the
+    first's, so that each modality weighs the same in intensity distances.
+
+    Parameters
+    ----------
+    images : sequence of ndarray
+        Co-registered intensities, all of ``mask``'s shape.
+    mask : ndarray of bool
+        The head.
+
+    Returns
+    -------
+    ndarray of float64, shape ``(len(images), *mask.shape)``
+        The scaled images; a constant first image is left unscaled.
+    """
+    first = images[0][mask]
+    scale = first.std() if first.size else 0.0
+    scale = scale if scale > 0 else 1.0
+    channels = np.empty((len(images), *mask.shape))
+    channels[0] = images[0] / scale
+    if len(images) > 1:
+        reference = _robust_range(first)
+        for channel, image in zip(channels[1:], images[1:], strict=True):
+            spread = _robust_range(image[mask])
+            channel[:] = image / scale * (reference / spread if spread > 0 else 1.0)
+    return channels
+
+
+def _robust_range(values: np.ndarray) -> float:
+    """The distance from the 1st to the 99th percentile of ``values`` (0 when empty)."""
+    if values.size == 0:
+        return 0.0
+    low, high = np.percentile(values, [1, 99])
+    return float(high - low)
+
+
+def _co_registered(volumes: Volume | Sequence[Volume]) -> list[Volume]:
+    """``volumes`` as a list, checked to share one shape and spacing."""
+    volumes = [volumes] if isinstance(volumes, Volume) else list(volumes)
+    if not volumes:
+        raise ValueError("expected at least one volume")
+    first = volumes[0]
+    for volume in volumes[1:]:
+        if volume.data.shape != first.data.shape:
+            raise ValueError(
+                f"{volume.name}: shape {volume.data.shape} differs from {first.name}'s "
+                f"{first.data.shape}; modalities must be co-registered"
+            )
+        if not np.allclose(volume.spacing, first.spacing):
+            raise ValueError(
+                f"{volume.name}: spacing {volume.spacing} mm differs from {first.name}'s "
+                f"{first.spacing} mm; modalities must be co-registered"
+            )
+    return volumes
 
 
 def superpixel_adjacency(labels: np.ndarray) -> np.ndarray:
@@ -287,14 +365,15 @@ def merge_regions(
     The pairs of touching supervoxels are visited from the most to the least similar mean
     intensities; a pair's regions merge when the means of the regions differ by at most
     ``similarity``, the means of all their supervoxels lie within ``span`` of each other
-    (so that gradual changes do not chain) and the merged region has at most
-    ``max_voxels`` voxels.
+    in every channel (so that gradual changes do not chain) and the merged region has at
+    most ``max_voxels`` voxels. With several channels, the difference of two means is the
+    root mean square over channels of their differences.
 
     Parameters
     ----------
     labels : ndarray of int, 3D
         Supervoxel ids ``1..count``, 0 for background.
-    image : ndarray of float, same shape
+    image : ndarray of float, the labels' shape or ``(n_channels, *labels.shape)``
         Intensities, in the units of ``similarity``.
     similarity : float
         Largest difference of two regions' mean intensities for them to merge.
@@ -309,11 +388,15 @@ def merge_regions(
         Coarse region id (``1..n``) of each supervoxel; 0 for id 0.
     """
     flat = labels.ravel()
+    channels = np.reshape(image, (-1, flat.size))
     counts = np.bincount(flat).astype(np.float64)
-    sums = np.bincount(flat, weights=image.ravel(), minlength=counts.size)
+    sums = np.column_stack(
+        [np.bincount(flat, weights=channel, minlength=counts.size) for channel in channels]
+    )
     pairs = superpixel_adjacency(labels)
-    means = sums / np.maximum(counts, 1)
-    order = np.argsort(np.abs(means[pairs[:, 0]] - means[pairs[:, 1]]), kind="stable")
+    means = sums / np.maximum(counts, 1)[:, None]
+    differences = means[pairs[:, 0]] - means[pairs[:, 1]]
+    order = np.argsort(np.sqrt((differences**2).mean(axis=1)), kind="stable")
     roots = _merge(pairs[order], sums, counts, means, similarity, span, max_voxels)
     roots[0] = 0
     return np.unique(roots, return_inverse=True)[1].astype(np.int32).ravel()
@@ -321,23 +404,31 @@ def merge_regions(
 
 @numba.njit(cache=True)
 def _merge(pairs, sums, counts, means, similarity, span, max_voxels):
-    """Union-find merging of ``pairs`` in order; returns each id's root."""
-    parent = np.arange(sums.size)
+    """Union-find merging of ``pairs`` in order; returns each id's root.
+
+    ``sums`` and ``means`` have one column per channel.
+    """
+    parent = np.arange(counts.size)
     sums, counts, low, high = sums.copy(), counts.copy(), means.copy(), means.copy()
+    n_channels = sums.shape[1]
     for i in range(pairs.shape[0]):
         a, b = _root(parent, pairs[i, 0]), _root(parent, pairs[i, 1])
         if a == b or counts[a] + counts[b] > max_voxels:
             continue
-        if abs(sums[a] / counts[a] - sums[b] / counts[b]) > similarity:
-            continue
-        if max(high[a], high[b]) - min(low[a], low[b]) > span:
+        squares, widest = 0.0, 0.0
+        for c in range(n_channels):
+            difference = sums[a, c] / counts[a] - sums[b, c] / counts[b]
+            squares += difference * difference
+            widest = max(widest, max(high[a, c], high[b, c]) - min(low[a, c], low[b, c]))
+        if np.sqrt(squares / n_channels) > similarity or widest > span:
             continue
         if counts[a] < counts[b]:
             a, b = b, a
         parent[b] = a
         sums[a] += sums[b]
         counts[a] += counts[b]
-        low[a], high[a] = min(low[a], low[b]), max(high[a], high[b])
+        for c in range(n_channels):
+            low[a, c], high[a, c] = min(low[a, c], low[b, c]), max(high[a, c], high[b, c])
     for k in range(parent.size):
         parent[k] = _root(parent, k)
     return parent
@@ -362,32 +453,32 @@ def _complete_params(params: dict) -> dict:
 
 
 def _slic(
-    image: np.ndarray,
+    channels: np.ndarray,
     mask: np.ndarray,
     spacing: tuple[float, float, float],
     size: float,
     compactness: float,
-    sigma: float,
     iterations: int,
 ) -> np.ndarray:
-    """Connected SLIC supervoxels of the voxels in ``mask``, numbered 1..n in raster order."""
-    if sigma > 0:
-        image = ndi.gaussian_filter(image, [sigma / s for s in spacing], truncate=2.0)
-    scale = image[mask].std()
-    image = (image / scale if scale > 0 else image).astype(np.float32)
+    """Connected SLIC supervoxels of the voxels in ``mask``, numbered 1..n in raster order.
+
+    ``channels`` (float32, shape ``(n_channels, *mask.shape)``) are the smoothed intensities
+    in the units of ``compactness``.
+    """
+    shape = mask.shape
     steps = [max(1.0, size / s) for s in spacing]
-    positions = [(np.arange(n) + 0.5) / step for n, step in zip(image.shape, steps, strict=True)]
+    positions = [(np.arange(n) + 0.5) / step for n, step in zip(shape, steps, strict=True)]
     cells = tuple(p.astype(np.int64) for p in positions)
     upper_half = tuple((p % 1 >= 0.5).astype(np.int64) for p in positions)
     grid_shape = tuple(int(c[-1]) + 1 for c in cells)
     clusters = np.ravel_multi_index(np.ix_(*cells), grid_shape).astype(np.int64)
-    clusters = np.broadcast_to(clusters, image.shape).copy()
+    clusters = np.broadcast_to(clusters, shape).copy()
     spatial_weight = (compactness / size) ** 2
     mm_per_voxel = np.asarray(spacing, np.float64)
     for _ in range(iterations):
-        centres = _cluster_centres(image, mask, clusters, int(np.prod(grid_shape)))
+        centres = _cluster_centres(channels, mask, clusters, int(np.prod(grid_shape)))
         _assign_clusters(
-            image,
+            channels,
             mask,
             cells,
             upper_half,
@@ -402,34 +493,42 @@ def _slic(
 
 
 @numba.njit(cache=True)
-def _cluster_centres(image, mask, clusters, n):
-    """Mean (z, y, x, intensity) and voxel count of each cluster, as rows of (n, 5)."""
-    sums = np.zeros((n, 5))
-    for z in range(image.shape[0]):
-        for y in range(image.shape[1]):
-            for x in range(image.shape[2]):
+def _cluster_centres(channels, mask, clusters, n):
+    """Mean (z, y, x, channels...) and voxel count (last column) of each cluster."""
+    n_channels = channels.shape[0]
+    count = 3 + n_channels
+    sums = np.zeros((n, count + 1))
+    for z in range(mask.shape[0]):
+        for y in range(mask.shape[1]):
+            for x in range(mask.shape[2]):
                 if mask[z, y, x]:
                     k = clusters[z, y, x]
                     sums[k, 0] += z
                     sums[k, 1] += y
                     sums[k, 2] += x
-                    sums[k, 3] += image[z, y, x]
-                    sums[k, 4] += 1
+                    for c in range(n_channels):
+                        sums[k, 3 + c] += channels[c, z, y, x]
+                    sums[k, count] += 1
     for k in range(n):
-        if sums[k, 4] > 0:
-            sums[k, :4] /= sums[k, 4]
+        if sums[k, count] > 0:
+            sums[k, :count] /= sums[k, count]
     return sums
 
 
 @numba.njit(cache=True)
-def _assign_clusters(image, mask, cells, upper_half, grid_shape, centres, spacing, weight, out):
-    """Give each masked voxel the nearest of the 2x2x2 closest cells' cluster centres."""
+def _assign_clusters(channels, mask, cells, upper_half, grid_shape, centres, spacing, weight, out):
+    """Give each masked voxel the nearest of the 2x2x2 closest cells' cluster centres.
+
+    The intensity part of the distance is the mean over channels of squared differences.
+    """
     gz, gy, gx = grid_shape
-    for z in range(image.shape[0]):
+    n_channels = channels.shape[0]
+    count = 3 + n_channels
+    for z in range(mask.shape[0]):
         z0 = max(cells[0][z] - 1 + upper_half[0][z], 0)
-        for y in range(image.shape[1]):
+        for y in range(mask.shape[1]):
             y0 = max(cells[1][y] - 1 + upper_half[1][y], 0)
-            for x in range(image.shape[2]):
+            for x in range(mask.shape[2]):
                 if not mask[z, y, x]:
                     continue
                 x0 = max(cells[2][x] - 1 + upper_half[2][x], 0)
@@ -438,13 +537,16 @@ def _assign_clusters(image, mask, cells, upper_half, grid_shape, centres, spacin
                     for b in range(y0, min(y0 + 2, gy)):
                         for c in range(x0, min(x0 + 2, gx)):
                             k = (a * gy + b) * gx + c
-                            if centres[k, 4] == 0:
+                            if centres[k, count] == 0:
                                 continue
                             dz = (z - centres[k, 0]) * spacing[0]
                             dy = (y - centres[k, 1]) * spacing[1]
                             dx = (x - centres[k, 2]) * spacing[2]
-                            di = image[z, y, x] - centres[k, 3]
-                            distance = di * di + weight * (dz * dz + dy * dy + dx * dx)
+                            colour = 0.0
+                            for channel in range(n_channels):
+                                di = channels[channel, z, y, x] - centres[k, 3 + channel]
+                                colour += di * di
+                            distance = colour / n_channels + weight * (dz * dz + dy * dy + dx * dx)
                             if distance < best:
                                 best = distance
                                 out[z, y, x] = k
@@ -538,14 +640,15 @@ def achievable_segmentation_accuracy(labels: np.ndarray, truth: np.ndarray) -> f
 
 
 def load_or_compute_superpixels(
-    volume: Volume, cache_dir: str | Path | None = None, **params
+    volumes: Volume | Sequence[Volume], cache_dir: str | Path | None = None, **params
 ) -> Superpixels:
     """Supervoxels from the disk cache, computing and storing them when missing or unreadable.
 
     Parameters
     ----------
-    volume : Volume
-        The scan; the cache key is its ``content_hash`` and the parameters.
+    volumes : Volume or sequence of Volume
+        As for :func:`compute_superpixels`; the cache key is every volume's
+        ``content_hash`` and the parameters.
     cache_dir : str or Path, optional
         Cache directory; default ``$SUPERPIXEL_ANNOTATOR_CACHE`` or
         ``~/.cache/superpixel-annotator``.
@@ -556,16 +659,18 @@ def load_or_compute_superpixels(
     -------
     Superpixels
     """
+    volumes = _co_registered(volumes)
     params = _complete_params(params)
     if cache_dir is None:
         default = Path.home() / ".cache" / "superpixel-annotator"
         cache_dir = os.environ.get("SUPERPIXEL_ANNOTATOR_CACHE", default)
-    key = json.dumps([_CACHE_VERSION, params], sort_keys=True).encode()
-    path = Path(cache_dir) / f"{volume.content_hash}-{hashlib.sha256(key).hexdigest()[:16]}.npz"
-    cached = _read_cache(path, volume.data.shape, params)
+    hashes = [volume.content_hash for volume in volumes]
+    key = json.dumps([_CACHE_VERSION, params, hashes[1:]], sort_keys=True).encode()
+    path = Path(cache_dir) / f"{hashes[0]}-{hashlib.sha256(key).hexdigest()[:16]}.npz"
+    cached = _read_cache(path, volumes[0].data.shape, params)
     if cached is not None:
         return cached
-    superpixels = compute_superpixels(volume, **params)
+    superpixels = compute_superpixels(volumes, **params)
     _write_cache(path, superpixels)
     return superpixels
 
