@@ -1,6 +1,7 @@
 """The Dash layer's callbacks, called as functions (no browser)."""
 
 import base64
+import dataclasses
 from contextvars import copy_context
 
 import dash
@@ -385,3 +386,49 @@ def test_superpixel_ids_of_a_slice_carry_their_coarse_regions(annotator):
     for request in ([2, "another-key"], [10_000, case.key], ["2", case.key], None, [2]):
         with pytest.raises(dash.exceptions.PreventUpdate):
             annotator._ids_callback(0)(request, session(annotator))
+
+
+def upload_url(content: bytes) -> str:
+    return "data:application/octet-stream;base64," + base64.b64encode(content).decode()
+
+
+def open_scan(annotator, contents, filenames, size="4.5", state=None):
+    return call(
+        annotator.open_scan,
+        "ann-upload.contents",
+        lambda progress: None,
+        contents=contents,
+        size=size,
+        filenames=filenames,
+        state=state,
+        case=session(annotator),
+    )
+
+
+def test_uploaded_scan_opens_as_a_new_case(annotator, tmp_path):
+    source = np.random.default_rng(3).normal(100, 10, (12, 14, 16)).astype(np.float32)
+    path = tmp_path / "mine.nii.gz"
+    nib.save(nib.Nifti1Image(source, np.eye(4)), path)
+    result = open_scan(annotator, [upload_url(path.read_bytes())], ["mine.nii.gz"])
+    case = annotator.case_of(result["case"])
+    assert case.key != annotator.initial_case.key and case.volume.name == "mine"
+    assert result["case"]["restore"] is True and result["message"].startswith("Opened mine")
+
+
+@pytest.mark.parametrize(
+    ("contents", "names", "problem"),
+    [
+        ([upload_url(b"")], ["empty.nii"], "empty"),
+        ([upload_url(bytes(range(256)) * 4)], ["random.nii.gz"], "not a readable image"),
+        (["not a data url"], ["x.nii"], "not a file"),
+        ([upload_url(b"x" * 2000)], ["big.nii"], "upload limit"),
+        (None, None, "no file"),
+    ],
+    ids=["empty", "random", "not-url", "too-big", "none"],
+)
+def test_bad_upload_says_why_and_keeps_the_case(annotator, contents, names, problem):
+    annotator.limits = dataclasses.replace(annotator.limits, max_bytes=1500)
+    result = open_scan(annotator, contents, names)
+    assert result["case"] is dash.no_update
+    assert problem in result["message"] and result["message_color"] == "warning"
+    assert "\n" not in result["message"]

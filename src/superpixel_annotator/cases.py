@@ -22,7 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from .meshes import outline_mesh
-from .superpixels import Superpixels, _complete_params, load_or_compute_superpixels
+from .superpixels import (
+    Superpixels,
+    _complete_params,
+    cache_directory,
+    load_or_compute_superpixels,
+)
 from .volume import Volume
 
 # Cases held in memory per process; a 240x240x155 case takes about 70 MB.
@@ -31,15 +36,6 @@ MAX_CASES_IN_MEMORY = 4
 
 class CaseNotFoundError(KeyError):
     """A case key that neither this process nor the disk cache knows."""
-
-
-def cache_directory(cache_dir: str | os.PathLike | None = None) -> Path:
-    """The cache directory: ``cache_dir``, else ``$SUPERPIXEL_ANNOTATOR_CACHE``, else
-    ``~/.cache/superpixel-annotator``."""
-    if cache_dir is not None:
-        return Path(cache_dir)
-    default = Path.home() / ".cache" / "superpixel-annotator"
-    return Path(os.environ.get("SUPERPIXEL_ANNOTATOR_CACHE", default))
 
 
 def case_key(volumes: Sequence[Volume], params: dict) -> str:
@@ -138,8 +134,7 @@ def open_case(
     """
     volumes = tuple(volumes)
     if superpixels is None:
-        source = volumes if len(volumes) > 1 else volumes[0]
-        superpixels = load_or_compute_superpixels(source, cache_dir, **params)
+        superpixels = load_or_compute_superpixels(volumes, cache_dir, **params)
     key = case_key(volumes, superpixels.params)
     _write_volumes(_volumes_path(cache_directory(cache_dir), key), volumes, superpixels)
     return Case(volumes=volumes, superpixels=superpixels, key=key)

@@ -639,6 +639,15 @@ def achievable_segmentation_accuracy(labels: np.ndarray, truth: np.ndarray) -> f
     return 1.0 if total == 0 else float(2 * inside[chosen].sum() / total)
 
 
+def cache_directory(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The cache directory: ``cache_dir``, else ``$SUPERPIXEL_ANNOTATOR_CACHE``, else
+    ``~/.cache/superpixel-annotator``."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    default = Path.home() / ".cache" / "superpixel-annotator"
+    return Path(os.environ.get("SUPERPIXEL_ANNOTATOR_CACHE", default))
+
+
 def load_or_compute_superpixels(
     volumes: Volume | Sequence[Volume], cache_dir: str | Path | None = None, **params
 ) -> Superpixels:
@@ -650,8 +659,7 @@ def load_or_compute_superpixels(
         As for :func:`compute_superpixels`; the cache key is every volume's
         ``content_hash`` and the parameters.
     cache_dir : str or Path, optional
-        Cache directory; default ``$SUPERPIXEL_ANNOTATOR_CACHE`` or
-        ``~/.cache/superpixel-annotator``.
+        See :func:`cache_directory`.
     **params
         As for :func:`compute_superpixels`.
 
@@ -661,9 +669,7 @@ def load_or_compute_superpixels(
     """
     volumes = _co_registered(volumes)
     params = _complete_params(params)
-    if cache_dir is None:
-        default = Path.home() / ".cache" / "superpixel-annotator"
-        cache_dir = os.environ.get("SUPERPIXEL_ANNOTATOR_CACHE", default)
+    cache_dir = cache_directory(cache_dir)
     hashes = [volume.content_hash for volume in volumes]
     key = json.dumps([_CACHE_VERSION, params, hashes[1:]], sort_keys=True).encode()
     path = Path(cache_dir) / f"{hashes[0]}-{hashlib.sha256(key).hexdigest()[:16]}.npz"

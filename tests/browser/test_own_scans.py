@@ -143,3 +143,51 @@ def test_another_tools_segmentation_is_mapped_and_counted(page, app_url, sample,
     text = wait_message(page, "voxels differ")
     assert "other_tool.nii.gz" in text
     page.wait_for_function(HAS_ANNOTATION, arg=view(0), timeout=TIMEOUT_MS)
+
+
+@pytest.fixture(scope="module")
+def two_modalities(serve, tmp_path_factory):
+    """A server opened on the sample and its negative (same grid), as two modalities."""
+    source = nib.load(sample_path())
+    data = np.asarray(source.dataobj, dtype=np.float32)
+    negative = tmp_path_factory.mktemp("modalities") / "negative.nii.gz"
+    nib.save(nib.Nifti1Image(data.max() - data, source.affine), negative)
+    return serve(str(sample_path()), str(negative))
+
+
+def test_views_switch_modality_and_keep_the_annotation(page, two_modalities, sample):
+    open_annotator(page, two_modalities, sample)
+    stroke_across_coronal_plane(page, sample)
+    page.wait_for_function(HAS_ANNOTATION, arg=view(0), timeout=TIMEOUT_MS)
+    before = page.evaluate(SLICE_SOURCES)
+    page.click("label:has-text('negative')")
+    changed = (
+        f"() => ({SLICE_SOURCES.strip()})().every((source, axis) => source !== {before}[axis])"
+    )
+    page.wait_for_function(changed, timeout=TIMEOUT_MS)
+    wait_full_slices(page, sample)
+    assert page.evaluate(HAS_ANNOTATION, view(0))
+
+
+OVERLAY_SOURCE = """
+(selector) => {
+    const gd = (PLOT)(selector);
+    const trace = gd && gd.data && gd.data.find((t) => t.name === 'annotation');
+    return trace ? trace.source : null;
+}
+""".replace("PLOT", PLOT)
+
+
+def test_new_superpixel_size_keeps_the_annotation_and_undo_goes_back(page, app_url, sample):
+    open_annotator(page, app_url, sample)
+    stroke_across_coronal_plane(page, sample)
+    page.wait_for_function(HAS_ANNOTATION, arg=view(0), timeout=TIMEOUT_MS)
+    coarse = page.evaluate(OVERLAY_SOURCE, view(0))
+
+    page.select_option("#annotator-size", label="Fine (3.5 mm)")
+    assert "mapped onto them" in wait_message(page, "Superpixels recomputed")
+    page.wait_for_function(HAS_ANNOTATION, arg=view(0), timeout=TIMEOUT_MS)
+    page.wait_for_function(f"(s) => ({OVERLAY_SOURCE.strip()})(s) !== {coarse!r}", arg=view(0))
+
+    page.click("#annotator-undo")  # nothing to undo on the new superpixels: back to the old
+    page.wait_for_function(f"(s) => ({OVERLAY_SOURCE.strip()})(s) === {coarse!r}", arg=view(0))
