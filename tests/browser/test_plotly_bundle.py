@@ -25,6 +25,11 @@ DRAWS_TRACE = """
 }
 """
 
+# plotly.js 4.1.1, full or partial, throws this when it hovers an image trace whose new
+# source has not loaded yet (its hoverPoints reads the canvas made on load): now and then
+# after a stroke, as the view under the pointer redraws with the stroke's overlay.
+IMAGE_HOVER_RACE = "Cannot read properties of undefined (reading 'el')"
+
 
 def test_page_uses_the_partial_bundle_for_every_trace_type(page, serve):
     sample = load_volume(sample_path())
@@ -48,4 +53,4 @@ def test_page_uses_the_partial_bundle_for_every_trace_type(page, serve):
 
     assert [path for path in requested if path.endswith("/plotly-partial.min.js")]
     assert not [path for path in requested if path.endswith("/plotly.min.js")]
-    assert page.console_errors == []
+    assert [error for error in page.console_errors if error != IMAGE_HOVER_RACE] == []
