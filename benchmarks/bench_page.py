@@ -127,8 +127,9 @@ def kind_of(url: str) -> str:
     path = urlparse(url).path
     if "_dash-update-component" in path:
         return "Dash callbacks (slices, thumbnails, ...)"
-    if path.endswith("plotly.min.js"):
-        return "plotly.min.js"
+    file_name = path.rsplit("/", 1)[-1]
+    if file_name in ("plotly.min.js", "plotly-partial.min.js"):
+        return file_name  # Dash's full plotly.js, or the partial bundle in assets/
     if path.endswith(".js"):
         return "other JavaScript"
     if path.endswith(".css"):
