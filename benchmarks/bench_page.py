@@ -62,7 +62,8 @@ WATCH_3D = """
 () => {
     const graph = GRAPH_3D;
     const bench = window.__bench3d = {mouseup: null, changed: null};
-    window.addEventListener('mouseup', () => {
+    // pointerup: the annotator takes the pointer in drawing mode, so no mouseup follows.
+    window.addEventListener('pointerup', () => {
         bench.mouseup = performance.now();
         const gd = graph();
         const before = gd.data;
