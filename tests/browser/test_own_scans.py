@@ -1,8 +1,13 @@
 """The user's own data in the browser: upload, bad files, reload, opening a segmentation."""
 
+import os
+import subprocess
+import sys
+
 import nibabel as nib
 import numpy as np
 import pytest
+from conftest import free_port, wait_until_serving
 from test_app_browser import (
     HAS_ANNOTATION,
     NO_ANNOTATION,
@@ -191,3 +196,36 @@ def test_new_superpixel_size_keeps_the_annotation_and_undo_goes_back(page, app_u
 
     page.click("#annotator-undo")  # nothing to undo on the new superpixels: back to the old
     page.wait_for_function(f"(s) => ({OVERLAY_SOURCE.strip()})(s) === {coarse!r}", arg=view(0))
+
+
+def test_annotation_survives_a_server_restart(browser, tmp_path):
+    port = free_port()
+    command = [sys.executable, "-m", "superpixel_annotator.cli", "--port", str(port)]
+    env = {**os.environ, "SUPERPIXEL_ANNOTATOR_CACHE": str(tmp_path)}
+
+    def start() -> subprocess.Popen:
+        server = subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        wait_until_serving(server)
+        return server
+
+    sample = load_volume(sample_path())
+    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    server = start()
+    try:
+        open_annotator(page, f"http://127.0.0.1:{port}/", sample)
+        stroke_across_coronal_plane(page, sample)
+        page.wait_for_function(HAS_ANNOTATION, arg=view(0), timeout=TIMEOUT_MS)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    server = start()  # a new process: it knows nothing of the first one's sessions
+    try:
+        page.reload()
+        wait_full_slices(page, sample)
+        page.wait_for_function(HAS_ANNOTATION, arg=view(0), timeout=TIMEOUT_MS)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        page.context.close()
