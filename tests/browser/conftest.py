@@ -21,6 +21,14 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 STARTUP_TIMEOUT_S = 180
+# plotly.js 4.1.1 (full bundle or partial) sometimes fails to hover an image trace whose new
+# picture is still loading, right after it changed under the pointer; nothing else breaks.
+IMAGE_HOVER_RACE = "Cannot read properties of undefined (reading 'el')"
+
+
+def page_errors(page) -> list[str]:
+    """The page's console errors and uncaught exceptions, but plotly.js's image hover race."""
+    return [error for error in page.console_errors if IMAGE_HOVER_RACE not in error]
 
 
 def free_port() -> int:

@@ -3,6 +3,7 @@
 import nibabel as nib
 import numpy as np
 import pytest
+from conftest import page_errors
 
 from superpixel_annotator.annotation import Annotation
 from superpixel_annotator.app import sample_path
@@ -124,7 +125,7 @@ def stroke_across_coronal_plane(page, sample, annotator=ANNOTATOR):
 def test_views_show_full_resolution_slices_and_indicators(page, app_url, sample):
     # Catches dash-slicer under Dash 4 showing only 32-px thumbnails without explicit ranges.
     open_annotator(page, app_url, sample)
-    assert not [e for e in page.console_errors if "TypeError" in e]
+    assert not [e for e in page_errors(page) if "TypeError" in e]
 
 
 def test_stroke_colours_superpixels_in_all_views_and_undo_redo(page, app_url, sample):

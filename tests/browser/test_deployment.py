@@ -18,7 +18,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import free_port, wait_until_serving
+from conftest import free_port, page_errors, wait_until_serving
 from test_app_browser import (
     HAS_ANNOTATION,
     NO_ANNOTATION,
@@ -241,7 +241,7 @@ def test_edits_stay_right_when_each_one_goes_to_another_worker(page, server, sam
 
     assert len(edits) == 5
     assert all(before != after for before, after in zip(edits[:-1], edits[1:], strict=True)), edits
-    assert not [e for e in page.console_errors if "TypeError" in e]
+    assert not [e for e in page_errors(page) if "TypeError" in e]
 
 
 def test_two_users_at_once_do_not_see_each_others_labels(browser, page, server, sample):

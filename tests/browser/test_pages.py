@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import page_errors
 from test_app_browser import (
     HAS_ANNOTATION,
     NO_ANNOTATION,
@@ -66,7 +67,7 @@ def test_each_page_has_its_own_annotator(page, portal_url, scans):
     assert all(page.evaluate(NO_ANNOTATION, view(axis, LESION)) for axis in range(3))
     stroke_across_lesion(page, scans[LESION])
     page.wait_for_function(HAS_ANNOTATION, arg=view(1, LESION), timeout=TIMEOUT_MS)
-    assert not [e for e in page.console_errors if "TypeError" in e]
+    assert not [e for e in page_errors(page) if "TypeError" in e]
 
 
 def test_a_page_comes_back_as_it_was(page, portal_url, scans):
@@ -83,4 +84,4 @@ def test_a_page_comes_back_as_it_was(page, portal_url, scans):
     wait_overlay(page, annotated, view(0, PHANTOM))
     page.keyboard.press("Control+z")  # the shortcut reaches the annotator on screen
     wait_overlay(page, None, view(0, PHANTOM))
-    assert not page.console_errors
+    assert not page_errors(page)

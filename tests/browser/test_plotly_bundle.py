@@ -2,6 +2,7 @@
 
 from urllib.parse import urlsplit
 
+from conftest import page_errors
 from test_app_browser import (
     HAS_ANNOTATION,
     TIMEOUT_MS,
@@ -24,11 +25,6 @@ DRAWS_TRACE = """
         gd._fullData.some((trace) => trace.type === type && trace.visible === true));
 }
 """
-
-# plotly.js 4.1.1, full or partial, throws this when it hovers an image trace whose new
-# source has not loaded yet (its hoverPoints reads the canvas made on load): now and then
-# after a stroke, as the view under the pointer redraws with the stroke's overlay.
-IMAGE_HOVER_RACE = "Cannot read properties of undefined (reading 'el')"
 
 
 def test_page_uses_the_partial_bundle_for_every_trace_type(page, serve):
@@ -53,4 +49,4 @@ def test_page_uses_the_partial_bundle_for_every_trace_type(page, serve):
 
     assert [path for path in requested if path.endswith("/plotly-partial.min.js")]
     assert not [path for path in requested if path.endswith("/plotly.min.js")]
-    assert [error for error in page.console_errors if error != IMAGE_HOVER_RACE] == []
+    assert page_errors(page) == []
