@@ -432,3 +432,27 @@ def test_bad_upload_says_why_and_keeps_the_case(annotator, contents, names, prob
     assert result["case"] is dash.no_update
     assert problem in result["message"] and result["message_color"] == "warning"
     assert "\n" not in result["message"]
+
+
+def uploaded_scans(tmp_path, shapes: dict) -> list[str]:
+    """Upload data URLs of noise scans, one per name, of the given shapes."""
+    contents = []
+    for seed, (name, shape) in enumerate(shapes.items()):
+        data = np.random.default_rng(seed).normal(100, 10, shape).astype(np.float32)
+        nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / name)
+        contents.append(upload_url((tmp_path / name).read_bytes()))
+    return contents
+
+
+def test_uploaded_modalities_must_share_a_grid(annotator, tmp_path):
+    shapes = {"flair.nii.gz": (12, 14, 16), "t1c.nii.gz": (12, 14, 15)}
+    result = open_scan(annotator, uploaded_scans(tmp_path, shapes), list(shapes))
+    assert result["case"] is dash.no_update
+    assert "t1c.nii.gz" in result["message"] and "flair.nii.gz" in result["message"]
+
+
+def test_two_uploaded_modalities_open_one_case_with_both(annotator, tmp_path):
+    shapes = {"flair.nii.gz": (12, 14, 16), "t1c.nii.gz": (12, 14, 16)}
+    result = open_scan(annotator, uploaded_scans(tmp_path, shapes), list(shapes))
+    case = annotator.case_of(result["case"])
+    assert [volume.name for volume in case.volumes] == ["flair", "t1c"]
