@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import nibabel as nib
+import numpy as np
 import pytest
 from conftest import free_port, page_errors, wait_until_serving
 from test_app_browser import (
@@ -28,6 +30,7 @@ from test_app_browser import (
     open_annotator,
     stroke_across_coronal_plane,
     view,
+    wait_full_slices,
 )
 
 from superpixel_annotator.app import sample_path
@@ -290,3 +293,26 @@ def test_bad_file_stops_the_launcher_with_one_line(tmp_path, cache_dir, name, co
     assert len(lines) == 1 and lines[0].startswith(f"superpixel-annotator: {path}: {problem}"), (
         result.stderr
     )
+
+
+def test_upload_is_computed_in_the_background_and_served_by_any_worker(
+    page, server, sample, tmp_path
+):
+    url, _ = server
+    source = nib.load(sample_path())
+    path = tmp_path / "shifted_phantom.nii.gz"
+    nib.save(nib.Nifti1Image(np.roll(np.asarray(source.dataobj), 3, axis=0), source.affine), path)
+    uploaded = load_volume(path)
+    open_annotator(page, url, sample)
+    page.set_input_files("#annotator-upload input[type=file]", str(path))
+    page.wait_for_selector(
+        "#annotator-message:has-text('Opened shifted_phantom')", timeout=TIMEOUT_MS
+    )
+    wait_full_slices(page, uploaded)
+    edits = record_edits(page)
+    for _ in range(4):
+        stroke_across_coronal_plane(page, uploaded)
+        wait_overlay_change(page, None)
+        page.keyboard.press("Control+z")
+        wait_overlay(page, None)
+    assert len(edits) == 8  # every edit of the uploaded scan answered with a new state
