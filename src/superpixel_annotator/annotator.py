@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 import tempfile
 from collections.abc import Sequence
@@ -24,12 +23,12 @@ import dash_bootstrap_components as dbc
 import numpy as np
 import plotly.graph_objects as go
 from dash import Input, Output, State, ctx, dcc, html
-from dash_slicer import VolumeSlicer
-from dash_slicer.utils import get_thumbnail_size, img_array_to_uri, shape3d_to_size2d
+from dash_slicer.utils import img_array_to_uri
 
-from . import strokes_js
+from . import clientside, strokes_js
 from .annotation import MAX_LABEL, Annotation, AnnotationStateError
 from .cases import Case, CaseNotFoundError, CaseStore, cache_directory, open_case
+from .clientside import STALE
 from .meshes import label_meshes, scene_layout
 from .overlays import (
     boundary_section_uri,
@@ -40,6 +39,7 @@ from .overlays import (
     touched_slices,
 )
 from .palette import DEFAULT_LABELS, LabelClass
+from .slicer import THUMBNAIL_SIZE, SessionSlicer, axis_ranges, is_window, windowed
 from .statistics import label_statistics, statistics_csv
 from .superpixels import DEFAULT_PARAMS, Superpixels
 from .volume import (
@@ -54,8 +54,6 @@ from .volume import (
 
 VIEW_NAMES = ("Axial", "Coronal", "Sagittal")
 MAX_STROKE_VERTICES = 5000
-# An overlay slice that changed but is not on screen: rendered when a view shows it.
-STALE = "stale"
 # The colour, and palette index, of what Fill proposes before the user accepts it.
 PREVIEW_COLOR = "#ffffff"
 PREVIEW_VALUE = 255
@@ -105,143 +103,6 @@ HELP_ITEMS = (
     ("Superpixels", "shows the superpixel borders; Contrast sets the intensity window."),
     ("Download segmentation", "saves the labels as NIfTI with the scan's geometry."),
 )
-
-_COMPOSE_OVERLAYS = """
-function(index, annotationSlices, boundary, showBoundaries, showAnnotation, opacity, geometry,
-         current) {
-    const traces = [];
-    const base = {type: 'image', hoverinfo: 'skip', x0: geometry.x0, y0: geometry.y0,
-                  dx: geometry.dx, dy: geometry.dy};
-    const annotation = annotationSlices ? annotationSlices[index] : null;
-    if (showAnnotation && annotation && annotation !== STALE) {
-        traces.push({...base, source: annotation, opacity: opacity, name: 'annotation'});
-    }
-    if (showBoundaries && boundary && boundary.index === index && boundary.uri) {
-        traces.push({...base, source: boundary.uri, name: 'superpixels'});
-    }
-    // An unchanged overlay must not cost the view a redraw.
-    const key = (list) => JSON.stringify((list || []).map((t) => [t.name, t.source, t.opacity]));
-    return key(traces) === key(current) ? window.dash_clientside.no_update : traces;
-}
-""".replace("STALE", json.dumps(STALE))
-
-# A view that shows a slice marked stale asks the server for it (with a time stamp, so that
-# asking twice for the same slice still counts).
-_REQUEST_STALE = """
-function(index, annotationSlices) {
-    if (annotationSlices && annotationSlices[index] === STALE) {
-        return [index, performance.now()];
-    }
-    return window.dash_clientside.no_update;
-}
-""".replace("STALE", json.dumps(STALE))
-
-# dash-slicer publishes a view's position (its "state", from which the full-resolution slice
-# and the other views' indicators follow) from a 100 ms timer that waits five ticks for
-# Plotly to settle the axis ranges, and starts on the first relayout. The ranges are given
-# explicitly here, so the state is published at once when a view gets its geometry (page
-# load, another scan). dash-slicer's private state is left alone: when its timer runs too
-# (another scan moves the sliders), its state asks for the slice again, and that request,
-# the newest, is the one whose answer Dash keeps.
-_PUBLISH_STATE = """
-function(geometry, index, info) {
-    const range = (axis) => [info.offset[axis] - 0.5 * info.stepsize[axis],
-                             info.offset[axis] + (info.size[axis] - 0.5) * info.stepsize[axis]];
-    return {index: index, index_changed: true, xrange: range(0), yrange: range(1),
-            zpos: info.offset[2] + index * info.stepsize[2], axis: info.axis, color: info.color};
-}
-"""
-
-# The 3D view and the statistics get the annotation only while shown: hidden, strokes cost
-# them no request.
-_PASS_WHEN_SHOWN = """
-function(state, show) { return show ? state : window.dash_clientside.no_update; }
-"""
-
-# Entering a case (page load, upload, new superpixel size, undo of that) sets the annotation:
-# the one saved in local storage for this annotator and case when asked to restore, else the
-# one the case data hands over; every slice is then stale (rendered when shown).
-_ENTER_CASE = """
-function(caseData, storagePrefix) {
-    if (!caseData || typeof caseData.key !== 'string') {
-        return Array(4).fill(window.dash_clientside.no_update);
-    }
-    let state = caseData.state || null;
-    if (caseData.restore) {
-        try {
-            state = window.localStorage.getItem(storagePrefix + caseData.key) || state;
-        } catch (error) {}
-    }
-    const slices = (n) => Array(n).fill(state ? STALE : null);
-    return [state, slices(caseData.shape[0]), slices(caseData.shape[1]), slices(caseData.shape[2])];
-}
-""".replace("STALE", json.dumps(STALE))
-
-_SAVE_ANNOTATION = """
-function(state, caseData, storagePrefix) {
-    if (typeof state === 'string' && caseData && typeof caseData.key === 'string') {
-        try {
-            window.localStorage.setItem(storagePrefix + caseData.key, state);
-        } catch (error) {}
-    }
-}
-"""
-
-_INSTALL_SHORTCUTS = """
-function(config) {
-    const registry = window._superpixelAnnotators = window._superpixelAnnotators || {
-        active: null, ids: []
-    };
-    if (!config || registry.ids.includes(config.id)) {
-        return window.dash_clientside.no_update;
-    }
-    if (!registry.ids.length) {
-        document.addEventListener('pointerdown', (event) => {
-            const root = event.target.closest && event.target.closest('[data-annotator]');
-            if (root) { registry.active = root.dataset.annotator; }
-        }, true);
-    }
-    registry.ids.push(config.id);
-    document.addEventListener('keydown', (event) => {
-        // Annotators on pages that are not shown are not in the document.
-        const shown = registry.ids.filter(
-            (id) => document.querySelector('[data-annotator="' + id + '"]'));
-        const active = shown.includes(registry.active) ? registry.active : shown[0];
-        if (active !== config.id) { return; }
-        const target = event.target;
-        if (target && (target.isContentEditable || target.tagName === 'TEXTAREA' ||
-                       (target.tagName === 'INPUT' && target.type === 'text'))) { return; }
-        const key = event.key.toLowerCase();
-        const modifier = event.ctrlKey || event.metaKey;
-        const click = (part) => document.getElementById(config.id + '-' + part).click();
-        if (modifier && key === 'z' && !event.shiftKey) {
-            click('undo');
-        } else if (modifier && (key === 'y' || key === 'z')) {
-            click('redo');
-        } else if (!modifier && (key === 'f' || key === 'enter' || key === 'escape')) {
-            const previewing = document.getElementById(config.id + '-fill-bar')
-                .classList.contains('show');
-            if (key === 'f' && !previewing) {
-                click('fill');
-            } else if (previewing) {
-                click(key === 'escape' ? 'fill-discard' : 'fill-accept');
-            } else {
-                return;
-            }
-        } else if (!modifier && key === 's') {
-            click('fine');
-        } else if (!modifier && (key === 'e' || key === '0')) {
-            window.dash_clientside.set_props(config.id + '-label', {value: 0});
-        } else if (!modifier && config.labels.includes(Number(key))) {
-            window.dash_clientside.set_props(config.id + '-label', {value: Number(key)});
-        } else {
-            return;
-        }
-        event.preventDefault();
-    });
-    return window.dash_clientside.no_update;
-}
-"""
 
 
 def parse_stroke_path(path: str) -> np.ndarray:
@@ -328,7 +189,7 @@ class VolumeAnnotator:
 
             background_manager = dash.DiskcacheManager(diskcache.Cache(self.cache_dir / "jobs"))
         self._background_manager = background_manager
-        self.slicers = [_SessionSlicer(app, self, axis) for axis in range(3)]
+        self.slicers = [SessionSlicer(app, self, axis) for axis in range(3)]
         self.layout = self._make_layout()
         self._register_callbacks(app)
 
@@ -387,7 +248,7 @@ class VolumeAnnotator:
     ) -> list[str]:
         data = self.cases.get(key).volumes[modality].data
         return [
-            img_array_to_uri(_windowed(section(data, axis, index), clim), THUMBNAIL_SIZE)
+            img_array_to_uri(windowed(section(data, axis, index), clim), THUMBNAIL_SIZE)
             for index in range(data.shape[axis])
         ]
 
@@ -843,14 +704,14 @@ class VolumeAnnotator:
         )(self.show_case)
 
         app.clientside_callback(
-            _ENTER_CASE,
+            clientside.ENTER_CASE,
             Output(part("annotation"), "data"),
             [Output(part(f"annotation-slices-{a}"), "data") for a in range(3)],
             Input(part("case"), "data"),
             State(part("storage-prefix"), "data"),
         )
         app.clientside_callback(
-            _SAVE_ANNOTATION,
+            clientside.SAVE_ANNOTATION,
             Input(part("annotation"), "data"),
             case,
             State(part("storage-prefix"), "data"),
@@ -866,7 +727,7 @@ class VolumeAnnotator:
                 prevent_initial_call=True,
             )(self._boundary_callback(axis))
             app.clientside_callback(
-                _PUBLISH_STATE,
+                clientside.PUBLISH_STATE,
                 Output(slicer.state.id, "data", allow_duplicate=True),
                 Input(part(f"geometry-{axis}"), "data"),
                 State(slicer.slider.id, "value"),
@@ -895,7 +756,7 @@ class VolumeAnnotator:
                 prevent_initial_call=True,
             )(self._ids_callback(axis))
             app.clientside_callback(
-                _REQUEST_STALE,
+                clientside.REQUEST_STALE,
                 Output(part(f"stale-request-{axis}"), "data"),
                 Input(slicer.slider.id, "value"),
                 Input(part(f"annotation-slices-{axis}"), "data"),
@@ -909,7 +770,7 @@ class VolumeAnnotator:
                 prevent_initial_call=True,
             )(self._stale_callback(axis))
             app.clientside_callback(
-                _COMPOSE_OVERLAYS,
+                clientside.COMPOSE_OVERLAYS,
                 Output(slicer.extra_traces.id, "data"),
                 Input(slicer.slider.id, "value"),
                 Input(part(f"annotation-slices-{axis}"), "data"),
@@ -925,7 +786,7 @@ class VolumeAnnotator:
             [Output(slicer.clim.id, "data") for slicer in self.slicers],
             Input(part("contrast"), "value"),
             prevent_initial_call=True,
-        )(lambda window: [tuple(window)] * 3 if _is_window(window) else [dash.no_update] * 3)
+        )(lambda window: [tuple(window)] * 3 if is_window(window) else [dash.no_update] * 3)
 
         app.callback(
             Output(part("download"), "data"),
@@ -964,7 +825,9 @@ class VolumeAnnotator:
         )(lambda _, is_open: not is_open)
 
         app.clientside_callback(
-            _INSTALL_SHORTCUTS, Output(part("shortcuts"), "data"), Input(part("shortcuts"), "data")
+            clientside.INSTALL_SHORTCUTS,
+            Output(part("shortcuts"), "data"),
+            Input(part("shortcuts"), "data"),
         )
 
     def _register_panel(self, app: dash.Dash, panel: str, outputs, function) -> None:
@@ -972,7 +835,7 @@ class VolumeAnnotator:
         shown."""
         shown = Input(self._part(f"show-{panel}"), "value")
         app.clientside_callback(
-            _PASS_WHEN_SHOWN,
+            clientside.PASS_WHEN_SHOWN,
             Output(self._part(f"annotation-{panel}"), "data"),
             Input(self._part("annotation"), "data"),
             shown,
@@ -1062,7 +925,7 @@ class VolumeAnnotator:
         keep = [dash.no_update] * 3
         figures = []
         for axis in range(3):
-            ranges = _axis_ranges(case.shape, case.volume.spacing, axis)
+            ranges = axis_ranges(case.shape, case.volume.spacing, axis)
             figure = dash.Patch()
             figure["layout"]["xaxis"]["range"] = ranges["x"]
             figure["layout"]["yaxis"]["range"] = ranges["y"]
@@ -1303,7 +1166,7 @@ class VolumeAnnotator:
         sp_section = section(annotation.superpixels.labels, axis, index)
         return label_section_uri(labels, sp_section, self._palette)
 
-    def _stroke_config(self, slicer: _SessionSlicer) -> dict:
+    def _stroke_config(self, slicer: SessionSlicer) -> dict:
         """What a view's stroke handlers need to know (see :mod:`.strokes_js`)."""
         axis, part = slicer.axis, self._part
         return {
@@ -1492,118 +1355,3 @@ def _decode_upload(content, filename, limits: Limits) -> bytes:
         return base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
         raise VolumeError(f"{name}: the upload is not valid base64") from None
-
-
-THUMBNAIL_SIZE = 32
-
-
-def _windowed(image: np.ndarray, clim) -> np.ndarray:
-    """An image as uint8 through the intensity window ``clim``."""
-    low, high = min(clim), max(clim)
-    scaled = (image.astype(np.float32) - low) * (255 / max(high - low, 1e-12))
-    return np.clip(scaled, 0, 255).astype(np.uint8)
-
-
-def _axis_ranges(shape: Sequence[int], spacing: Sequence[float], axis: int) -> dict:
-    """A view's x and y axis ranges in mm, showing the whole slice with row 0 on top."""
-    rows_axis, cols_axis = (a for a in range(3) if a != axis)
-    height, width = shape[rows_axis], shape[cols_axis]
-    dy, dx = spacing[rows_axis], spacing[cols_axis]
-    return {"x": [-0.5 * dx, (width - 0.5) * dx], "y": [(height - 0.5) * dy, -0.5 * dy]}
-
-
-class _SessionSlicer(VolumeSlicer):
-    """dash-slicer's ``VolumeSlicer``, slicing the case and modality the session shows.
-
-    dash-slicer binds a slicer to one array; its two server callbacks are registered here
-    with the session's case and modality as state instead, so the registered slicer serves
-    every user's scan, and thumbnails are cached per case, modality and window.
-    """
-
-    def __init__(self, app: dash.Dash, annotator: VolumeAnnotator, axis: int) -> None:
-        self._annotator = annotator
-        case = annotator.initial_case
-        super().__init__(
-            app,
-            case.volume.data,
-            spacing=case.volume.spacing,
-            axis=axis,
-            scene_id=annotator.id,
-            clim=case.windows[0],
-            thumbnail=THUMBNAIL_SIZE,
-        )
-        ranges = _axis_ranges(case.shape, case.volume.spacing, axis)
-        # dash-slicer reads layout.*axis.range from the figure prop, which Dash 4 leaves
-        # undefined under autorange: state the ranges (see also _PUBLISH_STATE).
-        self.graph.figure.update_xaxes(range=ranges["x"])
-        self.graph.figure.update_yaxes(range=ranges["y"])
-        self.graph.figure.update_layout(
-            dragmode="drawopenpath",
-            uirevision=case.key,
-            plot_bgcolor="black",
-        )
-        self.graph.config.update(
-            modeBarButtonsToAdd=["drawopenpath"],
-            modeBarButtonsToRemove=["toImage", "lasso2d", "select2d"],
-            displaylogo=False,
-        )
-        self.graph.style = {"height": "42vh"}
-
-    def info_for(self, case: Case) -> dict:
-        """dash-slicer's view info for ``case`` (a new ``infoid`` makes it reload the slice)."""
-        size = shape3d_to_size2d(case.shape, self._axis)
-        return {
-            **self._slice_info,
-            "size": size,
-            "offset": (0.0, 0.0, 0.0),
-            "stepsize": shape3d_to_size2d(case.volume.spacing, self._axis),
-            "thumbnail_size": get_thumbnail_size(size[:2], THUMBNAIL_SIZE),
-            "infoid": int(np.random.default_rng().integers(1, 9999999)),
-        }
-
-    def _create_server_callbacks(self) -> None:
-        case = State(self._annotator._part("case"), "data")
-        modality = State(self._annotator._part("modality"), "value")
-        self._app.callback(
-            Output(self._thumbs_data.id, "data"), Input(self._clim.id, "data"), case, modality
-        )(self.thumbnails)
-        self._app.callback(
-            Output(self._server_data.id, "data"),
-            Input(self._state.id, "data"),
-            Input(self._clim.id, "data"),
-            case,
-            modality,
-        )(self.requested_slice)
-
-    def _array(self, case_data, modality) -> tuple[Case, int]:
-        try:
-            case = self._annotator.case_of(case_data)
-        except CaseNotFoundError:
-            raise dash.exceptions.PreventUpdate from None
-        return case, self._annotator._modality(case, modality)
-
-    def thumbnails(self, clim, case_data, modality) -> list[str]:
-        """Every slice of the view as a small PNG, through the window ``clim``."""
-        case, modality = self._array(case_data, modality)
-        if not _is_window(clim):
-            raise dash.exceptions.PreventUpdate
-        return self._annotator._thumbnails(case.key, modality, self._axis, tuple(clim))
-
-    def requested_slice(self, state, clim, case_data, modality) -> dict:
-        """The full-resolution slice the view moved to."""
-        if not isinstance(state, dict) or not state.get("index_changed") or not _is_window(clim):
-            raise dash.exceptions.PreventUpdate
-        case, modality = self._array(case_data, modality)
-        index = state.get("index")
-        if not isinstance(index, int) or not 0 <= index < case.shape[self._axis]:
-            raise dash.exceptions.PreventUpdate
-        image = section(case.volumes[modality].data, self._axis, index)
-        return {"index": index, "slice": img_array_to_uri(_windowed(image, clim))}
-
-
-def _is_window(clim) -> bool:
-    return (
-        isinstance(clim, (list, tuple))
-        and len(clim) == 2
-        and all(isinstance(v, (int, float)) for v in clim)
-    )

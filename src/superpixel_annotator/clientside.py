@@ -1,0 +1,146 @@
+"""The annotator's client-side callbacks (JavaScript), apart from strokes (see
+:mod:`.strokes_js`)."""
+
+from __future__ import annotations
+
+import json
+
+# An overlay slice that changed but is not on screen: rendered when a view shows it.
+STALE = "stale"
+
+COMPOSE_OVERLAYS = """
+function(index, annotationSlices, boundary, showBoundaries, showAnnotation, opacity, geometry,
+         current) {
+    const traces = [];
+    const base = {type: 'image', hoverinfo: 'skip', x0: geometry.x0, y0: geometry.y0,
+                  dx: geometry.dx, dy: geometry.dy};
+    const annotation = annotationSlices ? annotationSlices[index] : null;
+    if (showAnnotation && annotation && annotation !== STALE) {
+        traces.push({...base, source: annotation, opacity: opacity, name: 'annotation'});
+    }
+    if (showBoundaries && boundary && boundary.index === index && boundary.uri) {
+        traces.push({...base, source: boundary.uri, name: 'superpixels'});
+    }
+    // An unchanged overlay must not cost the view a redraw.
+    const key = (list) => JSON.stringify((list || []).map((t) => [t.name, t.source, t.opacity]));
+    return key(traces) === key(current) ? window.dash_clientside.no_update : traces;
+}
+""".replace("STALE", json.dumps(STALE))
+
+# A view that shows a slice marked stale asks the server for it (with a time stamp, so that
+# asking twice for the same slice still counts).
+REQUEST_STALE = """
+function(index, annotationSlices) {
+    if (annotationSlices && annotationSlices[index] === STALE) {
+        return [index, performance.now()];
+    }
+    return window.dash_clientside.no_update;
+}
+""".replace("STALE", json.dumps(STALE))
+
+# dash-slicer publishes a view's position (its "state", from which the full-resolution slice
+# and the other views' indicators follow) from a 100 ms timer that waits five ticks for
+# Plotly to settle the axis ranges, and starts on the first relayout. The ranges are given
+# explicitly here, so the state is published at once when a view gets its geometry (page
+# load, another scan). dash-slicer's private state is left alone: when its timer runs too
+# (another scan moves the sliders), its state asks for the slice again, and that request,
+# the newest, is the one whose answer Dash keeps.
+PUBLISH_STATE = """
+function(geometry, index, info) {
+    const range = (axis) => [info.offset[axis] - 0.5 * info.stepsize[axis],
+                             info.offset[axis] + (info.size[axis] - 0.5) * info.stepsize[axis]];
+    return {index: index, index_changed: true, xrange: range(0), yrange: range(1),
+            zpos: info.offset[2] + index * info.stepsize[2], axis: info.axis, color: info.color};
+}
+"""
+
+# The 3D view and the statistics get the annotation only while shown: hidden, strokes cost
+# them no request.
+PASS_WHEN_SHOWN = """
+function(state, show) { return show ? state : window.dash_clientside.no_update; }
+"""
+
+# Entering a case (page load, upload, new superpixel size, undo of that) sets the annotation:
+# the one saved in local storage for this annotator and case when asked to restore, else the
+# one the case data hands over; every slice is then stale (rendered when shown).
+ENTER_CASE = """
+function(caseData, storagePrefix) {
+    if (!caseData || typeof caseData.key !== 'string') {
+        return Array(4).fill(window.dash_clientside.no_update);
+    }
+    let state = caseData.state || null;
+    if (caseData.restore) {
+        try {
+            state = window.localStorage.getItem(storagePrefix + caseData.key) || state;
+        } catch (error) {}
+    }
+    const slices = (n) => Array(n).fill(state ? STALE : null);
+    return [state, slices(caseData.shape[0]), slices(caseData.shape[1]), slices(caseData.shape[2])];
+}
+""".replace("STALE", json.dumps(STALE))
+
+SAVE_ANNOTATION = """
+function(state, caseData, storagePrefix) {
+    if (typeof state === 'string' && caseData && typeof caseData.key === 'string') {
+        try {
+            window.localStorage.setItem(storagePrefix + caseData.key, state);
+        } catch (error) {}
+    }
+}
+"""
+
+INSTALL_SHORTCUTS = """
+function(config) {
+    const registry = window._superpixelAnnotators = window._superpixelAnnotators || {
+        active: null, ids: []
+    };
+    if (!config || registry.ids.includes(config.id)) {
+        return window.dash_clientside.no_update;
+    }
+    if (!registry.ids.length) {
+        document.addEventListener('pointerdown', (event) => {
+            const root = event.target.closest && event.target.closest('[data-annotator]');
+            if (root) { registry.active = root.dataset.annotator; }
+        }, true);
+    }
+    registry.ids.push(config.id);
+    document.addEventListener('keydown', (event) => {
+        // Annotators on pages that are not shown are not in the document.
+        const shown = registry.ids.filter(
+            (id) => document.querySelector('[data-annotator="' + id + '"]'));
+        const active = shown.includes(registry.active) ? registry.active : shown[0];
+        if (active !== config.id) { return; }
+        const target = event.target;
+        if (target && (target.isContentEditable || target.tagName === 'TEXTAREA' ||
+                       (target.tagName === 'INPUT' && target.type === 'text'))) { return; }
+        const key = event.key.toLowerCase();
+        const modifier = event.ctrlKey || event.metaKey;
+        const click = (part) => document.getElementById(config.id + '-' + part).click();
+        if (modifier && key === 'z' && !event.shiftKey) {
+            click('undo');
+        } else if (modifier && (key === 'y' || key === 'z')) {
+            click('redo');
+        } else if (!modifier && (key === 'f' || key === 'enter' || key === 'escape')) {
+            const previewing = document.getElementById(config.id + '-fill-bar')
+                .classList.contains('show');
+            if (key === 'f' && !previewing) {
+                click('fill');
+            } else if (previewing) {
+                click(key === 'escape' ? 'fill-discard' : 'fill-accept');
+            } else {
+                return;
+            }
+        } else if (!modifier && key === 's') {
+            click('fine');
+        } else if (!modifier && (key === 'e' || key === '0')) {
+            window.dash_clientside.set_props(config.id + '-label', {value: 0});
+        } else if (!modifier && config.labels.includes(Number(key))) {
+            window.dash_clientside.set_props(config.id + '-label', {value: Number(key)});
+        } else {
+            return;
+        }
+        event.preventDefault();
+    });
+    return window.dash_clientside.no_update;
+}
+"""
