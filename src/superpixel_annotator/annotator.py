@@ -310,6 +310,11 @@ class VolumeAnnotator:
         return [{"label": volume.name, "value": i} for i, volume in enumerate(case.volumes)]
 
     @staticmethod
+    def _modality_style(case: Case) -> dict:
+        """The modality switch shows only when there is a choice."""
+        return {} if len(case.volumes) > 1 else {"display": "none"}
+
+    @staticmethod
     def _contrast_range(case: Case, modality: int) -> dict:
         data = case.volumes[modality].data
         window = case.windows[modality]
@@ -318,7 +323,12 @@ class VolumeAnnotator:
     def _scan_bar(self):
         """The scan's name, and the controls to open a scan or a segmentation and to choose
         the superpixel size."""
-        upload_style = {"cursor": "pointer"}
+        drop_zone = {
+            "cursor": "pointer",
+            "border": "1px dashed #6c757d",
+            "borderRadius": "4px",
+            "padding": "2px 10px",
+        }
         return dbc.Row(
             [
                 dbc.Col(
@@ -327,31 +337,29 @@ class VolumeAnnotator:
                 ),
                 dbc.Col(
                     dcc.Upload(
-                        dbc.Button(
-                            "Open scan…",
-                            size="sm",
-                            color="secondary",
-                            outline=True,
-                            title="Drop or choose a .nii, .nii.gz, .mgz or .mgh file; several "
-                            "files are co-registered modalities of one scan",
+                        html.Span(
+                            ["Open scan… ", html.Span("or drop files", className="text-muted")],
+                            title="A .nii, .nii.gz, .mgz or .mgh file; several files are "
+                            "co-registered modalities of one scan",
                         ),
                         id=self._part("upload"),
                         multiple=True,
-                        style=upload_style,
+                        style=drop_zone,
+                        style_active={**drop_zone, "borderColor": "#0d6efd"},
+                        className="small",
                     ),
                     width="auto",
                 ),
                 dbc.Col(
                     dcc.Upload(
-                        dbc.Button(
+                        html.Span(
                             "Open segmentation…",
-                            size="sm",
-                            color="secondary",
-                            outline=True,
-                            title="Load labels of this scan from a NIfTI file",
+                            title="Labels of this scan from a NIfTI file (e.g. a downloaded one)",
                         ),
                         id=self._part("open-segmentation"),
-                        style=upload_style,
+                        style=drop_zone,
+                        style_active={**drop_zone, "borderColor": "#0d6efd"},
+                        className="small",
                     ),
                     width="auto",
                 ),
@@ -481,6 +489,7 @@ class VolumeAnnotator:
                         id=self._part("modality"),
                         options=self._modality_options(self.initial_case),
                         value=0,
+                        style=self._modality_style(self.initial_case),
                         inline=True,
                         inputClassName="btn-check",
                         labelClassName="btn btn-outline-secondary btn-sm",
@@ -691,6 +700,7 @@ class VolumeAnnotator:
                 "contrast_max": Output(part("contrast"), "max"),
                 "contrast_value": Output(part("contrast"), "value"),
                 "modalities": Output(part("modality"), "options"),
+                "modality_style": Output(part("modality"), "style"),
                 "modality": Output(part("modality"), "value"),
                 "name": Output(part("name"), "children"),
                 "preview": Output(part("fill-preview"), "data", allow_duplicate=True),
@@ -944,6 +954,7 @@ class VolumeAnnotator:
             "contrast_max": contrast["max"],
             "contrast_value": contrast["value"],
             "modalities": self._modality_options(case) if new_case else dash.no_update,
+            "modality_style": self._modality_style(case) if new_case else dash.no_update,
             "modality": modality,
             "name": case.volume.name,
             "preview": None if new_case else dash.no_update,
