@@ -1,9 +1,12 @@
 """Simulate an annotator drawing straight strokes on axial slices of BraTS 2013 scans.
 
-Run ``python benchmarks/simulated_annotator.py [--strokes 20] [--skip-sample-app]``. Prints a
-Markdown table of the whole-tumour Dice (ground-truth labels > 0) after 1, 3, 5, 10 and 20
-strokes, per case and as medians, and writes the Dice curves to
-``benchmarks/results/simulated_annotator.png``.
+Run ``python benchmarks/simulated_annotator.py [--strokes 20] [--skip-sample-app] [--flips]``.
+Prints a Markdown table of the whole-tumour Dice (ground-truth labels > 0) after 1, 3, 5, 10
+and 20 strokes, per case and as medians, and writes the Dice curves to
+``benchmarks/results/simulated_annotator.png``. ``--flips`` adds each case mirrored along
+each axis (plot: ``simulated_annotator_flips.png``): the same anatomy falls on other
+supervoxel grids, which shows how much a result owes to where the grid happens to fall on
+these two cases.
 
 At each step the simulated annotator takes the axial slice with the most erroneous voxels
 (tumour not labelled, or labelled voxels outside the tumour), the largest connected erroneous
@@ -11,13 +14,17 @@ region in it, and draws one straight stroke along the region's principal axis th
 centroid, clipped to the longest straight run inside the region: label 1 over missed tumour,
 the eraser (label 0) over wrongly labelled voxels. A pipeline without an eraser only ever
 targets missed tumour. A stroke that changes nothing is counted, and its region is not
-targeted again.
+targeted again. Where both selection levels exist, each stroke is drawn at the level whose
+result is better (coarse regions to cover, the fine level when a coarse stroke would take
+too much), as a user watching the superpixel overlay would toggle *Fine strokes*.
 
 Pipelines, all on FLAIR unless named otherwise:
 
 - ``sample app``: the original sample app's scikit-image SLIC (300 segments, compactness 0.1,
   on the volume rescaled to 8 bits), one label, no eraser.
-- ``ours``: :func:`compute_superpixels` with its defaults.
+- ``ours, fine level only``: :func:`compute_superpixels` with its defaults, every stroke at
+  the fine level.
+- ``ours``: the same, strokes at either level.
 - ``ours + autofill``: the same, with :meth:`Annotation.autofill` after each stroke.
 - ``ours + autofill (FLAIR, T1c)``: superpixels from both modalities
   (``compute_superpixels([flair, t1c])``) and autofill on both modalities' intensities.
@@ -26,6 +33,8 @@ Pipelines, all on FLAIR unless named otherwise:
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import itertools
 import statistics
 from pathlib import Path
 
@@ -44,6 +53,13 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 CHECKPOINTS = (1, 3, 5, 10, 20)
 # Samples per voxel along a stroke's line when clipping it to its region.
 _LINE_SAMPLES_PER_VOXEL = 4
+
+
+def flipped(volume: Volume, axis: int | None) -> Volume:
+    """``volume`` mirrored along ``axis`` (itself when None)."""
+    if axis is None:
+        return volume
+    return dataclasses.replace(volume, data=np.ascontiguousarray(np.flip(volume.data, axis)))
 
 
 def dice(prediction: np.ndarray, truth: np.ndarray) -> float:
@@ -224,16 +240,28 @@ def main() -> None:
     parser.add_argument(
         "--skip-sample-app", action="store_true", help="skip the sample app (~30 s per case)"
     )
+    parser.add_argument(
+        "--flips", action="store_true", help="also run each case mirrored along each axis (4x)"
+    )
     args = parser.parse_args()
     cases = sorted(DATA_DIR.glob("*/Flair_subtrMeanDivStd.nii.gz"))
     if not cases:
         print(f"No BraTS 2013 data in {DATA_DIR}; skipping.")
         return
+    axes = [None, 0, 1, 2] if args.flips else [None]
     curves: dict[str, list[list[float]]] = {}
-    for flair_path in cases:
-        flair = load_volume(flair_path)
-        t1c = load_volume(flair_path.with_name("T1c_subtrMeanDivStd.nii.gz"))
-        truth = load_volume(flair_path.with_name("OTMultiClass.nii.gz")).data > 0
+    case_names = []
+    for flair_path, axis in itertools.product(cases, axes):
+        case_names.append(flair_path.parent.name + ("" if axis is None else f" flipped {axis}"))
+        flair, t1c, reference = (
+            flipped(load_volume(flair_path.with_name(name)), axis)
+            for name in (
+                "Flair_subtrMeanDivStd.nii.gz",
+                "T1c_subtrMeanDivStd.nii.gz",
+                "OTMultiClass.nii.gz",
+            )
+        )
+        truth = reference.data > 0
         if not args.skip_sample_app:
             annotation = Annotation(sample_app_superpixels(flair))
             scores = simulate(annotation, truth, args.strokes, can_erase=False, levels=("fine",))
@@ -253,9 +281,10 @@ def main() -> None:
             annotation = Annotation(superpixels)
             scores = simulate(annotation, truth, args.strokes, True, levels, intensities)
             curves.setdefault(name, []).append(scores)
-    print(markdown_table(curves, [path.parent.name for path in cases]))
-    plot_curves(curves, RESULTS_DIR / "simulated_annotator.png")
-    print(f"\nPlot: {RESULTS_DIR / 'simulated_annotator.png'}")
+    print(markdown_table(curves, case_names))
+    plot_path = RESULTS_DIR / f"simulated_annotator{'_flips' if args.flips else ''}.png"
+    plot_curves(curves, plot_path)
+    print(f"\nPlot: {plot_path}")
 
 
 if __name__ == "__main__":

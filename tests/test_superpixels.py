@@ -213,7 +213,7 @@ def test_adjacency_matches_brute_force():
     assert [tuple(p) for p in pairs] == sorted(expected)
 
 
-def test_merge_limits_similarity_span_and_volume():
+def test_merge_limits_similarity_and_span():
     # A row of 8 supervoxels of 2 voxels each, means rising by 0.2 at each step.
     labels = np.repeat(np.arange(1, 9), 2).reshape(1, 1, 16).astype(np.int32)
     image = (labels - 1) * 0.2
@@ -223,8 +223,16 @@ def test_merge_limits_similarity_span_and_volume():
     assert all(np.ptp(image.ravel()[coarse[labels.ravel()] == c]) <= 0.5 for c in coarse[1:])
     assert len(set(coarse[1:])) == 3
     assert len(set(merge_regions(labels, image, 0.1, 9.0, 100)[1:])) == 8
-    sizes = np.bincount(merge_regions(labels, image, 1.0, 9.0, 5)[labels.ravel()])
-    assert sizes[1:].max() <= 5
+
+
+def test_merge_caps_common_intensities_more_than_rare_ones():
+    # 20 supervoxels of 2 voxels at intensity 0, then 4 at intensity 3: a fifth as frequent.
+    labels = np.repeat(np.arange(1, 25), 2).reshape(1, 1, 48).astype(np.int32)
+    image = np.where(labels > 20, 3.0, 0.0)
+    coarse = merge_regions(labels, image, 1.0, 9.0, 4)
+    sizes = np.bincount(coarse[labels.ravel()])
+    assert sizes[np.unique(coarse[1:21])].max() == 4
+    assert len(set(coarse[21:])) == 1 and sizes[coarse[21]] == 8
 
 
 def test_coarse_regions_are_unions_that_follow_an_intensity_edge():

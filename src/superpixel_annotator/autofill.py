@@ -21,16 +21,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage as ndi
 
-from .superpixels import Superpixels, superpixel_adjacency
+from .superpixels import Superpixels, mean_densities, superpixel_adjacency
 
 DEFAULT_ENRICHMENT = 3.0
-# Histograms of superpixel means: Gaussian smoothing width and half range, in standard
-# deviations of the head's intensities, and the largest number of bins over all modalities.
-BANDWIDTH = 0.15
-RANGE = 6.0
-MAX_BINS = 2_000_000
 _CACHE_SIZE = 4
 _cache: OrderedDict[tuple[int, ...], tuple[list, SuperpixelGraph]] = OrderedDict()
 
@@ -122,34 +116,6 @@ def _build_graph(superpixels: Superpixels, intensities: Sequence[np.ndarray]) ->
     return SuperpixelGraph(neighbours, counts, sums, centres, scales)
 
 
-def _densities(
-    features: np.ndarray, weights: np.ndarray, groups: list[np.ndarray]
-) -> list[np.ndarray]:
-    """Smoothed histogram densities of each group of superpixels, at every superpixel.
-
-    Parameters
-    ----------
-    features : ndarray, shape (n, d)
-        Standardized mean intensities.
-    weights : ndarray, shape (n,)
-        Voxel counts.
-    groups : list of ndarray of bool, shape (n,)
-        Each a subset of superpixels; its density is normalized to sum 1 over the bins.
-    """
-    d = features.shape[1]
-    bins = max(4, min(int(RANGE * 2 / BANDWIDTH), int(MAX_BINS ** (1 / d))))
-    width = 2 * RANGE / bins
-    cells = np.clip(((features + RANGE) / width).astype(np.int64), 0, bins - 1)
-    flat = np.ravel_multi_index(tuple(cells.T), (bins,) * d)
-    result = []
-    for group in groups:
-        histogram = np.bincount(flat[group], weights[group], minlength=bins**d).reshape((bins,) * d)
-        histogram = ndi.gaussian_filter(histogram, BANDWIDTH / width, mode="constant")
-        total = histogram.sum()
-        result.append(histogram.ravel()[flat] / total if total > 0 else np.zeros(len(flat)))
-    return result
-
-
 def grow_labels(
     graph: SuperpixelGraph,
     seeds: np.ndarray,
@@ -188,7 +154,7 @@ def grow_labels(
     head = graph.counts > 0
     head[0] = False
     groups = [head, *(result == label for label in labels)]
-    density_head, *density_labels = _densities(features, graph.counts, groups)
+    density_head, *density_labels = mean_densities(features, graph.counts, groups)
     ratios = {}
     for label, density in zip(labels, density_labels, strict=True):
         ratio = density / np.maximum(density_head, np.finfo(float).tiny)

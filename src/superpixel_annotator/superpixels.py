@@ -6,7 +6,11 @@ compact watershed on the gradient 3-7 s and ASA <= 0.89 on the first case.
 
 The coarse level (touching supervoxels merged by mean intensity, < 0.1 s) exists because strokes
 on ~80 mm3 supervoxels cover a tumour slowly: in ``benchmarks/simulated_annotator.py`` the median
-whole-tumour Dice after 10 strokes is 0.18 on supervoxels alone and 0.81 with coarse regions.
+whole-tumour Dice after 10 strokes is 0.18 on supervoxels alone and 0.83 with coarse regions.
+Capping coarse regions by a volume of common-intensity tissue rather than by a plain volume
+(8000 mm3) raised that from 0.81 to 0.83, and from 0.79 to 0.83 averaged over the volumes
+flipped along each axis (other SLIC grids); smaller, larger or compact regions, boundary
+contrast and neighbourhood intensity as merge criteria all stayed at or below 0.82.
 """
 
 from __future__ import annotations
@@ -32,11 +36,20 @@ DEFAULT_PARAMS = {
     "compactness": 0.7,
     "sigma": 1.0,
     "iterations": 3,
-    "coarse_similarity": 0.3,
-    "coarse_span": 1.0,
-    "coarse_volume": 8000.0,
+    "coarse_similarity": 0.4,
+    "coarse_span": 0.8,
+    "coarse_volume": 2000.0,
 }
-_CACHE_VERSION = 2
+_CACHE_VERSION = 3
+# Smoothed histograms of superpixel means: Gaussian smoothing width and half range, in
+# standard deviations of the head's intensities, and the largest number of bins over all
+# channels.
+DENSITY_BANDWIDTH = 0.15
+DENSITY_RANGE = 6.0
+DENSITY_MAX_BINS = 2_000_000
+# Coarse regions count an intensity as at least this frequent relative to the most frequent
+# one, so that regions of rare intensities stay at most 1 / _RARE_FLOOR times larger.
+_RARE_FLOOR = 0.05
 # A minimum value covering this fraction of the image is a constant background (skull-stripped
 # data, zero-filled air, CT padding) rather than the darkest tissue.
 _CONSTANT_BACKGROUND_FRACTION = 0.05
@@ -195,9 +208,11 @@ def compute_superpixels(volumes: Volume | Sequence[Volume], **params) -> Superpi
         deviations per ``size``; default 0.7), ``sigma`` (mm, Gaussian smoothing before
         clustering; default 1.0), ``iterations`` (default 3), and for the coarse level
         ``coarse_similarity`` (largest difference of mean intensities of two merged regions,
-        in intensity standard deviations; default 0.3), ``coarse_span`` (largest range of
-        the supervoxel means in a coarse region, likewise; default 1.0) and
-        ``coarse_volume`` (mm3, largest coarse region; default 8000). Intensity standard
+        in intensity standard deviations; default 0.4), ``coarse_span`` (largest range of
+        the supervoxel means in a coarse region, likewise; default 0.8) and
+        ``coarse_volume`` (mm3, largest coarse region of the head's most frequent intensity;
+        regions of rarer intensities may be up to 20 times larger; default 2000; see
+        :func:`merge_regions`). Intensity standard
         deviations are those of the first volume inside the head.
 
     Returns
@@ -358,29 +373,41 @@ def _touching_codes(labels, base):
 
 
 def merge_regions(
-    labels: np.ndarray, image: np.ndarray, similarity: float, span: float, max_voxels: float
+    labels: np.ndarray,
+    image: np.ndarray,
+    similarity: float,
+    span: float,
+    common_voxels: float,
 ) -> np.ndarray:
     """Merge touching supervoxels of similar mean intensity into coarse regions.
 
     The pairs of touching supervoxels are visited from the most to the least similar mean
     intensities; a pair's regions merge when the means of the regions differ by at most
     ``similarity``, the means of all their supervoxels lie within ``span`` of each other
-    in every channel (so that gradual changes do not chain) and the merged region has at
-    most ``max_voxels`` voxels. With several channels, the difference of two means is the
-    root mean square over channels of their differences.
+    in every channel (so that gradual changes do not chain) and the merged region is not
+    too large. With several channels, the difference of two means is the root mean square
+    over channels of their differences.
+
+    The size limit depends on how common a region's intensities are in the head: each
+    supervoxel counts its voxels times the relative frequency of its mean intensity (1 for
+    the most frequent, at least 0.05), and a region counts at most ``common_voxels``. A region
+    of the commonest tissue thus stays small, as a stroke that touches it would take
+    much of the head, while a region of rare intensities (a lesion) may be up to 20 times
+    larger, as there is little else like it to leak into.
 
     Parameters
     ----------
     labels : ndarray of int, 3D
         Supervoxel ids ``1..count``, 0 for background.
     image : ndarray of float, the labels' shape or ``(n_channels, *labels.shape)``
-        Intensities, in the units of ``similarity``.
+        Intensities, in the units of ``similarity``, about one standard deviation of the
+        head's intensities (the unit of the frequencies' smoothing, 0.15).
     similarity : float
         Largest difference of two regions' mean intensities for them to merge.
     span : float
         Largest range of the supervoxel means within a region.
-    max_voxels : float
-        Largest coarse region, in voxels.
+    common_voxels : float
+        Largest coarse region of the most frequent intensity, in voxels.
 
     Returns
     -------
@@ -397,23 +424,79 @@ def merge_regions(
     means = sums / np.maximum(counts, 1)[:, None]
     differences = means[pairs[:, 0]] - means[pairs[:, 1]]
     order = np.argsort(np.sqrt((differences**2).mean(axis=1)), kind="stable")
-    roots = _merge(pairs[order], sums, counts, means, similarity, span, max_voxels)
+    weights = counts * np.maximum(_relative_frequencies(means, counts), _RARE_FLOOR)
+    roots = _merge(pairs[order], sums, counts, weights, means, similarity, span, common_voxels)
     roots[0] = 0
     return np.unique(roots, return_inverse=True)[1].astype(np.int32).ravel()
 
 
+def _relative_frequencies(means: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """How frequent each supervoxel's mean intensity is in the head, 1 for the most frequent.
+
+    ``means`` has a row per supervoxel (row 0, the background, gets 0) and a column per
+    channel; frequencies are weighted by voxel count. With several channels, a supervoxel
+    is as rare as its rarest channel.
+    """
+    frequencies = np.zeros(len(counts))
+    if len(counts) > 1:
+        inside = means[1:] - np.average(means[1:], axis=0, weights=counts[1:])
+        frequencies[1:] = 1.0
+        for column in inside.T:
+            (density,) = mean_densities(column[:, None], counts[1:], [np.ones(len(column), bool)])
+            frequencies[1:] = np.minimum(frequencies[1:], density / density.max())
+    return frequencies
+
+
+def mean_densities(
+    features: np.ndarray, weights: np.ndarray, groups: list[np.ndarray]
+) -> list[np.ndarray]:
+    """Smoothed histogram densities of each group of superpixels, at every superpixel.
+
+    Histograms span ``DENSITY_RANGE`` either side of 0 in every channel and are smoothed by
+    a Gaussian of width ``DENSITY_BANDWIDTH``; values beyond the range count at its edge.
+
+    Parameters
+    ----------
+    features : ndarray, shape (n, d)
+        Mean intensities, centred and in standard deviations of the head's intensities.
+    weights : ndarray, shape (n,)
+        Voxel counts.
+    groups : list of ndarray of bool, shape (n,)
+        Each a subset of superpixels; its density is normalized to sum 1 over the bins.
+
+    Returns
+    -------
+    list of ndarray, shape (n,)
+        Per group, its density at each superpixel's features (zeros for an empty group).
+    """
+    d = features.shape[1]
+    bins = max(4, min(int(DENSITY_RANGE * 2 / DENSITY_BANDWIDTH), int(DENSITY_MAX_BINS ** (1 / d))))
+    width = 2 * DENSITY_RANGE / bins
+    cells = np.clip(((features + DENSITY_RANGE) / width).astype(np.int64), 0, bins - 1)
+    flat = np.ravel_multi_index(tuple(cells.T), (bins,) * d)
+    result = []
+    for group in groups:
+        histogram = np.bincount(flat[group], weights[group], minlength=bins**d).reshape((bins,) * d)
+        histogram = ndi.gaussian_filter(histogram, DENSITY_BANDWIDTH / width, mode="constant")
+        total = histogram.sum()
+        result.append(histogram.ravel()[flat] / total if total > 0 else np.zeros(len(flat)))
+    return result
+
+
 @numba.njit(cache=True)
-def _merge(pairs, sums, counts, means, similarity, span, max_voxels):
+def _merge(pairs, sums, counts, weights, means, similarity, span, max_weight):
     """Union-find merging of ``pairs`` in order; returns each id's root.
 
-    ``sums`` and ``means`` have one column per channel.
+    ``sums`` and ``means`` have one column per channel; a region's ``weights`` add up to at
+    most ``max_weight``.
     """
     parent = np.arange(counts.size)
-    sums, counts, low, high = sums.copy(), counts.copy(), means.copy(), means.copy()
+    sums, counts, weights = sums.copy(), counts.copy(), weights.copy()
+    low, high = means.copy(), means.copy()
     n_channels = sums.shape[1]
     for i in range(pairs.shape[0]):
         a, b = _root(parent, pairs[i, 0]), _root(parent, pairs[i, 1])
-        if a == b or counts[a] + counts[b] > max_voxels:
+        if a == b or weights[a] + weights[b] > max_weight:
             continue
         squares, widest = 0.0, 0.0
         for c in range(n_channels):
@@ -427,6 +510,7 @@ def _merge(pairs, sums, counts, means, similarity, span, max_voxels):
         parent[b] = a
         sums[a] += sums[b]
         counts[a] += counts[b]
+        weights[a] += weights[b]
         for c in range(n_channels):
             low[a, c], high[a, c] = min(low[a, c], low[b, c]), max(high[a, c], high[b, c])
     for k in range(parent.size):
