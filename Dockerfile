@@ -5,6 +5,9 @@
 #   docker run -p 8050:8050 -v "$PWD/scans:/data:ro" superpixel-annotator /data/case.nii.gz
 # Environment: PORT, WEB_CONCURRENCY (workers, default 2), GUNICORN_CMD_ARGS; superpixels are
 # cached in /var/cache/superpixel-annotator (mount a volume there to keep them across runs).
+# Several hosts: the same image, with SUPERPIXEL_ANNOTATOR_CELERY_BROKER=redis://... and a
+# shared cache, also runs the Celery workers:
+#   docker run --entrypoint celery IMAGE --app superpixel_annotator.wsgi:celery_app worker
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
@@ -15,14 +18,14 @@ WORKDIR /build
 # .dockerignore admits only what the wheel needs: pyproject.toml, README.md, src, assets,
 # sample_data.
 COPY . .
-RUN pip wheel --wheel-dir /wheels ".[serve]"
+RUN pip wheel --wheel-dir /wheels ".[serve,celery]"
 
 # -- runtime: the installed wheels, no sources, no build tools ---------------------------------
 FROM ${PYTHON_IMAGE}
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 # Only the wheels, and offline: nothing can come from elsewhere than the builder.
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
-    pip install --no-cache-dir --no-index --find-links /wheels "superpixel-annotator[serve]"
+    pip install --no-cache-dir --no-index --find-links /wheels "superpixel-annotator[serve,celery]"
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     SUPERPIXEL_ANNOTATOR_CACHE=/var/cache/superpixel-annotator
 RUN groupadd --system --gid 10001 annotator \
