@@ -369,7 +369,7 @@ def test_statistics_follow_the_spacing_and_export_csv(annotator):
     assert annotator.statistics_view(state, False, case) == (False, dash.no_update, dash.no_update)
 
 
-@pytest.mark.parametrize("request_", [None, [], ["3"], [10_000], [-1], "x"], ids=str)
+@pytest.mark.parametrize("request_", [None, [], ["3"], [10_000], [-1], [True], "x"], ids=str)
 def test_malformed_stale_requests_are_ignored(annotator, request_):
     with pytest.raises(dash.exceptions.PreventUpdate):
         annotator._stale_callback(0)(request_, None, None, session(annotator))

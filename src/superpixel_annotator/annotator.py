@@ -1109,7 +1109,7 @@ class VolumeAnnotator:
     ) -> np.ndarray:
         if not _is_int(label) or label not in {0} | self._label_values:
             raise ValueError(f"unknown label {label!r}")
-        if not _is_int(index) or not 0 <= index < case.shape[axis]:
+        if not case.has_slice(axis, index):
             raise ValueError(f"slice index {index!r} is outside the volume")
         xy = parse_stroke_path(path)
         if len(xy) > MAX_STROKE_VERTICES:
@@ -1149,7 +1149,7 @@ class VolumeAnnotator:
         def render_stale(request, state, preview, case):
             current, annotation = self._session(case, state)
             index = request[0] if isinstance(request, list) and request else None
-            if not isinstance(index, int) or not 0 <= index < current.shape[axis]:
+            if not current.has_slice(axis, index):
                 raise dash.exceptions.PreventUpdate
             proposal = _proposal_arrays(preview, current.superpixels.count)
             patch = dash.Patch()
@@ -1202,8 +1202,7 @@ class VolumeAnnotator:
                 case = self.case_of(case_data)
             except CaseNotFoundError:
                 raise dash.exceptions.PreventUpdate from None
-            valid = isinstance(index, int) and 0 <= index < case.shape[axis]
-            if not valid or key != case.key:
+            if not case.has_slice(axis, index) or key != case.key:
                 raise dash.exceptions.PreventUpdate
             ids_section = section(case.superpixels.labels, axis, index)
             present = np.unique(ids_section)
@@ -1228,7 +1227,7 @@ class VolumeAnnotator:
             except CaseNotFoundError:
                 raise dash.exceptions.PreventUpdate from None
             index = state.get("index")
-            if not isinstance(index, int) or not 0 <= index < case.shape[axis]:
+            if not case.has_slice(axis, index):
                 raise dash.exceptions.PreventUpdate
             if isinstance(current, dict) and current.get("index") == index:
                 raise dash.exceptions.PreventUpdate

@@ -75,6 +75,11 @@ class Case:
         """Shape in display order."""
         return self.volume.data.shape
 
+    def has_slice(self, axis: int, index) -> bool:
+        """Whether ``index`` (a JSON value from the browser) is a slice along ``axis``."""
+        is_int = isinstance(index, int) and not isinstance(index, bool)
+        return is_int and 0 <= index < self.shape[axis]
+
     @cached_property
     def windows(self) -> tuple[tuple[float, float], ...]:
         """Per modality, an intensity window from the 0.5th to 99.5th percentile in the head."""

@@ -118,7 +118,7 @@ class SessionSlicer(VolumeSlicer):
             raise dash.exceptions.PreventUpdate
         case, modality = self._array(case_data, modality)
         index = state.get("index")
-        if not isinstance(index, int) or not 0 <= index < case.shape[self._axis]:
+        if not case.has_slice(self._axis, index):
             raise dash.exceptions.PreventUpdate
         image = section(case.volumes[modality].data, self._axis, index)
         return {"index": index, "slice": img_array_to_uri(windowed(image, clim))}
