@@ -320,15 +320,39 @@ class VolumeAnnotator:
         window = case.windows[modality]
         return {"min": float(data.min()), "max": float(data.max()), "value": list(window)}
 
-    def _scan_bar(self):
-        """The scan's name, and the controls to open a scan or a segmentation and to choose
-        the superpixel size."""
-        drop_zone = {
+    def _drop_zone(self, name: str, text, title: str, multiple: bool = False) -> dcc.Upload:
+        """A file upload that takes a click or a drop."""
+        style = {
             "cursor": "pointer",
             "border": "1px dashed #6c757d",
             "borderRadius": "4px",
             "padding": "2px 10px",
         }
+        return dcc.Upload(
+            html.Span(text, title=title),
+            id=self._part(name),
+            multiple=multiple,
+            style=style,
+            style_active={**style, "borderColor": "#0d6efd"},
+            className="small",
+        )
+
+    def _button_choice(self, name: str, options: list, value, **props) -> dbc.RadioItems:
+        """Radio items shown as a row of small toggle buttons."""
+        return dbc.RadioItems(
+            id=self._part(name),
+            options=options,
+            value=value,
+            inline=True,
+            inputClassName="btn-check",
+            labelClassName="btn btn-outline-secondary btn-sm",
+            labelCheckedClassName="active",
+            **props,
+        )
+
+    def _scan_bar(self):
+        """The scan's name, and the controls to open a scan or a segmentation and to choose
+        the superpixel size."""
         return dbc.Row(
             [
                 dbc.Col(
@@ -336,30 +360,20 @@ class VolumeAnnotator:
                     width="auto",
                 ),
                 dbc.Col(
-                    dcc.Upload(
-                        html.Span(
-                            ["Open scan… ", html.Span("or drop files", className="text-muted")],
-                            title="A .nii, .nii.gz, .mgz or .mgh file; several files are "
-                            "co-registered modalities of one scan",
-                        ),
-                        id=self._part("upload"),
+                    self._drop_zone(
+                        "upload",
+                        ["Open scan… ", html.Span("or drop files", className="text-muted")],
+                        "A .nii, .nii.gz, .mgz or .mgh file; several files are co-registered "
+                        "modalities of one scan",
                         multiple=True,
-                        style=drop_zone,
-                        style_active={**drop_zone, "borderColor": "#0d6efd"},
-                        className="small",
                     ),
                     width="auto",
                 ),
                 dbc.Col(
-                    dcc.Upload(
-                        html.Span(
-                            "Open segmentation…",
-                            title="Labels of this scan from a NIfTI file (e.g. a downloaded one)",
-                        ),
-                        id=self._part("open-segmentation"),
-                        style=drop_zone,
-                        style_active={**drop_zone, "borderColor": "#0d6efd"},
-                        className="small",
+                    self._drop_zone(
+                        "open-segmentation",
+                        "Open segmentation…",
+                        "Labels of this scan from a NIfTI file (e.g. a downloaded one)",
                     ),
                     width="auto",
                 ),
@@ -407,15 +421,8 @@ class VolumeAnnotator:
         toolbar = dbc.Row(
             [
                 dbc.Col(
-                    dbc.RadioItems(
-                        id=self._part("label"),
-                        options=label_options,
-                        value=self.labels[0].value,
-                        inline=True,
-                        className="btn-group-sm",
-                        inputClassName="btn-check",
-                        labelClassName="btn btn-outline-secondary btn-sm",
-                        labelCheckedClassName="active",
+                    self._button_choice(
+                        "label", label_options, self.labels[0].value, className="btn-group-sm"
                     ),
                     width="auto",
                 ),
@@ -485,15 +492,11 @@ class VolumeAnnotator:
                     width=3,
                 ),
                 dbc.Col(
-                    dbc.RadioItems(
-                        id=self._part("modality"),
-                        options=self._modality_options(self.initial_case),
-                        value=0,
+                    self._button_choice(
+                        "modality",
+                        self._modality_options(self.initial_case),
+                        0,
                         style=self._modality_style(self.initial_case),
-                        inline=True,
-                        inputClassName="btn-check",
-                        labelClassName="btn btn-outline-secondary btn-sm",
-                        labelCheckedClassName="active",
                     ),
                     width="auto",
                 ),
