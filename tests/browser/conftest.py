@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from superpixel_annotator.app import sample_path
+from superpixel_annotator.volume import load_volume
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
@@ -105,6 +108,18 @@ def serve(cache_dir):
     for process in processes:
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def sample():
+    """The bundled phantom every server opens by default."""
+    return load_volume(sample_path())
+
+
+@pytest.fixture(scope="module")
+def app_url(serve):
+    """A console-script server on the sample, one per test module."""
+    return serve()
 
 
 @pytest.fixture(scope="session")

@@ -2,13 +2,11 @@
 
 import nibabel as nib
 import numpy as np
-import pytest
 from conftest import page_errors
 
 from superpixel_annotator.annotation import Annotation
 from superpixel_annotator.app import sample_path
 from superpixel_annotator.superpixels import load_or_compute_superpixels
-from superpixel_annotator.volume import load_volume
 
 VIEW = "#{annotator}-view-{axis}"
 # The plot element of a view (Plotly drops its js-plotly-plot class while it redraws).
@@ -50,6 +48,16 @@ NO_SHAPES = """
     return Boolean(gd && gd.layout && !(gd.layout.shapes && gd.layout.shapes.length));
 }
 """.replace("PLOT", PLOT)
+# The overlay image of a view (a PNG data URI), or null when the view shows no annotation.
+OVERLAY = """
+(selector) => {
+    const gd = (PLOT)(selector);
+    const trace = gd && gd.data && gd.data.find((t) => t.name === 'annotation');
+    return trace ? trace.source : null;
+}
+""".replace("PLOT", PLOT)
+OVERLAY_IS = f"([selector, expected]) => ({OVERLAY.strip()})(selector) === expected"
+OVERLAY_IS_NOT = OVERLAY_IS.replace("=== expected", "!== expected")
 # Move a view's slider (dash-slicer names it after the view's graph).
 MOVE_SLIDER = """
 ([selector, index]) => {
@@ -74,14 +82,20 @@ def view(axis: int, annotator: str = ANNOTATOR) -> str:
     return VIEW.format(annotator=annotator, axis=axis)
 
 
-@pytest.fixture(scope="module")
-def sample():
-    return load_volume(sample_path())
+def overlay(page, selector: str = view(0)) -> str | None:
+    """The view's annotation overlay as a data URI, ``None`` when it shows none."""
+    return page.evaluate(OVERLAY, selector)
 
 
-@pytest.fixture(scope="module")
-def app_url(serve):
-    return serve()
+def wait_overlay(page, expected: str | None, selector: str = view(0)) -> None:
+    """Wait until the view's overlay is ``expected``."""
+    page.wait_for_function(OVERLAY_IS, arg=[selector, expected], timeout=TIMEOUT_MS)
+
+
+def wait_overlay_change(page, before: str | None, selector: str = view(0)) -> str:
+    """Wait until the view's overlay differs from ``before``; returns the new one."""
+    page.wait_for_function(OVERLAY_IS_NOT, arg=[selector, before], timeout=TIMEOUT_MS)
+    return overlay(page, selector)
 
 
 def open_annotator(page, url, sample, annotators=(ANNOTATOR,)):
@@ -225,37 +239,26 @@ def test_click_in_pan_mode_moves_the_other_views(page, app_url, sample):
     page.wait_for_function(SLIDER_AT, arg=[view(2), col], timeout=TIMEOUT_MS)
 
 
-ANNOTATION_SOURCE = """
-(selector) => {
-    const gd = (PLOT)(selector);
-    const trace = gd && gd.data && gd.data.find((t) => t.name === 'annotation');
-    return trace ? trace.source : null;
-}
-""".replace("PLOT", PLOT)
-SOURCE_CHANGED = f"([selector, before]) => ({ANNOTATION_SOURCE.strip()})(selector) !== before"
-
-
 def test_fill_shows_a_preview_that_enter_accepts_and_escape_discards(page, app_url, sample):
     open_annotator(page, app_url, sample)
     stroke_across_coronal_plane(page, sample)
     page.wait_for_function(HAS_ANNOTATION, arg=view(0), timeout=TIMEOUT_MS)
-    labelled = page.evaluate(ANNOTATION_SOURCE, view(0))
+    labelled = overlay(page)
 
     page.keyboard.press("f")
     page.wait_for_selector("#annotator-fill-bar.show", timeout=TIMEOUT_MS)
-    page.wait_for_function(SOURCE_CHANGED, arg=[view(0), labelled], timeout=TIMEOUT_MS)
+    wait_overlay_change(page, labelled)
     page.keyboard.press("Escape")
     page.wait_for_selector("#annotator-fill-bar.show", state="detached", timeout=TIMEOUT_MS)
-    page.wait_for_function(f"() => ({ANNOTATION_SOURCE.strip()})({view(0)!r}) === {labelled!r}")
+    wait_overlay(page, labelled)
 
     page.keyboard.press("f")
     page.wait_for_selector("#annotator-fill-bar.show", timeout=TIMEOUT_MS)
-    page.wait_for_function(SOURCE_CHANGED, arg=[view(0), labelled], timeout=TIMEOUT_MS)
-    previewed = page.evaluate(ANNOTATION_SOURCE, view(0))
+    previewed = wait_overlay_change(page, labelled)
     page.keyboard.press("Enter")
-    page.wait_for_function(SOURCE_CHANGED, arg=[view(0), previewed], timeout=TIMEOUT_MS)
+    wait_overlay_change(page, previewed)
     page.keyboard.press("Control+z")
-    page.wait_for_function(f"() => ({ANNOTATION_SOURCE.strip()})({view(0)!r}) === {labelled!r}")
+    wait_overlay(page, labelled)
 
 
 # Pixels of a view's stroke canvas that show the first label's colour (#e6194b) over the slice.

@@ -77,12 +77,12 @@ def deployment(tmp_path_factory):
             process.wait(timeout=30)
 
 
-def test_upload_is_computed_by_the_celery_worker(page, deployment, tmp_path):
+def test_upload_is_computed_by_the_celery_worker(page, deployment, sample, tmp_path):
     url, worker_output = deployment
     source = nib.load(sample_path())
     path = tmp_path / "celery_phantom.nii.gz"
     nib.save(nib.Nifti1Image(np.asarray(source.dataobj)[5:], source.affine), path)
-    sample, uploaded = load_volume(sample_path()), load_volume(path)
+    uploaded = load_volume(path)
 
     open_annotator(page, url, sample)
     page.set_input_files("#annotator-upload input[type=file]", str(path))

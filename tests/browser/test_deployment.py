@@ -24,13 +24,14 @@ from conftest import free_port, page_errors, wait_until_serving
 from test_app_browser import (
     HAS_ANNOTATION,
     NO_ANNOTATION,
-    PLOT,
     TIMEOUT_MS,
     draw_stroke,
     open_annotator,
     stroke_across_coronal_plane,
     view,
     wait_full_slices,
+    wait_overlay,
+    wait_overlay_change,
 )
 
 from superpixel_annotator.app import sample_path
@@ -39,18 +40,7 @@ from superpixel_annotator.volume import load_volume
 
 REPO = Path(__file__).resolve().parents[2]
 LAUNCHER = ["python", "-m", "superpixel_annotator.serve"]
-AXIAL = view(0)
 CORONAL = view(1)
-# The overlay image of a view (a PNG data URI), or null when the view shows no annotation.
-OVERLAY = """
-(selector) => {
-    const gd = (PLOT)(selector);
-    const trace = gd && gd.data && gd.data.find((t) => t.name === 'annotation');
-    return trace ? trace.source : null;
-}
-""".replace("PLOT", PLOT)
-OVERLAY_IS = f"([selector, expected]) => ({OVERLAY.strip()})(selector) === expected"
-OVERLAY_IS_NOT = OVERLAY_IS.replace("=== expected", "!== expected")
 
 
 def final_stage() -> list[tuple[str, str]]:
@@ -129,32 +119,11 @@ def record_edits(page) -> list[int]:
     return pids
 
 
-def overlay(page, selector: str = AXIAL) -> str | None:
-    """The view's annotation overlay as a data URI, ``None`` when it shows none."""
-    return page.evaluate(OVERLAY, selector)
-
-
-def wait_overlay(page, expected: str | None, selector: str = AXIAL) -> None:
-    """Wait until the view's overlay is ``expected``."""
-    page.wait_for_function(OVERLAY_IS, arg=[selector, expected], timeout=TIMEOUT_MS)
-
-
-def wait_overlay_change(page, before: str | None, selector: str = AXIAL) -> str:
-    """Wait until the view's overlay differs from ``before``; returns the new one."""
-    page.wait_for_function(OVERLAY_IS_NOT, arg=[selector, before], timeout=TIMEOUT_MS)
-    return overlay(page, selector)
-
-
 def stroke_above_centre(page, sample) -> None:
     """A stroke on the middle axial slice, anterior to the coronal plane and clear of it."""
     width_mm = sample.data.shape[2] * sample.spacing[2]
     y = 0.3 * sample.data.shape[1] * sample.spacing[1]
     draw_stroke(page, 0, [(0.4 * width_mm, y), (0.5 * width_mm, y), (0.6 * width_mm, y)])
-
-
-@pytest.fixture(scope="module")
-def sample():
-    return load_volume(sample_path())
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,6 @@ from test_app_browser import (
     view,
 )
 
-from superpixel_annotator.app import sample_path
-from superpixel_annotator.volume import load_volume
-
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "two_raters.py"
 RATERS = ("rater-a", "rater-b")
 
@@ -24,8 +21,7 @@ def portal_url(serve):
     return serve(program=(str(EXAMPLE),))
 
 
-def test_two_annotators_on_one_page_are_independent(page, portal_url):
-    sample = load_volume(sample_path())
+def test_two_annotators_on_one_page_are_independent(page, portal_url, sample):
     open_annotator(page, portal_url, sample, annotators=RATERS)
     view_a, view_b = (view(0, rater) for rater in RATERS)
 

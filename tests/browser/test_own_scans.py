@@ -14,9 +14,12 @@ from test_app_browser import (
     PLOT,
     TIMEOUT_MS,
     open_annotator,
+    overlay,
     stroke_across_coronal_plane,
     view,
     wait_full_slices,
+    wait_overlay,
+    wait_overlay_change,
 )
 
 from superpixel_annotator.app import sample_path
@@ -32,16 +35,6 @@ SLICE_SOURCES = """
     return gd && gd.data && gd.data.length ? gd.data[0].source : null;
 })
 """.replace("PLOT", PLOT)
-
-
-@pytest.fixture(scope="module")
-def sample():
-    return load_volume(sample_path())
-
-
-@pytest.fixture(scope="module")
-def app_url(serve):
-    return serve()
 
 
 @pytest.fixture(scope="module")
@@ -174,31 +167,22 @@ def test_views_switch_modality_and_keep_the_annotation(page, two_modalities, sam
     assert page.evaluate(HAS_ANNOTATION, view(0))
 
 
-OVERLAY_SOURCE = """
-(selector) => {
-    const gd = (PLOT)(selector);
-    const trace = gd && gd.data && gd.data.find((t) => t.name === 'annotation');
-    return trace ? trace.source : null;
-}
-""".replace("PLOT", PLOT)
-
-
 def test_new_superpixel_size_keeps_the_annotation_and_undo_goes_back(page, app_url, sample):
     open_annotator(page, app_url, sample)
     stroke_across_coronal_plane(page, sample)
     page.wait_for_function(HAS_ANNOTATION, arg=view(0), timeout=TIMEOUT_MS)
-    coarse = page.evaluate(OVERLAY_SOURCE, view(0))
+    coarse = overlay(page)
 
     page.select_option("#annotator-size", label="Fine (3.5 mm)")
     assert "mapped onto them" in wait_message(page, "Superpixels recomputed")
     page.wait_for_function(HAS_ANNOTATION, arg=view(0), timeout=TIMEOUT_MS)
-    page.wait_for_function(f"(s) => ({OVERLAY_SOURCE.strip()})(s) !== {coarse!r}", arg=view(0))
+    wait_overlay_change(page, coarse)
 
     page.click("#annotator-undo")  # nothing to undo on the new superpixels: back to the old
-    page.wait_for_function(f"(s) => ({OVERLAY_SOURCE.strip()})(s) === {coarse!r}", arg=view(0))
+    wait_overlay(page, coarse)
 
 
-def test_annotation_survives_a_server_restart(browser, tmp_path):
+def test_annotation_survives_a_server_restart(browser, sample, tmp_path):
     port = free_port()
     command = [sys.executable, "-m", "superpixel_annotator.cli", "--port", str(port)]
     env = {**os.environ, "SUPERPIXEL_ANNOTATOR_CACHE": str(tmp_path)}
@@ -210,7 +194,6 @@ def test_annotation_survives_a_server_restart(browser, tmp_path):
         wait_until_serving(server)
         return server
 
-    sample = load_volume(sample_path())
     page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
     server = start()
     try:

@@ -15,11 +15,12 @@ from test_app_browser import (
     TIMEOUT_MS,
     draw_stroke,
     open_annotator,
+    overlay,
     stroke_across_coronal_plane,
     view,
     wait_full_slices,
+    wait_overlay,
 )
-from test_deployment import overlay, wait_overlay
 
 from superpixel_annotator.app import resource_dir, sample_path
 from superpixel_annotator.volume import load_volume

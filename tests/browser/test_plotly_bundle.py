@@ -11,9 +11,6 @@ from test_app_browser import (
     view,
 )
 
-from superpixel_annotator.app import sample_path
-from superpixel_annotator.volume import load_volume
-
 # Every trace type the annotator draws; the full plotly.js registers some fifty.
 TRACE_TYPES = ["bar", "image", "mesh3d", "scatter"]
 # True once the graph inside ``selector`` has drawn a trace of ``type`` through its trace
@@ -27,11 +24,10 @@ DRAWS_TRACE = """
 """
 
 
-def test_page_uses_the_partial_bundle_for_every_trace_type(page, serve):
-    sample = load_volume(sample_path())
+def test_page_uses_the_partial_bundle_for_every_trace_type(page, app_url, sample):
     requested = []
     page.on("request", lambda request: requested.append(urlsplit(request.url).path))
-    open_annotator(page, serve(), sample)
+    open_annotator(page, app_url, sample)
     registered = page.evaluate("() => Object.keys(Plotly.PlotSchema.get().traces).sort()")
     assert registered == TRACE_TYPES
 
