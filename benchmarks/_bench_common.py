@@ -37,13 +37,17 @@ TRUTH = CASE_DIR / "OTMultiClass.nii.gz"
 sys.path[:0] = [str(REPO / "tests" / "browser"), str(REPO / "tests")]
 # (tests/browser/conftest.py; everything below is re-exported for the benchmark scripts)
 from conftest import CHROMIUM, CHROMIUM_ARGS, free_port  # noqa: E402, F401
-from test_annotator_callbacks import call  # noqa: E402, F401
+from test_annotator_callbacks import call, edit  # noqa: E402, F401
 from test_app_browser import (  # noqa: E402, F401
     DATA_TO_PAGE,
     NO_SHAPES,
+    OVERLAY,
     PLOT,
     draw_stroke,
+    overlay,
     view,
+    wait_overlay,
+    wait_overlay_change,
 )
 
 VIEWPORT = {"width": 1400, "height": 1000}
@@ -92,13 +96,6 @@ FULL_SLICES_PROBE = """
     };
     requestAnimationFrame(loop);
 })();
-""".replace("PLOT", PLOT)
-ANNOTATION_SOURCE = """
-(selector) => {
-    const gd = (PLOT)(selector);
-    const trace = gd && gd.data && gd.data.find((t) => t.name === 'annotation');
-    return trace ? trace.source : null;
-}
 """.replace("PLOT", PLOT)
 # Installed before any page script: names and times every Dash callback request (fetch) in the
 # page. ``end`` (body read through a clone) waits for the main thread; use Resource Timing's

@@ -328,21 +328,13 @@ def plain_strokes(browser, url: str, volume, tumour, count: int) -> None:
     context, page, log = open_annotator(browser, url, volume)
     selector = common.view(0)
     for k in range(count):
-        before = page.evaluate(common.ANNOTATION_SOURCE, selector)
+        before = common.overlay(page, selector)
         fraction = 0.1 + 0.8 * k / max(count - 1, 1)
         common.draw_stroke(page, 0, common.axial_stroke_mm(volume, tumour, fraction))
-        page.wait_for_function(
-            f"(s) => ({common.ANNOTATION_SOURCE})(s) !== {to_json(before)}",
-            arg=selector,
-            timeout=30_000,
-        )
+        common.wait_overlay_change(page, before, selector)
         # Undo, so that the next stroke (coarse regions may overlap) changes something too.
         page.keyboard.press("Control+z")
-        page.wait_for_function(
-            f"(s) => ({common.ANNOTATION_SOURCE})(s) === {to_json(before)}",
-            arg=selector,
-            timeout=30_000,
-        )
+        common.wait_overlay(page, before, selector)
         common.wait_network_quiet(page, log.pending)
     context.close()
 

@@ -105,36 +105,12 @@ def tumour_slice_list(tumour: np.ndarray, axis: int, n_strokes: int) -> list[int
 
 
 def run_edit(annotator: VolumeAnnotator, op, state):
-    shape = annotator.volume.data.shape
-    indices = [shape[a] // 2 for a in range(3)]
-    strokes = [None, None, None]
+    start = time.perf_counter()
     if op[0] in ("undo", "redo"):
-        trigger = f"{annotator._part(op[0])}.n_clicks"
-        label = 1
+        result = common.edit(annotator, state, button=op[0])
     else:
         _, axis, index, path, label = op
-        indices[axis] = index
-        strokes[axis] = {"path": path, "index": index}
-        trigger = f"{annotator._part(f'stroke-{axis}')}.data"
-    start = time.perf_counter()
-    result = common.call(
-        annotator.edit,
-        trigger,
-        strokes=strokes,
-        undo=1,
-        redo=1,
-        fill=1,
-        fill_accept=1,
-        fill_discard=1,
-        segmentation=None,
-        segmentation_name=None,
-        fine=False,
-        indices=indices,
-        label=label,
-        state=state,
-        preview=None,
-        case=annotator.case_data(annotator.initial_case),
-    )
+        result = common.edit(annotator, state, axis=axis, path=path, label=label, index=index)
     edit_ms = 1000 * (time.perf_counter() - start)
     start = time.perf_counter()
     body = response_json(annotator, result).encode()
@@ -320,7 +296,7 @@ WATCH_STROKE = """
         requestAnimationFrame(watch);
     }, {capture: true, once: true});
 }
-""".replace("SOURCE", common.ANNOTATION_SOURCE)
+""".replace("SOURCE", common.OVERLAY)
 
 
 # The axial view has the superpixel ids of the slice it shows.
@@ -384,13 +360,9 @@ def bench_browser(volume, tumour, cache_dir: str, n_strokes: int) -> dict:
             if k >= 0:
                 strokes.append(stroke_numbers(timing, requests))
             # Undo, so that the next stroke changes something again.
-            before = page.evaluate(common.ANNOTATION_SOURCE, selector)
+            before = common.overlay(page, selector)
             page.click("#annotator-undo")
-            page.wait_for_function(
-                f"(s) => ({common.ANNOTATION_SOURCE})(s) !== {to_json(before)}",
-                arg=selector,
-                timeout=30_000,
-            )
+            common.wait_overlay_change(page, before, selector)
             common.wait_network_quiet(page, log.pending)
             log.take()
         context.close()

@@ -45,27 +45,34 @@ def stroke_path(annotator, axis, rows_cols):
     return "M" + "L".join(points)
 
 
+# The default of ``edit``'s ``stroke``: the store value a view sends for ``path``.
+FROM_PATH = object()
+
+
 def edit(
     annotator,
     state,
     *,
     axis=None,
     path=None,
+    stroke=FROM_PATH,
     button=None,
     label=1,
     index=None,
     fine=False,
     preview=None,
 ):
-    """Call the edit callback for a stroke on the middle slice (or ``index``), or a button
-    (``"undo"``, ``"redo"``, ``"fill"``, ``"fill-accept"``, ``"fill-discard"``)."""
+    """Call the edit callback for a stroke along ``path`` on the middle slice (or ``index``),
+    or for a view's raw ``stroke`` store value, or for a button (``"undo"``, ``"redo"``,
+    ``"fill"``, ``"fill-accept"``, ``"fill-discard"``)."""
     strokes = [None, None, None]
     middle = [annotator.volume.data.shape[a] // 2 for a in range(3)]
     if button:
-        trigger = f"ann-{button}.n_clicks"
+        trigger = f"{annotator._part(button)}.n_clicks"
     else:
-        strokes[axis] = {"path": path, "index": middle[axis] if index is None else index}
-        trigger = f"ann-stroke-{axis}.data"
+        shown = middle[axis] if index is None else index
+        strokes[axis] = {"path": path, "index": shown} if stroke is FROM_PATH else stroke
+        trigger = f"{annotator._part(f'stroke-{axis}')}.data"
     return call(
         annotator.edit,
         trigger,
@@ -233,24 +240,7 @@ def test_stroke_sends_only_touched_slices(annotator):
 )
 def test_malformed_strokes_are_refused_without_touching_the_annotation(annotator, stroke, label):
     state = edit(annotator, None, axis=0, path=stroke_path(annotator, 0, [(7, 7)]))["state"]
-    result = call(
-        annotator.edit,
-        "ann-stroke-0.data",
-        strokes=[stroke, None, None],
-        undo=None,
-        redo=None,
-        fill=None,
-        fill_accept=None,
-        fill_discard=None,
-        segmentation=None,
-        segmentation_name=None,
-        fine=False,
-        indices=[3, 7, 9],
-        label=label,
-        state=state,
-        preview=None,
-        case=session(annotator),
-    )
+    result = edit(annotator, state, axis=0, stroke=stroke, label=label)
     assert result["state"] is dash.no_update  # the state is not replaced
     assert result["slices"] == [dash.no_update] * 3
     assert result["message"].startswith("Stroke ignored") and result["show_message"] is True
