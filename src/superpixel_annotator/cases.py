@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -27,6 +26,7 @@ from .superpixels import (
     _complete_params,
     cache_directory,
     load_or_compute_superpixels,
+    write_npz_atomically,
 )
 from .volume import Volume
 
@@ -203,14 +203,7 @@ def _write_volumes(path: Path, volumes: tuple[Volume, ...], superpixels: Superpi
     }
     for index, volume in enumerate(volumes):
         arrays[f"data{index}"] = volume.data
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            np.savez(file, **arrays)
-        os.replace(temporary, path)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
+    write_npz_atomically(path, arrays)
 
 
 def _read_case(cache_dir: Path, key: str) -> Case:

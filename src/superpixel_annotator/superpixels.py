@@ -765,23 +765,34 @@ def load_or_compute_superpixels(
     return superpixels
 
 
-def _write_cache(path: Path, superpixels: Superpixels) -> None:
-    """Write atomically (temporary file, then rename) so readers never see a partial file."""
-    temporary = None
+def write_npz_atomically(path: Path, arrays: dict, save=np.savez) -> None:
+    """Write ``arrays`` with ``save`` (``np.savez`` or ``np.savez_compressed``) to a temporary
+    file beside ``path``, then rename it, so readers never see a partial file.
+
+    Raises
+    ------
+    OSError
+        When the file cannot be written (the temporary file is removed).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         with os.fdopen(descriptor, "wb") as file:
-            np.savez_compressed(
-                file,
-                labels=superpixels.labels,
-                extents=superpixels.extents,
-                coarse=superpixels.coarse,
-            )
+            save(file, **arrays)
         os.replace(temporary, path)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+
+
+def _write_cache(path: Path, superpixels: Superpixels) -> None:
+    arrays = {
+        "labels": superpixels.labels,
+        "extents": superpixels.extents,
+        "coarse": superpixels.coarse,
+    }
+    try:
+        write_npz_atomically(path, arrays, np.savez_compressed)
     except OSError as error:
-        if temporary is not None:
-            Path(temporary).unlink(missing_ok=True)
         warnings.warn(f"could not cache superpixels in {path}: {error}", stacklevel=3)
 
 
