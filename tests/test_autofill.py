@@ -125,3 +125,48 @@ def test_intensities_must_match_the_superpixels(toy):
     click(annotation, 2, 2, 1)
     with pytest.raises(ValueError, match="shape"):
         annotation.autofill([image[:2]])
+
+
+@pytest.fixture
+def pocket():
+    """A 5x5x5 grid of 2-voxel cubes: a shell of bright cubes around a dark centre cube.
+
+    Returns the annotation, the image, the shell's ids with first the one above the centre
+    (dark too, so that growth does not take it), and the centre's id.
+    """
+    z, y, x = np.indices((10, 10, 10)) // 2
+    labels = 1 + (z * 5 + y) * 5 + x
+    cube_intensity = np.zeros((5, 5, 5))
+    cube_intensity[1:4, 1:4, 1:4] = 5
+    cube_intensity[1:3, 2, 2] = -5
+    image = cube_intensity[z, y, x].astype(np.float32)
+    centre, above = labels[4, 4, 4], labels[2, 4, 4]
+    shell = np.unique(labels[2:8, 2:8, 2:8])
+    shell = np.concatenate([[above], shell[(shell != centre) & (shell != above)]])
+    return Annotation(Superpixels.from_labels(labels, params={})), image, shell, centre
+
+
+def label_cubes(annotation: Annotation, ids: np.ndarray, label: int) -> None:
+    labels = annotation.superpixel_labels.copy()
+    labels[ids] = label
+    annotation.set_superpixel_labels(labels)
+
+
+def test_an_enclosed_pocket_is_filled_whatever_its_intensity(pocket):
+    annotation, image, shell, centre = pocket
+    label_cubes(annotation, shell, 2)
+    annotation.autofill([image])
+    assert annotation.superpixel_labels[centre] == 2
+    assert annotation.superpixel_labels.sum() == 2 * (len(shell) + 1)
+
+
+def test_a_pocket_open_to_the_outside_or_holding_an_erased_superpixel_is_not_filled(pocket):
+    annotation, image, shell, centre = pocket
+    label_cubes(annotation, shell[1:], 2)  # the pocket opens through the cube above the centre
+    annotation.autofill([image])
+    assert annotation.superpixel_labels[centre] == 0
+    label_cubes(annotation, shell[:1], 2)
+    label_cubes(annotation, [centre], 2)
+    label_cubes(annotation, [centre], 0)  # erased by the user
+    annotation.autofill([image])
+    assert annotation.superpixel_labels[centre] == 0

@@ -212,7 +212,8 @@ class Annotation:
 
         One undoable step. Growing from the user's labelled superpixels over the superpixel
         adjacency graph, a superpixel takes a neighbour's label when its mean intensities are
-        close to that label's seeds. Superpixels the user labelled keep their label; those
+        close to that label's seeds; then pockets of superpixels the labels enclose are
+        filled whatever their intensity. Superpixels the user labelled keep their label; those
         the user erased are never filled and stop the growth; those filled by an earlier
         autofill are filled again from the current seeds (so they may be cleared).
 

@@ -5,12 +5,15 @@ count and the intensity sum of every modality. Region growing starts from the su
 user labelled and takes touching superpixels whose mean intensities are clearly more frequent
 among a label's seeds than in the head as a whole (a density ratio, so a tumour with dark and
 bright parts is one label). Superpixels the user erased or labelled are never taken, so they
-also stop the growth.
+also stop the growth. Pockets the labels enclose (a necrotic core inside its rim) are filled
+whatever their intensity.
 
 Chosen by measurement (``benchmarks/simulated_annotator.py``, two BraTS 2013 FLAIR cases): a
 Gaussian model of the seeds (distance to their mean within 2 spreads) leaked over the whole
 brain in the case whose tumour holds dark necrosis and bright oedema (Dice 0.10 after one
-stroke and 0.14 after ten), where the density ratio gave 0.73 and 0.76.
+stroke and 0.14 after ten), where the density ratio gave 0.73 and 0.76. Filling enclosed
+pockets raised the median Dice after ten strokes with Fill from 0.849 to 0.854 over the two
+cases mirrored along each axis (8 runs), and lowered none of the runs by more than 0.005.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage as ndi
+from scipy import sparse
+from scipy.sparse.csgraph import connected_components
 
 from .superpixels import Superpixels, mean_densities, superpixel_adjacency
 
@@ -35,8 +41,12 @@ class SuperpixelGraph:
 
     Attributes
     ----------
+    pairs : ndarray of int64, shape (n_pairs, 2)
+        The touching pairs ``(a, b)``, ``a < b`` (see :func:`superpixel_adjacency`).
     neighbours : list of ndarray
         ``neighbours[k]``: ids of the superpixels touching ``k`` (empty for 0).
+    on_border : ndarray of bool, shape (count + 1,)
+        Superpixels touching the outside of the head or the edge of the volume.
     counts : ndarray of int64, shape (count + 1,)
         Voxels per superpixel (row 0: background).
     sums : ndarray of float64, shape (count + 1, n_modalities)
@@ -46,7 +56,9 @@ class SuperpixelGraph:
         scale is 1 for a constant modality).
     """
 
+    pairs: np.ndarray
     neighbours: list[np.ndarray]
+    on_border: np.ndarray
     counts: np.ndarray
     sums: np.ndarray
     centres: np.ndarray
@@ -113,7 +125,10 @@ def _build_graph(superpixels: Superpixels, intensities: Sequence[np.ndarray]) ->
     both = both[np.argsort(both[:, 0], kind="stable")]
     bounds = np.searchsorted(both[:, 0], np.arange(size + 1))
     neighbours = [both[bounds[k] : bounds[k + 1], 1] for k in range(size)]
-    return SuperpixelGraph(neighbours, counts, sums, centres, scales)
+    head = labels > 0
+    on_border = np.zeros(size, bool)
+    on_border[labels[head & ~ndi.binary_erosion(head)]] = True
+    return SuperpixelGraph(pairs, neighbours, on_border, counts, sums, centres, scales)
 
 
 def grow_labels(
@@ -122,12 +137,13 @@ def grow_labels(
     blocked: np.ndarray,
     enrichment: float = DEFAULT_ENRICHMENT,
 ) -> np.ndarray:
-    """Seeded region growing of labels over the superpixel graph.
+    """Seeded region growing of labels over the superpixel graph, then filling enclosed pockets.
 
     A superpixel is like a label's seeds when its mean intensities are at least
     ``enrichment`` times more frequent among the seeds than in the whole head (smoothed
     histograms of superpixel means, weighted by voxel count). Growth goes from the seeds to
-    touching superpixels that are like them, the most enriched first.
+    touching superpixels that are like them, the most enriched first. Then each pocket of
+    unlabelled superpixels that the labels enclose is filled (see :func:`fill_pockets`).
 
     Parameters
     ----------
@@ -178,4 +194,42 @@ def grow_labels(
         taken[k] = True
         result[k] = label
         push_neighbours(k, label)
+    fill_pockets(graph, result, blocked)
     return result
+
+
+def fill_pockets(graph: SuperpixelGraph, labels: np.ndarray, blocked: np.ndarray) -> None:
+    """Give every pocket of unlabelled superpixels enclosed by labels the label around it.
+
+    A pocket is a connected set of unlabelled superpixels that touches neither the outside
+    of the head nor a blocked superpixel; it takes the label most of its labelled
+    neighbours have (counted per touching pair).
+
+    Parameters
+    ----------
+    graph : SuperpixelGraph
+        Adjacency and the superpixels on the border of the head.
+    labels : ndarray of uint8, shape (count + 1,)
+        Label of each superpixel, 0 for unlabelled; pockets are filled in place.
+    blocked : ndarray of bool, shape (count + 1,)
+        Superpixels that are never filled; a pocket holding one is not filled either.
+    """
+    unlabelled = labels == 0
+    unlabelled[0] = False
+    first, second = graph.pairs.T
+    inside = graph.pairs[unlabelled[first] & unlabelled[second]]
+    size = labels.size
+    links = sparse.coo_matrix((np.ones(len(inside)), (inside[:, 0], inside[:, 1])), (size, size))
+    _, pocket = connected_components(links, directed=False)
+    open_pocket = np.zeros(pocket.max() + 1, bool)
+    open_pocket[pocket[unlabelled & (graph.on_border | blocked)]] = True
+    edge = np.concatenate([graph.pairs, graph.pairs[:, ::-1]])
+    edge = edge[unlabelled[edge[:, 0]] & (labels[edge[:, 1]] > 0)]
+    votes, counts = np.unique(pocket[edge[:, 0]] * 256 + labels[edge[:, 1]], return_counts=True)
+    order = np.lexsort((-counts, votes // 256))
+    voters, first = np.unique(votes[order] // 256, return_index=True)
+    surrounding = np.zeros(len(open_pocket), np.uint8)
+    surrounding[voters] = votes[order][first] % 256
+    surrounding[open_pocket] = 0
+    fill = unlabelled & (surrounding[pocket] > 0)
+    labels[fill] = surrounding[pocket[fill]]
