@@ -1,12 +1,15 @@
 """Simulate an annotator drawing straight strokes on axial slices of BraTS 2013 scans.
 
-Run ``python benchmarks/simulated_annotator.py [--strokes 20] [--skip-sample-app] [--flips]``.
-Prints a Markdown table of the whole-tumour Dice (ground-truth labels > 0) after 1, 3, 5, 10
-and 20 strokes, per case and as medians, and writes the Dice curves to
-``benchmarks/results/simulated_annotator.png``. ``--flips`` adds each case mirrored along
-each axis (plot: ``simulated_annotator_flips.png``): the same anatomy falls on other
+Run ``python benchmarks/simulated_annotator.py [--data DIR] [--cases N] [--strokes 20]
+[--skip-sample-app] [--flips]``. Prints a Markdown table of the whole-tumour Dice (ground-truth
+labels > 0) after 1, 3, 5, 10 and 20 strokes, per case and as medians, and writes the Dice
+curves to ``benchmarks/results/simulated_annotator.png``. ``--flips`` adds each case mirrored
+along each axis (plot: ``simulated_annotator_flips.png``): the same anatomy falls on other
 supervoxel grids, which shows how much a result owes to where the grid happens to fall on
 these two cases.
+
+``--data`` (default ``../shared/data/brats2013``) is searched, folders included, for the
+cases of any BraTS release (see :func:`find_cases`); ``--cases N`` takes the first N by name.
 
 At each step the simulated annotator takes the axial slice with the most erroneous voxels
 (tumour not labelled, or labelled voxels outside the tumour), the largest connected erroneous
@@ -46,13 +49,85 @@ from skimage.util import img_as_ubyte
 
 from superpixel_annotator import Annotation, compute_superpixels, load_volume
 from superpixel_annotator.superpixels import Superpixels
-from superpixel_annotator.volume import Volume
+from superpixel_annotator.volume import Volume, VolumeError
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared/data/brats2013"
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 CHECKPOINTS = (1, 3, 5, 10, 20)
 # Samples per voxel along a stroke's line when clipping it to its region.
 _LINE_SAMPLES_PER_VOXEL = 4
+_NIFTI = ".nii*"
+
+
+@dataclasses.dataclass(frozen=True)
+class Scan:
+    """One image of a case: a file and, for a 4D file, the index of the volume in it."""
+
+    path: Path
+    volume_index: int = 0
+
+    def load(self) -> Volume:
+        return load_volume(self.path, volume_index=self.volume_index)
+
+
+@dataclasses.dataclass(frozen=True)
+class BratsCase:
+    """A case's FLAIR, its whole-tumour ground truth (labels > 0) and its T1c if present."""
+
+    name: str
+    flair: Scan
+    truth: Scan
+    t1c: Scan | None
+
+
+def _sibling(flair: Path, pattern: str) -> Path | None:
+    """The single file beside ``flair`` whose name matches ``pattern``, if there is one."""
+    matches = sorted(flair.parent.glob(pattern))
+    return matches[0] if len(matches) == 1 else None
+
+
+def find_cases(data_dir: Path) -> list[BratsCase]:
+    """The BraTS cases under ``data_dir``, sorted by name.
+
+    Recognized layouts, each case in its own folder unless told otherwise:
+
+    - BraTS 2013 as redistributed with DeepMedic: ``Flair*``, ``OT*``, ``T1c*``;
+    - BraTS 2017-2021: ``<case>_flair``, ``<case>_seg``, ``<case>_t1ce``;
+    - BraTS 2023 and later: ``<case>-t2f``, ``<case>-seg``, ``<case>-t1c``;
+    - the Medical Segmentation Decathlon's brain tumours: 4D ``imagesTr/<case>`` (FLAIR
+      volume 0, T1 with gadolinium volume 2) and ``labelsTr/<case>``.
+
+    All files are NIfTI (``.nii`` or ``.nii.gz``). A FLAIR without its ground truth is left out.
+    """
+    found = {}
+    for flair in data_dir.rglob("Flair*" + _NIFTI):
+        found[flair.parent.name] = (
+            flair,
+            _sibling(flair, "OT*" + _NIFTI),
+            _sibling(flair, "T1c*" + _NIFTI),
+        )
+    for flair_suffix, truth_suffix, t1c_suffix in (
+        ("_flair", "_seg", "_t1ce"),
+        ("-t2f", "-seg", "-t1c"),
+    ):
+        for flair in data_dir.rglob(f"*{flair_suffix}{_NIFTI}"):
+            name = flair.name[: flair.name.index(flair_suffix)]
+            truth, t1c = (
+                _sibling(flair, name + suffix + _NIFTI) for suffix in (truth_suffix, t1c_suffix)
+            )
+            found[name] = (flair, truth, t1c)
+    cases = [
+        BratsCase(name, Scan(flair), Scan(truth), Scan(t1c) if t1c else None)
+        for name, (flair, truth, t1c) in found.items()
+        if truth is not None
+    ]
+    for images in data_dir.rglob("imagesTr"):
+        for image in images.glob("[!.]*" + _NIFTI):
+            truth = images.parent / "labelsTr" / image.name
+            if truth.is_file():
+                name = image.name.split(".")[0]
+                cases.append(BratsCase(name, Scan(image, 0), Scan(truth), Scan(image, 2)))
+    return sorted(cases, key=lambda case: case.name)
 
 
 def flipped(volume: Volume, axis: int | None) -> Volume:
@@ -236,6 +311,8 @@ def markdown_table(curves: dict[str, list[list[float]]], case_names: list[str]) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DATA_DIR, help="folder holding BraTS cases")
+    parser.add_argument("--cases", type=int, help="run only the first N cases by name")
     parser.add_argument("--strokes", type=int, default=max(CHECKPOINTS))
     parser.add_argument(
         "--skip-sample-app", action="store_true", help="skip the sample app (~30 s per case)"
@@ -243,24 +320,27 @@ def main() -> None:
     parser.add_argument(
         "--flips", action="store_true", help="also run each case mirrored along each axis (4x)"
     )
+    parser.add_argument("--plot", type=Path, help="where to write the PNG (default: results/)")
     args = parser.parse_args()
-    cases = sorted(DATA_DIR.glob("*/Flair_subtrMeanDivStd.nii.gz"))
+    cases = find_cases(args.data)[: args.cases]
     if not cases:
-        print(f"No BraTS 2013 data in {DATA_DIR}; skipping.")
+        print(f"No BraTS cases in {args.data}; skipping.")
         return
+    with_t1c = all(case.t1c is not None for case in cases)
     axes = [None, 0, 1, 2] if args.flips else [None]
     curves: dict[str, list[list[float]]] = {}
     case_names = []
-    for flair_path, axis in itertools.product(cases, axes):
-        case_names.append(flair_path.parent.name + ("" if axis is None else f" flipped {axis}"))
-        flair, t1c, reference = (
-            flipped(load_volume(flair_path.with_name(name)), axis)
-            for name in (
-                "Flair_subtrMeanDivStd.nii.gz",
-                "T1c_subtrMeanDivStd.nii.gz",
-                "OTMultiClass.nii.gz",
-            )
-        )
+    for case, axis in itertools.product(cases, axes):
+        scans = [case.flair, case.truth, *([case.t1c] if with_t1c else [])]
+        try:
+            flair, reference, *t1c = (flipped(scan.load(), axis) for scan in scans)
+        except VolumeError as error:
+            print(f"Skipped {case.name}: {error}")
+            continue
+        if reference.data.shape != flair.data.shape:
+            print(f"Skipped {case.name}: its ground truth and FLAIR differ in shape")
+            continue
+        case_names.append(case.name + ("" if axis is None else f" flipped {axis}"))
         truth = reference.data > 0
         if not args.skip_sample_app:
             annotation = Annotation(sample_app_superpixels(flair))
@@ -271,18 +351,23 @@ def main() -> None:
             "ours, fine level only": (flair_superpixels, ("fine",), None),
             "ours": (flair_superpixels, ("coarse", "fine"), None),
             "ours + autofill": (flair_superpixels, ("coarse", "fine"), [flair.data]),
-            "ours + autofill (FLAIR, T1c)": (
-                compute_superpixels([flair, t1c]),
-                ("coarse", "fine"),
-                [flair.data, t1c.data],
-            ),
         }
+        if with_t1c:
+            runs["ours + autofill (FLAIR, T1c)"] = (
+                compute_superpixels([flair, *t1c]),
+                ("coarse", "fine"),
+                [flair.data, t1c[0].data],
+            )
         for name, (superpixels, levels, intensities) in runs.items():
             annotation = Annotation(superpixels)
             scores = simulate(annotation, truth, args.strokes, True, levels, intensities)
             curves.setdefault(name, []).append(scores)
+    if not case_names:
+        return
     print(markdown_table(curves, case_names))
-    plot_path = RESULTS_DIR / f"simulated_annotator{'_flips' if args.flips else ''}.png"
+    plot_path = (
+        args.plot or RESULTS_DIR / f"simulated_annotator{'_flips' if args.flips else ''}.png"
+    )
     plot_curves(curves, plot_path)
     print(f"\nPlot: {plot_path}")
 
