@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import flask_bootstrap
 from dash import html
 
 from .annotator import VolumeAnnotator
-from .volume import Volume, load_volume
+from .volume import Volume, load_modalities, load_volume
 
 SAMPLE_FILE = "head_phantom.nii.gz"
 BOOTSTRAP_ROUTE = "/_superpixel_annotator/bootstrap.min.css"
@@ -31,6 +32,23 @@ def resource_dir(name: str) -> Path:
 def sample_path() -> Path:
     """The bundled head phantom that the app opens when no file is given."""
     return resource_dir("sample_data") / SAMPLE_FILE
+
+
+def load_startup_scan(paths: Sequence[str | os.PathLike], **options: Any) -> list[Volume]:
+    """The modalities a server starts with: those at ``paths``, or the sample when none.
+
+    Each volume's notes (a volume chosen from a 4D file, replaced NaN values) are printed to
+    stderr as ``superpixel-annotator: note: ...``; ``options`` go to :func:`load_modalities`.
+
+    Raises
+    ------
+    VolumeError
+        When a file is not a usable 3D image or the modalities disagree.
+    """
+    volumes = load_modalities(list(paths) or [sample_path()], **options)
+    for note in (note for volume in volumes for note in volume.notes):
+        print(f"superpixel-annotator: note: {note}", file=sys.stderr)
+    return volumes
 
 
 def use_local_bootstrap(app: dash.Dash) -> None:

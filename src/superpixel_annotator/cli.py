@@ -8,9 +8,9 @@ import os
 import sys
 from collections.abc import Callable
 
-from .app import celery_manager, create_app, sample_path
+from .app import celery_manager, create_app, load_startup_scan
 from .serve import BROKER_VARIABLE
-from .volume import DEFAULT_LIMITS, Limits, VolumeError, load_modalities
+from .volume import DEFAULT_LIMITS, Limits, VolumeError
 
 
 def _number_at_least(
@@ -84,15 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     limits = Limits(max_bytes=round(args.max_upload_mb * 1e6), max_voxels=args.max_voxels)
     try:
-        volumes = load_modalities(
-            args.files or [sample_path()], volume_index=args.volume, limits=limits
-        )
+        volumes = load_startup_scan(args.files, volume_index=args.volume, limits=limits)
     except VolumeError as error:
         print(f"superpixel-annotator: {error}", file=sys.stderr)
         return 2
-    for volume in volumes:
-        for note in volume.notes:
-            print(f"superpixel-annotator: note: {note}", file=sys.stderr)
     shown = ", ".join(f"{volume.name} {volume.data.shape}" for volume in volumes)
     print(f"Preparing {shown} ...", flush=True)
     manager = celery_manager(args.celery_broker) if args.celery_broker else None

@@ -18,9 +18,9 @@ from collections.abc import Callable, Iterable, Sequence
 
 import dash
 
-from .app import celery_manager, create_app, sample_path
+from .app import celery_manager, create_app, load_startup_scan
 from .serve import BROKER_VARIABLE, FILE_VARIABLE
-from .volume import VolumeError, load_modalities
+from .volume import VolumeError
 
 APP_LOAD_ERROR = 4
 
@@ -47,9 +47,7 @@ def build_app(paths: Sequence[str], background_manager=None) -> dash.Dash:
     VolumeError
         When a file is not a usable 3D image or the modalities disagree.
     """
-    volumes = load_modalities(paths or [sample_path()])
-    for note in (note for volume in volumes for note in volume.notes):
-        print(f"superpixel-annotator: {note}", file=sys.stderr)
+    volumes = load_startup_scan(paths)
     print(
         f"superpixel-annotator: preparing {volumes[0].name} {volumes[0].data.shape}",
         file=sys.stderr,
