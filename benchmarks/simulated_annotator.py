@@ -11,6 +11,10 @@ these two cases.
 ``--data`` (default ``../shared/data/brats2013``) is searched, folders included, for the
 cases of any BraTS release (see :func:`find_cases`); ``--cases N`` takes the first N by name.
 
+A second table describes each case: its tumour volume, how well FLAIR tells the tumour from
+the tissue around it (:func:`separability`), and the Dice of the best segmentation made of
+whole supervoxels and of whole coarse regions (achievable segmentation accuracy, ASA).
+
 At each step the simulated annotator takes the axial slice with the most erroneous voxels
 (tumour not labelled, or labelled voxels outside the tumour), the largest connected erroneous
 region in it, and draws one straight stroke along the region's principal axis through its
@@ -48,7 +52,7 @@ from skimage.segmentation import slic
 from skimage.util import img_as_ubyte
 
 from superpixel_annotator import Annotation, compute_superpixels, load_volume
-from superpixel_annotator.superpixels import Superpixels
+from superpixel_annotator.superpixels import Superpixels, achievable_segmentation_accuracy
 from superpixel_annotator.volume import Volume, VolumeError
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared/data/brats2013"
@@ -56,6 +60,8 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 CHECKPOINTS = (1, 3, 5, 10, 20)
 # Samples per voxel along a stroke's line when clipping it to its region.
 _LINE_SAMPLES_PER_VOXEL = 4
+# Supervoxels within this many voxels of the tumour are its surroundings for the separability.
+_SURROUNDINGS = 5
 _NIFTI = ".nii*"
 
 
@@ -293,6 +299,29 @@ def plot_curves(curves: dict[str, list[list[float]]], path: Path) -> None:
     image.save(path)
 
 
+def separability(superpixels: Superpixels, image: np.ndarray, truth: np.ndarray) -> float:
+    """How well the mean intensities of supervoxels tell the tumour from the tissue around it.
+
+    The area under the ROC curve of supervoxel means, weighted by voxel count, for the
+    supervoxels mostly within ``_SURROUNDINGS`` voxels of the tumour: tumour supervoxels
+    (mostly in ``truth``) against the others. 1 when the tumour is brighter than all its
+    surroundings, 0.5 when intensity tells nothing.
+    """
+    labels = superpixels.labels.ravel()
+    size = superpixels.count + 1
+    counts = np.bincount(labels, minlength=size)
+    means = np.bincount(labels, image.ravel(), minlength=size) / np.maximum(counts, 1)
+    in_tumour = np.bincount(labels, truth.ravel(), minlength=size) * 2 > counts
+    near = ndi.binary_dilation(truth, iterations=_SURROUNDINGS).ravel()
+    around = np.bincount(labels, near, minlength=size) * 2 > counts
+    around[0] = False
+    order = np.argsort(means[around], kind="stable")
+    tumour, weights = in_tumour[around][order], counts[around][order]
+    darker_others = np.cumsum(np.where(tumour, 0, weights))
+    pairs = weights[tumour].sum() * weights[~tumour].sum()
+    return float((weights * tumour * darker_others).sum() / pairs) if pairs else float("nan")
+
+
 def markdown_table(curves: dict[str, list[list[float]]], case_names: list[str]) -> str:
     """Rows per pipeline and case plus medians; columns Dice after each checkpoint stroke."""
     strokes = [n for n in CHECKPOINTS if n <= len(next(iter(curves.values()))[0])]
@@ -330,6 +359,7 @@ def main() -> None:
     axes = [None, 0, 1, 2] if args.flips else [None]
     curves: dict[str, list[list[float]]] = {}
     case_names = []
+    case_rows = []
     for case, axis in itertools.product(cases, axes):
         scans = [case.flair, case.truth, *([case.t1c] if with_t1c else [])]
         try:
@@ -347,6 +377,13 @@ def main() -> None:
             scores = simulate(annotation, truth, args.strokes, can_erase=False, levels=("fine",))
             curves.setdefault("sample app", []).append(scores)
         flair_superpixels = compute_superpixels(flair)
+        coarse_labels = flair_superpixels.coarse[flair_superpixels.labels]
+        case_rows.append(
+            f"| {case_names[-1]} | {truth.sum() * np.prod(flair.spacing) / 1000:.1f} | "
+            f"{separability(flair_superpixels, flair.data, truth):.2f} | "
+            f"{achievable_segmentation_accuracy(flair_superpixels.labels, truth):.3f} | "
+            f"{achievable_segmentation_accuracy(coarse_labels, truth):.3f} |"
+        )
         runs = {
             "ours, fine level only": (flair_superpixels, ("fine",), None),
             "ours": (flair_superpixels, ("coarse", "fine"), None),
@@ -365,6 +402,11 @@ def main() -> None:
     if not case_names:
         return
     print(markdown_table(curves, case_names))
+    print(
+        "\n| case | tumour (mL) | FLAIR separability (AUC) | ASA supervoxels | ASA coarse |"
+        "\n|---|---:|---:|---:|---:|"
+    )
+    print("\n".join(case_rows))
     plot_path = (
         args.plot or RESULTS_DIR / f"simulated_annotator{'_flips' if args.flips else ''}.png"
     )

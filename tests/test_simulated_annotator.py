@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from superpixel_annotator.superpixels import Superpixels
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "simulated_annotator.py"
 _spec = importlib.util.spec_from_file_location("simulated_annotator", SCRIPT)
@@ -89,3 +91,15 @@ def test_the_benchmark_runs_on_cases_it_has_never_seen(tmp_path):
     assert 0.5 < dice_after_3 <= 1.0
     assert "T1c" not in result.stdout
     assert plot.stat().st_size > 0
+
+
+def test_separability_is_1_for_a_bright_tumour_and_about_half_for_noise():
+    z, y, x = np.indices((12, 12, 12))
+    cube = (z // 2, y // 2, x // 2)
+    truth = np.logical_and.reduce([(c == 2) | (c == 3) for c in cube])  # 8 of the 216 cubes
+    superpixels = Superpixels.from_labels(1 + (cube[0] * 6 + cube[1]) * 6 + cube[2], params={})
+    bright = np.where(truth, 3.0, 1.0) + np.random.default_rng(0).normal(0, 0.1, truth.shape)
+    assert simulated_annotator.separability(superpixels, bright, truth) == 1.0
+    assert simulated_annotator.separability(superpixels, -bright, truth) == 0.0
+    noise = np.random.default_rng(1).normal(0, 1, truth.shape)
+    assert 0.2 < simulated_annotator.separability(superpixels, noise, truth) < 0.8
