@@ -41,7 +41,7 @@ from .overlays import (
 from .palette import DEFAULT_LABELS, LabelClass
 from .slicer import THUMBNAIL_SIZE, SessionSlicer, axis_ranges, is_window, windowed
 from .statistics import label_statistics, statistics_csv
-from .superpixels import DEFAULT_PARAMS, Superpixels
+from .superpixels import DEFAULT_PARAMS, Superpixels, cache_limit_bytes
 from .volume import (
     Limits,
     Volume,
@@ -174,11 +174,11 @@ class VolumeAnnotator:
         self.id = id
         volumes = [volume] if isinstance(volume, Volume) else list(volume)
         check_modalities(volumes)
+        cache_limit_bytes()  # a malformed limit stops the start, not the first upload
         self.cache_dir = cache_directory(cache_dir)
         self.limits = limits or Limits()
-        self.cases = CaseStore(self.cache_dir)
         self.initial_case = open_case(volumes, self.cache_dir, superpixels)
-        self.cases.add(self.initial_case)
+        self.cases = CaseStore(self.cache_dir, pinned=[self.initial_case])
         self.labels = tuple(labels)
         self._palette = label_palette(
             (*self.labels, LabelClass(PREVIEW_VALUE, "Fill preview", PREVIEW_COLOR))

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from .app import celery_manager, create_app, sample_path
 from .serve import BROKER_VARIABLE
+from .superpixels import CacheSettingError
 from .volume import DEFAULT_LIMITS, Limits, VolumeError, load_modalities
 
 
@@ -96,7 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     shown = ", ".join(f"{volume.name} {volume.data.shape}" for volume in volumes)
     print(f"Preparing {shown} ...", flush=True)
     manager = celery_manager(args.celery_broker) if args.celery_broker else None
-    app = create_app(volumes, limits=limits, background_manager=manager)
+    try:
+        app = create_app(volumes, limits=limits, background_manager=manager)
+    except CacheSettingError as error:
+        print(f"superpixel-annotator: {error}", file=sys.stderr)
+        return 2
     shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     print(f"Open http://{shown_host}:{args.port}/ in a browser (Ctrl+C stops).", flush=True)
     app.run(host=args.host, port=args.port, debug=args.debug, dev_tools_props_check=False)
