@@ -65,6 +65,11 @@ _SWATCH_STYLE = {
     "marginRight": "0.3em",
     "verticalAlign": "middle",
 }
+# What a user sees when the session's scan is gone from the server (its cache is bounded).
+CASE_GONE = (
+    "This scan is no longer on the server; open it again, and your annotation of it comes "
+    "back from this browser."
+)
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 
 HELP_ITEMS = (
@@ -886,7 +891,9 @@ class VolumeAnnotator:
                 current = self.case_of(case)
                 annotation = Annotation.from_state(current.superpixels, state)
                 volumes = list(current.volumes)
-        except (VolumeError, CaseNotFoundError, AnnotationStateError) as error:
+        except CaseNotFoundError:
+            return {**result, **self._message(CASE_GONE, "warning")}
+        except (VolumeError, AnnotationStateError) as error:
             return {**result, **self._message(_one_line(error), "warning")}
         set_progress((30, "Computing superpixels…"))
         opened = open_case(volumes, self.cache_dir, size=size)
@@ -1007,8 +1014,7 @@ class VolumeAnnotator:
             current = self.case_of(case)
             annotation = Annotation.from_state(current.superpixels, state)
         except CaseNotFoundError:
-            text = "This scan is no longer on the server; open it again."
-            return {**result, **self._message(text, "warning")}
+            return {**result, **self._message(CASE_GONE, "warning")}
         except AnnotationStateError as error:
             return {**result, **self._message(f"Annotation state refused: {error}.", "warning")}
         proposal = _proposal_arrays(preview, current.superpixels.count)
@@ -1246,7 +1252,9 @@ class VolumeAnnotator:
         try:
             case = self.case_of(case_data)
             annotation = Annotation.from_state(case.superpixels, state)
-        except (CaseNotFoundError, AnnotationStateError) as error:
+        except CaseNotFoundError:
+            return dash.no_update, CASE_GONE, True
+        except AnnotationStateError as error:
             return dash.no_update, f"Nothing to download: {_one_line(error)}.", True
         if not annotation.superpixel_labels.any():
             return dash.no_update, "Nothing to download yet: the annotation is empty.", True
