@@ -395,6 +395,7 @@ def open_scan(
     *,
     trigger="ann-upload.contents",
     size="4.5",
+    saved_size=None,
     case=None,
 ):
     return call(
@@ -403,6 +404,7 @@ def open_scan(
         lambda progress: None,
         contents=contents,
         size=size,
+        saved_size=saved_size,
         filenames=filenames,
         state=None,
         case=case or session(annotator),
@@ -460,6 +462,20 @@ def test_two_uploaded_modalities_open_one_case_with_both(annotator, tmp_path):
     result = open_scan(annotator, uploaded_scans(tmp_path, shapes), list(shapes))
     case = annotator.case_of(result["case"])
     assert [volume.name for volume in case.volumes] == ["flair", "t1c"]
+
+
+def test_new_size_maps_the_annotation_and_the_saved_size_restores_it(annotator):
+    chosen = open_scan(annotator, trigger="ann-size.value", size="3.5")
+    assert chosen["message"].startswith("Superpixels recomputed")
+    assert chosen["case"]["size"] == "3.5" and chosen["case"]["restore"] is False
+    assert chosen["case"]["previous"] == session(annotator)
+    # A page load asks for the size chosen last: the browser's annotation for it wins.
+    restored = open_scan(annotator, trigger="ann-saved-size.data", saved_size="3.5")
+    assert restored["case"]["key"] == chosen["case"]["key"]
+    assert restored["case"]["restore"] is True and restored["case"]["previous"] is None
+    assert restored["message"] is dash.no_update
+    with pytest.raises(dash.exceptions.PreventUpdate):  # the menu follows the case: no work
+        open_scan(annotator, trigger="ann-size.value", size="3.5", case=chosen["case"])
 
 
 def test_a_scan_gone_from_the_server_says_to_open_it_again(annotator):

@@ -92,7 +92,7 @@ HELP_ITEMS = (
         "opens your own .nii, .nii.gz, .mgz or .mgh file (several files: modalities of one "
         "scan, switched next to Contrast); only you see it. Open segmentation loads labels "
         "of the scan, e.g. a downloaded file. Superpixels sets their size; your labels are "
-        "kept, and Undo brings back the previous size.",
+        "kept, Undo brings back the previous size, and this browser keeps the choice.",
     ),
     (
         "Your work",
@@ -127,6 +127,13 @@ def parse_stroke_path(path: str) -> np.ndarray:
 
 
 SIZE_OPTIONS = {"Fine": 3.5, "Medium": DEFAULT_PARAMS["size"], "Coarse": 6.5}
+
+
+def size_choice(case: Case) -> str | None:
+    """The value of the superpixel size menu that ``case`` was computed with; ``None`` when
+    its superpixels are of another size (precomputed ones)."""
+    size = case.superpixels.params.get("size")
+    return str(size) if size in SIZE_OPTIONS.values() else None
 
 
 class VolumeAnnotator:
@@ -220,10 +227,12 @@ class VolumeAnnotator:
 
         ``state`` is the annotation to start from; with ``restore`` the one saved in the
         browser for this case wins. ``previous`` is the case data an undo goes back to.
+        ``size`` is the superpixel size menu's value for the case (see :func:`size_choice`).
         """
         return {
             "key": case.key,
             "shape": list(case.shape),
+            "size": size_choice(case),
             "state": state,
             "restore": restore,
             "previous": previous,
@@ -390,7 +399,7 @@ class VolumeAnnotator:
                             {"label": f"{name} ({size:g} mm)", "value": str(size)}
                             for name, size in SIZE_OPTIONS.items()
                         ],
-                        value=str(DEFAULT_PARAMS["size"]),
+                        value=size_choice(self.initial_case) or str(DEFAULT_PARAMS["size"]),
                         size="sm",
                     ),
                     width="auto",
@@ -606,6 +615,7 @@ class VolumeAnnotator:
                     id=self._part("case"), data=self.case_data(self.initial_case, restore=True)
                 ),
                 dcc.Store(id=self._part("storage-prefix"), data=f"superpixel-annotator:{self.id}:"),
+                dcc.Store(id=self._part("saved-size")),
                 dcc.Store(id=self._part("annotation-3d"), storage_type="memory"),
                 dcc.Store(
                     id=self._part("shortcuts"),
@@ -672,6 +682,7 @@ class VolumeAnnotator:
             inputs={
                 "contents": Input(part("upload"), "contents"),
                 "size": Input(part("size"), "value"),
+                "saved_size": Input(part("saved-size"), "data"),
                 "filenames": State(part("upload"), "filename"),
                 "state": State(part("annotation"), "data"),
                 "case": case,
@@ -725,8 +736,16 @@ class VolumeAnnotator:
             clientside.ENTER_CASE,
             Output(part("annotation"), "data"),
             [Output(part(f"annotation-slices-{a}"), "data") for a in range(3)],
+            Output(part("size"), "value"),
             Input(part("case"), "data"),
             State(part("storage-prefix"), "data"),
+            State(part("size"), "value"),
+        )
+        app.clientside_callback(
+            clientside.RESTORE_SIZE,
+            Output(part("saved-size"), "data"),
+            Input(part("storage-prefix"), "data"),
+            case,
         )
         app.clientside_callback(
             clientside.SAVE_ANNOTATION,
@@ -867,18 +886,22 @@ class VolumeAnnotator:
 
     # -- opening scans ------------------------------------------------------------------
 
-    def open_scan(self, set_progress, contents, size, filenames, state, case) -> dict:
+    def open_scan(self, set_progress, contents, size, saved_size, filenames, state, case) -> dict:
         """Open uploaded scan files, or the current scan with another superpixel size.
 
         Runs as a background callback: computing superpixels takes seconds. Uploaded files
         are parsed in memory and checked against :attr:`limits`; several files are
         co-registered modalities of one scan. A new size keeps the annotation, mapped onto
-        the new superpixels by majority; undo goes back to the previous ones.
+        the new superpixels by majority; undo goes back to the previous ones. ``saved_size``
+        is the size this browser chose last, asked for when a page loads (see
+        :data:`clientside.RESTORE_SIZE`): the annotation saved in the browser for the case at
+        that size wins over the mapped one.
         """
         result = {"case": dash.no_update, "message": dash.no_update}
         result.update(show_message=dash.no_update, message_color=dash.no_update)
+        restoring = ctx.triggered_id == self._part("saved-size")
         try:
-            size = float(size)
+            size = float(saved_size if restoring else size)
         except (TypeError, ValueError):
             size = DEFAULT_PARAMS["size"]
         size = size if size in SIZE_OPTIONS.values() else DEFAULT_PARAMS["size"]
@@ -889,6 +912,8 @@ class VolumeAnnotator:
                 current, annotation = None, None
             else:
                 current = self.case_of(case)
+                if current.superpixels.params.get("size") == size:
+                    raise dash.exceptions.PreventUpdate
                 annotation = Annotation.from_state(current.superpixels, state)
                 volumes = list(current.volumes)
         except CaseNotFoundError:
@@ -904,9 +929,9 @@ class VolumeAnnotator:
             names = ", ".join(volume.name for volume in volumes)
             text = f"Opened {names} {opened.shape}: {count}. {notes}".strip()
             return {**result, "case": self.case_data(opened, restore=True), **self._message(text)}
-        if opened.key == current.key:
-            raise dash.exceptions.PreventUpdate
         mapped = annotation.remapped(opened.superpixels)
+        if restoring:
+            return {**result, "case": self.case_data(opened, state=mapped.to_state(), restore=True)}
         changed = int((mapped.label_volume() != annotation.label_volume()).sum())
         previous = self.case_data(current, state=state)
         text = (
