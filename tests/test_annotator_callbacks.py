@@ -12,7 +12,12 @@ from dash._callback_context import context_value
 from dash._utils import AttributeDict
 
 from superpixel_annotator.annotation import Annotation
-from superpixel_annotator.annotator import STALE, VolumeAnnotator, parse_stroke_path
+from superpixel_annotator.annotator import (
+    CASE_GONE,
+    STALE,
+    VolumeAnnotator,
+    parse_stroke_path,
+)
 
 
 def call(function, trigger: str, *args, **kwargs):
@@ -61,6 +66,7 @@ def edit(
     index=None,
     fine=False,
     preview=None,
+    case=None,
 ):
     """Call the edit callback for a stroke along ``path`` on the middle slice (or ``index``),
     or for a view's raw ``stroke`` store value, or for a button (``"undo"``, ``"redo"``,
@@ -89,7 +95,7 @@ def edit(
         label=label,
         state=state,
         preview=preview,
-        case=session(annotator),
+        case=case or session(annotator),
     )
 
 
@@ -382,16 +388,26 @@ def upload_url(content: bytes) -> str:
     return "data:application/octet-stream;base64," + base64.b64encode(content).decode()
 
 
-def open_scan(annotator, contents, filenames, size="4.5", state=None):
+def open_scan(
+    annotator,
+    contents=None,
+    filenames=None,
+    *,
+    trigger="ann-upload.contents",
+    size="4.5",
+    saved_size=None,
+    case=None,
+):
     return call(
         annotator.open_scan,
-        "ann-upload.contents",
+        trigger,
         lambda progress: None,
         contents=contents,
         size=size,
+        saved_size=saved_size,
         filenames=filenames,
-        state=state,
-        case=session(annotator),
+        state=None,
+        case=case or session(annotator),
     )
 
 
@@ -446,3 +462,24 @@ def test_two_uploaded_modalities_open_one_case_with_both(annotator, tmp_path):
     result = open_scan(annotator, uploaded_scans(tmp_path, shapes), list(shapes))
     case = annotator.case_of(result["case"])
     assert [volume.name for volume in case.volumes] == ["flair", "t1c"]
+
+
+def test_new_size_maps_the_annotation_and_the_saved_size_restores_it(annotator):
+    chosen = open_scan(annotator, trigger="ann-size.value", size="3.5")
+    assert chosen["message"].startswith("Superpixels recomputed")
+    assert chosen["case"]["size"] == "3.5" and chosen["case"]["restore"] is False
+    assert chosen["case"]["previous"] == session(annotator)
+    # A page load asks for the size chosen last: the browser's annotation for it wins.
+    restored = open_scan(annotator, trigger="ann-saved-size.data", saved_size="3.5")
+    assert restored["case"]["key"] == chosen["case"]["key"]
+    assert restored["case"]["restore"] is True and restored["case"]["previous"] is None
+    assert restored["message"] is dash.no_update
+    with pytest.raises(dash.exceptions.PreventUpdate):  # the menu follows the case: no work
+        open_scan(annotator, trigger="ann-size.value", size="3.5", case=chosen["case"])
+
+
+def test_a_scan_gone_from_the_server_says_to_open_it_again(annotator):
+    gone = {**session(annotator), "key": "0" * 32}
+    result = open_scan(annotator, trigger="ann-size.value", size="3.5", case=gone)
+    assert result["message"] == CASE_GONE and result["case"] is dash.no_update
+    assert edit(annotator, None, button="undo", case=gone)["message"] == CASE_GONE

@@ -1,6 +1,9 @@
-"""Cases: what any worker process finds by key, from memory or from the disk cache."""
+"""Cases: what any worker process finds by key, from memory or from the bounded disk cache."""
 
 import dataclasses
+import os
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +14,12 @@ from superpixel_annotator.cases import (
     CaseStore,
     case_key,
     open_case,
+)
+from superpixel_annotator.superpixels import (
+    CACHE_LIMIT_VARIABLE,
+    CacheSettingError,
+    cache_limit_bytes,
+    trim_cache,
 )
 from superpixel_annotator.volume import Volume
 
@@ -58,3 +67,79 @@ def test_memory_holds_recent_cases_and_disk_the_rest(tmp_path):
     assert cases[0].key not in store._cases
     assert store.get(cases[0].key).key == cases[0].key  # read back from disk
     assert len(store._cases) == MAX_CASES_IN_MEMORY
+
+
+def cache_file(path: Path, size: int, age_s: float) -> Path:
+    """A cache file of ``size`` bytes last used ``age_s`` seconds ago."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x" * size)
+    used = time.time() - age_s
+    os.utime(path, (used, used))
+    return path
+
+
+def limit_cache(monkeypatch, max_bytes: int) -> None:
+    monkeypatch.setenv(CACHE_LIMIT_VARIABLE, str(max_bytes / 1e6))
+
+
+def test_trimming_removes_least_recently_used_files_of_both_kinds(tmp_path, monkeypatch):
+    oldest = cache_file(tmp_path / "cases" / f"{'a' * 32}.npz", 1000, age_s=400)
+    older = cache_file(tmp_path / f"{'b' * 32}-{'c' * 16}.npz", 1000, age_s=300)
+    newer = cache_file(tmp_path / "cases" / f"{'d' * 32}.npz", 1000, age_s=200)
+    newest = cache_file(tmp_path / f"{'e' * 32}-{'f' * 16}.npz", 1000, age_s=100)
+    others = [  # not the cache's own files: never removed, whatever their age
+        cache_file(tmp_path / "notes.npz", 5000, age_s=900),
+        cache_file(tmp_path / "cases" / "half-written.tmp", 5000, age_s=900),
+        cache_file(tmp_path / "jobs" / f"{'0' * 32}.npz", 5000, age_s=900),
+    ]
+    limit_cache(monkeypatch, 2500)
+    assert trim_cache(tmp_path, keep=newest) == [oldest, older]
+    assert all(path.exists() for path in [newer, newest, *others])
+
+
+def test_the_file_just_written_stays_even_alone_over_the_limit(tmp_path, monkeypatch):
+    written = cache_file(tmp_path / "cases" / f"{'a' * 32}.npz", 1000, age_s=400)
+    other = cache_file(tmp_path / f"{'b' * 32}-{'c' * 16}.npz", 1000, age_s=100)
+    limit_cache(monkeypatch, 0)
+    assert trim_cache(tmp_path, keep=written) == [other]
+    assert written.exists()
+
+
+def test_reading_a_case_marks_its_files_used(tmp_path):
+    opened = open_case([phantom(1)], tmp_path)
+    files = [*tmp_path.glob("*.npz"), *tmp_path.glob("cases/*.npz")]
+    assert len(files) == 2  # its superpixels and its modalities
+    for path in files:
+        os.utime(path, (1000.0, 1000.0))
+    CaseStore(tmp_path).get(opened.key)  # a fresh store: read from disk
+    assert all(path.stat().st_mtime > 1000.0 for path in files)
+
+
+def test_a_case_gone_from_disk_is_unknown_unless_in_memory(tmp_path, monkeypatch):
+    first = open_case([phantom(1)], tmp_path)
+    store, pinned_store = CaseStore(tmp_path), CaseStore(tmp_path, pinned=[first])
+    store.add(first)
+    limit_cache(monkeypatch, 0)
+    open_case([phantom(2)], tmp_path)  # the bound removes every file of the first case
+    assert not (tmp_path / "cases" / f"{first.key}.npz").exists()
+    with pytest.raises(CaseNotFoundError):
+        CaseStore(tmp_path).get(first.key)
+    assert pinned_store.get(first.key) is first
+    assert store.get(first.key) is first  # ... and writes it back for other processes
+    assert CaseStore(tmp_path).get(first.key).key == first.key
+
+
+def test_cache_limit_comes_from_the_environment(monkeypatch):
+    monkeypatch.delenv(CACHE_LIMIT_VARIABLE, raising=False)
+    assert cache_limit_bytes() == 5 * 10**9
+    monkeypatch.setenv(CACHE_LIMIT_VARIABLE, "250.5")
+    assert cache_limit_bytes() == 250_500_000
+
+
+@pytest.mark.parametrize("value", ["5GB", "-1", "nan", "inf"])
+def test_malformed_cache_limit_is_a_one_line_error(monkeypatch, value):
+    monkeypatch.setenv(CACHE_LIMIT_VARIABLE, value)
+    with pytest.raises(CacheSettingError) as caught:
+        cache_limit_bytes()
+    message = str(caught.value)
+    assert message.startswith(f"{CACHE_LIMIT_VARIABLE}={value!r}") and "\n" not in message

@@ -1,5 +1,6 @@
 """The console script: options, what it hands to the app, and one-line errors."""
 
+import os
 import subprocess
 import sys
 
@@ -9,6 +10,7 @@ import pytest
 
 from superpixel_annotator import cli
 from superpixel_annotator.cli import build_parser, main
+from superpixel_annotator.superpixels import CACHE_LIMIT_VARIABLE
 from superpixel_annotator.volume import DEFAULT_LIMITS, Limits
 
 
@@ -147,6 +149,22 @@ def test_console_script_prints_no_traceback(tmp_path):
     )
     assert done.returncode == 2
     assert done.stderr.startswith("superpixel-annotator: ") and "Traceback" not in done.stderr
+
+
+def test_malformed_cache_limit_stops_the_start_with_one_line(tmp_path):
+    env = {**os.environ, "SUPERPIXEL_ANNOTATOR_CACHE": str(tmp_path), CACHE_LIMIT_VARIABLE: "5GB"}
+    done = subprocess.run(
+        [sys.executable, "-m", "superpixel_annotator.cli", "--port", "1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    error = done.stderr.strip()
+    assert error.startswith("superpixel-annotator: ") and CACHE_LIMIT_VARIABLE in error
+    assert "\n" not in error
+    assert not any(tmp_path.iterdir())  # stopped before computing anything
 
 
 def test_celery_broker_option_gives_a_celery_manager(tmp_path, created):

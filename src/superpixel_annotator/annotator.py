@@ -41,7 +41,7 @@ from .overlays import (
 from .palette import DEFAULT_LABELS, LabelClass
 from .slicer import THUMBNAIL_SIZE, SessionSlicer, axis_ranges, is_window, windowed
 from .statistics import label_statistics, statistics_csv
-from .superpixels import DEFAULT_PARAMS, Superpixels
+from .superpixels import DEFAULT_PARAMS, Superpixels, cache_limit_bytes
 from .volume import (
     Limits,
     Volume,
@@ -65,6 +65,11 @@ _SWATCH_STYLE = {
     "marginRight": "0.3em",
     "verticalAlign": "middle",
 }
+# What a user sees when the session's scan is gone from the server (its cache is bounded).
+CASE_GONE = (
+    "This scan is no longer on the server; open it again, and your annotation of it comes "
+    "back from this browser."
+)
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 
 HELP_ITEMS = (
@@ -87,7 +92,7 @@ HELP_ITEMS = (
         "opens your own .nii, .nii.gz, .mgz or .mgh file (several files: modalities of one "
         "scan, switched next to Contrast); only you see it. Open segmentation loads labels "
         "of the scan, e.g. a downloaded file. Superpixels sets their size; your labels are "
-        "kept, and Undo brings back the previous size.",
+        "kept, Undo brings back the previous size, and this browser keeps the choice.",
     ),
     (
         "Your work",
@@ -122,6 +127,13 @@ def parse_stroke_path(path: str) -> np.ndarray:
 
 
 SIZE_OPTIONS = {"Fine": 3.5, "Medium": DEFAULT_PARAMS["size"], "Coarse": 6.5}
+
+
+def size_choice(case: Case) -> str | None:
+    """The value of the superpixel size menu that ``case`` was computed with; ``None`` when
+    its superpixels are of another size (precomputed ones)."""
+    size = case.superpixels.params.get("size")
+    return str(size) if size in SIZE_OPTIONS.values() else None
 
 
 class VolumeAnnotator:
@@ -174,11 +186,11 @@ class VolumeAnnotator:
         self.id = id
         volumes = [volume] if isinstance(volume, Volume) else list(volume)
         check_modalities(volumes)
+        cache_limit_bytes()  # a malformed limit stops the start, not the first upload
         self.cache_dir = cache_directory(cache_dir)
         self.limits = limits or Limits()
-        self.cases = CaseStore(self.cache_dir)
         self.initial_case = open_case(volumes, self.cache_dir, superpixels)
-        self.cases.add(self.initial_case)
+        self.cases = CaseStore(self.cache_dir, pinned=[self.initial_case])
         self.labels = tuple(labels)
         self._palette = label_palette(
             (*self.labels, LabelClass(PREVIEW_VALUE, "Fill preview", PREVIEW_COLOR))
@@ -215,10 +227,12 @@ class VolumeAnnotator:
 
         ``state`` is the annotation to start from; with ``restore`` the one saved in the
         browser for this case wins. ``previous`` is the case data an undo goes back to.
+        ``size`` is the superpixel size menu's value for the case (see :func:`size_choice`).
         """
         return {
             "key": case.key,
             "shape": list(case.shape),
+            "size": size_choice(case),
             "state": state,
             "restore": restore,
             "previous": previous,
@@ -385,7 +399,7 @@ class VolumeAnnotator:
                             {"label": f"{name} ({size:g} mm)", "value": str(size)}
                             for name, size in SIZE_OPTIONS.items()
                         ],
-                        value=str(DEFAULT_PARAMS["size"]),
+                        value=size_choice(self.initial_case) or str(DEFAULT_PARAMS["size"]),
                         size="sm",
                     ),
                     width="auto",
@@ -601,6 +615,7 @@ class VolumeAnnotator:
                     id=self._part("case"), data=self.case_data(self.initial_case, restore=True)
                 ),
                 dcc.Store(id=self._part("storage-prefix"), data=f"superpixel-annotator:{self.id}:"),
+                dcc.Store(id=self._part("saved-size")),
                 dcc.Store(id=self._part("annotation-3d"), storage_type="memory"),
                 dcc.Store(
                     id=self._part("shortcuts"),
@@ -667,6 +682,7 @@ class VolumeAnnotator:
             inputs={
                 "contents": Input(part("upload"), "contents"),
                 "size": Input(part("size"), "value"),
+                "saved_size": Input(part("saved-size"), "data"),
                 "filenames": State(part("upload"), "filename"),
                 "state": State(part("annotation"), "data"),
                 "case": case,
@@ -720,8 +736,16 @@ class VolumeAnnotator:
             clientside.ENTER_CASE,
             Output(part("annotation"), "data"),
             [Output(part(f"annotation-slices-{a}"), "data") for a in range(3)],
+            Output(part("size"), "value"),
             Input(part("case"), "data"),
             State(part("storage-prefix"), "data"),
+            State(part("size"), "value"),
+        )
+        app.clientside_callback(
+            clientside.RESTORE_SIZE,
+            Output(part("saved-size"), "data"),
+            Input(part("storage-prefix"), "data"),
+            case,
         )
         app.clientside_callback(
             clientside.SAVE_ANNOTATION,
@@ -862,18 +886,22 @@ class VolumeAnnotator:
 
     # -- opening scans ------------------------------------------------------------------
 
-    def open_scan(self, set_progress, contents, size, filenames, state, case) -> dict:
+    def open_scan(self, set_progress, contents, size, saved_size, filenames, state, case) -> dict:
         """Open uploaded scan files, or the current scan with another superpixel size.
 
         Runs as a background callback: computing superpixels takes seconds. Uploaded files
         are parsed in memory and checked against :attr:`limits`; several files are
         co-registered modalities of one scan. A new size keeps the annotation, mapped onto
-        the new superpixels by majority; undo goes back to the previous ones.
+        the new superpixels by majority; undo goes back to the previous ones. ``saved_size``
+        is the size this browser chose last, asked for when a page loads (see
+        :data:`clientside.RESTORE_SIZE`): the annotation saved in the browser for the case at
+        that size wins over the mapped one.
         """
         result = {"case": dash.no_update, "message": dash.no_update}
         result.update(show_message=dash.no_update, message_color=dash.no_update)
+        restoring = ctx.triggered_id == self._part("saved-size")
         try:
-            size = float(size)
+            size = float(saved_size if restoring else size)
         except (TypeError, ValueError):
             size = DEFAULT_PARAMS["size"]
         size = size if size in SIZE_OPTIONS.values() else DEFAULT_PARAMS["size"]
@@ -884,9 +912,13 @@ class VolumeAnnotator:
                 current, annotation = None, None
             else:
                 current = self.case_of(case)
+                if current.superpixels.params.get("size") == size:
+                    raise dash.exceptions.PreventUpdate
                 annotation = Annotation.from_state(current.superpixels, state)
                 volumes = list(current.volumes)
-        except (VolumeError, CaseNotFoundError, AnnotationStateError) as error:
+        except CaseNotFoundError:
+            return {**result, **self._message(CASE_GONE, "warning")}
+        except (VolumeError, AnnotationStateError) as error:
             return {**result, **self._message(_one_line(error), "warning")}
         set_progress((30, "Computing superpixels…"))
         opened = open_case(volumes, self.cache_dir, size=size)
@@ -897,9 +929,9 @@ class VolumeAnnotator:
             names = ", ".join(volume.name for volume in volumes)
             text = f"Opened {names} {opened.shape}: {count}. {notes}".strip()
             return {**result, "case": self.case_data(opened, restore=True), **self._message(text)}
-        if opened.key == current.key:
-            raise dash.exceptions.PreventUpdate
         mapped = annotation.remapped(opened.superpixels)
+        if restoring:
+            return {**result, "case": self.case_data(opened, state=mapped.to_state(), restore=True)}
         changed = int((mapped.label_volume() != annotation.label_volume()).sum())
         previous = self.case_data(current, state=state)
         text = (
@@ -1007,8 +1039,7 @@ class VolumeAnnotator:
             current = self.case_of(case)
             annotation = Annotation.from_state(current.superpixels, state)
         except CaseNotFoundError:
-            text = "This scan is no longer on the server; open it again."
-            return {**result, **self._message(text, "warning")}
+            return {**result, **self._message(CASE_GONE, "warning")}
         except AnnotationStateError as error:
             return {**result, **self._message(f"Annotation state refused: {error}.", "warning")}
         proposal = _proposal_arrays(preview, current.superpixels.count)
@@ -1246,7 +1277,9 @@ class VolumeAnnotator:
         try:
             case = self.case_of(case_data)
             annotation = Annotation.from_state(case.superpixels, state)
-        except (CaseNotFoundError, AnnotationStateError) as error:
+        except CaseNotFoundError:
+            return dash.no_update, CASE_GONE, True
+        except AnnotationStateError as error:
             return dash.no_update, f"Nothing to download: {_one_line(error)}.", True
         if not annotation.superpixel_labels.any():
             return dash.no_update, "Nothing to download yet: the annotation is empty.", True

@@ -3,7 +3,9 @@
 A *case* is one scan's co-registered modalities with their superpixels. Its key digests the
 intensities, geometry and superpixel parameters, so a user's session names the case it shows
 by key alone, and any worker process can serve it: from memory, or else from the disk cache
-that the worker which opened the case wrote.
+that the worker which opened the case wrote. The cache is bounded (see :func:`trim_cache`):
+a case unused for long may be gone from it, and then only a process that still holds it in
+memory knows it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from .superpixels import (
     _complete_params,
     cache_directory,
     load_or_compute_superpixels,
+    mark_cache_file_used,
+    trim_cache,
     write_npz_atomically,
 )
 from .volume import Volume
@@ -119,8 +123,8 @@ def open_case(
 ) -> Case:
     """Build a case, computing its superpixels (or reading them from the cache).
 
-    The modalities are written to the cache too, so other worker processes can load the
-    case by key (see :class:`CaseStore`).
+    The modalities are written to the cache too (or, when there already, marked used), so
+    other worker processes can load the case by key (see :class:`CaseStore`).
 
     Parameters
     ----------
@@ -140,22 +144,29 @@ def open_case(
     volumes = tuple(volumes)
     if superpixels is None:
         superpixels = load_or_compute_superpixels(volumes, cache_dir, **params)
-    key = case_key(volumes, superpixels.params)
-    _write_volumes(_volumes_path(cache_directory(cache_dir), key), volumes, superpixels)
-    return Case(volumes=volumes, superpixels=superpixels, key=key)
+    case = Case(volumes=volumes, superpixels=superpixels, key=case_key(volumes, superpixels.params))
+    _keep_on_disk(cache_directory(cache_dir), case)
+    return case
 
 
 class CaseStore:
-    """The cases a process serves: recently used ones in memory, the others from disk.
+    """The cases a process serves: pinned and recently used ones in memory, the others from
+    disk.
 
     Parameters
     ----------
     cache_dir : str or path-like, optional
         See :func:`cache_directory`.
+    pinned : sequence of Case
+        Cases always kept in memory, whatever the disk cache removes (the scan every session
+        starts with).
     """
 
-    def __init__(self, cache_dir: str | os.PathLike | None = None) -> None:
+    def __init__(
+        self, cache_dir: str | os.PathLike | None = None, pinned: Sequence[Case] = ()
+    ) -> None:
         self.cache_dir = cache_directory(cache_dir)
+        self._pinned = {case.key: case for case in pinned}
         self._cases: OrderedDict[str, Case] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -170,6 +181,9 @@ class CaseStore:
     def get(self, key: str) -> Case:
         """The case with ``key``.
 
+        A case found in memory is marked used on disk too (written again if the cache
+        removed it), so that other processes keep finding it there.
+
         Raises
         ------
         CaseNotFoundError
@@ -177,11 +191,15 @@ class CaseStore:
         """
         if not isinstance(key, str):
             raise CaseNotFoundError(key)
+        if key in self._pinned:
+            return self._pinned[key]
         with self._lock:
             case = self._cases.get(key)
             if case is not None:
                 self._cases.move_to_end(key)
-                return case
+        if case is not None:
+            _keep_on_disk(self.cache_dir, case)
+            return case
         case = _read_case(self.cache_dir, key)
         self.add(case)
         return case
@@ -191,26 +209,32 @@ def _volumes_path(cache_dir: Path, key: str) -> Path:
     return cache_dir / "cases" / f"{key}.npz"
 
 
-def _write_volumes(path: Path, volumes: tuple[Volume, ...], superpixels: Superpixels) -> None:
-    if path.exists():
+def _keep_on_disk(cache_dir: Path, case: Case) -> None:
+    """Mark the case's file in the cache used, writing it when it is not there."""
+    path = _volumes_path(cache_dir, case.key)
+    if mark_cache_file_used(path):
         return
     arrays = {
-        "names": np.array([volume.name for volume in volumes]),
-        "spacing": np.array(volumes[0].spacing),
-        "affine": volumes[0].affine,
-        "source_ornt": volumes[0].source_ornt,
-        "params": np.array(json.dumps(superpixels.params, sort_keys=True)),
+        "names": np.array([volume.name for volume in case.volumes]),
+        "spacing": np.array(case.volume.spacing),
+        "affine": case.volume.affine,
+        "source_ornt": case.volume.source_ornt,
+        "params": np.array(json.dumps(case.superpixels.params, sort_keys=True)),
     }
-    for index, volume in enumerate(volumes):
+    for index, volume in enumerate(case.volumes):
         arrays[f"data{index}"] = volume.data
     write_npz_atomically(path, arrays)
+    trim_cache(cache_dir, path)
 
 
 def _read_case(cache_dir: Path, key: str) -> Case:
-    path = _volumes_path(cache_dir, key)
-    if len(key) != 32 or not all(c in "0123456789abcdef" for c in key) or not path.exists():
+    if len(key) != 32 or not all(c in "0123456789abcdef" for c in key):
         raise CaseNotFoundError(key)
-    with np.load(path, allow_pickle=False) as stored:
+    try:
+        stored = np.load(_volumes_path(cache_dir, key), allow_pickle=False)
+    except FileNotFoundError:  # never written here, or removed by the cache's bound
+        raise CaseNotFoundError(key) from None
+    with stored:
         names = [str(name) for name in stored["names"]]
         volumes = tuple(
             Volume(

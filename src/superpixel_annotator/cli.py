@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from .app import celery_manager, create_app, load_startup_scan
 from .serve import BROKER_VARIABLE
+from .superpixels import CacheSettingError
 from .volume import DEFAULT_LIMITS, Limits, VolumeError
 
 
@@ -83,15 +84,15 @@ def main(argv: list[str] | None = None) -> int:
     """Run the annotator server; returns the process exit code."""
     args = build_parser().parse_args(argv)
     limits = Limits(max_bytes=round(args.max_upload_mb * 1e6), max_voxels=args.max_voxels)
+    manager = celery_manager(args.celery_broker) if args.celery_broker else None
     try:
         volumes = load_startup_scan(args.files, volume_index=args.volume, limits=limits)
-    except VolumeError as error:
+        shown = ", ".join(f"{volume.name} {volume.data.shape}" for volume in volumes)
+        print(f"Preparing {shown} ...", flush=True)
+        app = create_app(volumes, limits=limits, background_manager=manager)
+    except (VolumeError, CacheSettingError) as error:
         print(f"superpixel-annotator: {error}", file=sys.stderr)
         return 2
-    shown = ", ".join(f"{volume.name} {volume.data.shape}" for volume in volumes)
-    print(f"Preparing {shown} ...", flush=True)
-    manager = celery_manager(args.celery_broker) if args.celery_broker else None
-    app = create_app(volumes, limits=limits, background_manager=manager)
     shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     print(f"Open http://{shown_host}:{args.port}/ in a browser (Ctrl+C stops).", flush=True)
     app.run(host=args.host, port=args.port, debug=args.debug, dev_tools_props_check=False)

@@ -62,22 +62,46 @@ function(state, show) { return show ? state : window.dash_clientside.no_update; 
 
 # Entering a case (page load, upload, new superpixel size, undo of that) sets the annotation:
 # the one saved in local storage for this annotator and case when asked to restore, else the
-# one the case data hands over; every slice is then stale (rendered when shown).
+# one the case data hands over; every slice is then stale (rendered when shown). It sets the
+# superpixel size menu to the case's size, and saves that size in local storage too, unless
+# restoring a case of another size than the one saved: then RESTORE_SIZE asks for that one.
 ENTER_CASE = """
-function(caseData, storagePrefix) {
+function(caseData, storagePrefix, shownSize) {
+    const noUpdate = window.dash_clientside.no_update;
     if (!caseData || typeof caseData.key !== 'string') {
-        return Array(4).fill(window.dash_clientside.no_update);
+        return Array(5).fill(noUpdate);
     }
     let state = caseData.state || null;
-    if (caseData.restore) {
-        try {
+    try {
+        const savedSize = window.localStorage.getItem(storagePrefix + 'size');
+        if (caseData.restore) {
             state = window.localStorage.getItem(storagePrefix + caseData.key) || state;
-        } catch (error) {}
-    }
+        }
+        if (caseData.size && !(caseData.restore && savedSize && savedSize !== caseData.size)) {
+            window.localStorage.setItem(storagePrefix + 'size', caseData.size);
+        }
+    } catch (error) {}
     const slices = (n) => Array(n).fill(state ? STALE : null);
-    return [state, slices(caseData.shape[0]), slices(caseData.shape[1]), slices(caseData.shape[2])];
+    const size = caseData.size && caseData.size !== shownSize ? caseData.size : noUpdate;
+    return [state, slices(caseData.shape[0]), slices(caseData.shape[1]), slices(caseData.shape[2]),
+            size];
 }
 """.replace("STALE", json.dumps(STALE))
+
+# On page load, the superpixel size this browser chose last, when the case shown has another:
+# the server then opens the case with it (whose annotation saved here is the latest). It is
+# not part of ENTER_CASE because Dash (4.4) does not call ENTER_CASE again for the case that
+# this request brings, a chain of updates that ENTER_CASE itself would have started.
+RESTORE_SIZE = """
+function(storagePrefix, caseData) {
+    let savedSize = null;
+    try {
+        savedSize = window.localStorage.getItem(storagePrefix + 'size');
+    } catch (error) {}
+    const other = savedSize && caseData && savedSize !== caseData.size;
+    return other ? savedSize : window.dash_clientside.no_update;
+}
+"""
 
 SAVE_ANNOTATION = """
 function(state, caseData, storagePrefix) {

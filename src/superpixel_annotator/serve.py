@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=(
             "Environment: PORT or BIND (address), WEB_CONCURRENCY (workers, default 2), "
             "SUPERPIXEL_ANNOTATOR_CACHE (cache, shared by the workers), "
+            "SUPERPIXEL_ANNOTATOR_CACHE_MAX_MB (its bound, default 5000), "
             f"{BROKER_VARIABLE} (as --celery-broker), GUNICORN_CMD_ARGS (more options)."
         ),
     )

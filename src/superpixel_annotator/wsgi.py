@@ -4,10 +4,10 @@ The scan is the file named by the environment variable ``SUPERPIXEL_ANNOTATOR_FI
 (several modalities separated by ``os.pathsep``; unset or empty: the bundled sample).
 With ``SUPERPIXEL_ANNOTATOR_CELERY_BROKER`` set, superpixels of uploads are computed by
 Celery workers: ``celery -A superpixel_annotator.wsgi:celery_app worker``, started with the
-same environment. A file that cannot be opened stops the server with a
-one-line message on stderr and exit status 4, gunicorn's "app failed to load" code: a
-preloading master exits with it, and a master whose workers load the app halts on it
-instead of restarting them forever.
+same environment. A file that cannot be opened, or a malformed
+``SUPERPIXEL_ANNOTATOR_CACHE_MAX_MB``, stops the server with a one-line message on stderr
+and exit status 4, gunicorn's "app failed to load" code: a preloading master exits with it,
+and a master whose workers load the app halts on it instead of restarting them forever.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import dash
 
 from .app import celery_manager, create_app, load_startup_scan
 from .serve import BROKER_VARIABLE, FILE_VARIABLE
+from .superpixels import CacheSettingError
 from .volume import VolumeError
 
 APP_LOAD_ERROR = 4
@@ -46,6 +47,8 @@ def build_app(paths: Sequence[str], background_manager=None) -> dash.Dash:
     ------
     VolumeError
         When a file is not a usable 3D image or the modalities disagree.
+    CacheSettingError
+        When ``SUPERPIXEL_ANNOTATOR_CACHE_MAX_MB`` is malformed.
     """
     volumes = load_startup_scan(paths)
     print(
@@ -65,7 +68,7 @@ try:
     app = build_app(
         [path for path in os.environ.get(FILE_VARIABLE, "").split(os.pathsep) if path], _manager
     )
-except VolumeError as error:
+except (VolumeError, CacheSettingError) as error:
     print(f"superpixel-annotator: {error}", file=sys.stderr, flush=True)
     raise SystemExit(APP_LOAD_ERROR) from None
 server = app.server

@@ -11,6 +11,7 @@ from conftest import free_port, wait_until_serving
 from test_app_browser import (
     HAS_ANNOTATION,
     NO_ANNOTATION,
+    OVERLAY,
     PLOT,
     TIMEOUT_MS,
     open_annotator,
@@ -167,7 +168,17 @@ def test_views_switch_modality_and_keep_the_annotation(page, two_modalities, sam
     assert page.evaluate(HAS_ANNOTATION, view(0))
 
 
-def test_new_superpixel_size_keeps_the_annotation_and_undo_goes_back(page, app_url, sample):
+def wait_size(page, value: str) -> None:
+    page.wait_for_function(
+        "(value) => document.querySelector('#annotator-size')?.value === value",
+        arg=value,
+        timeout=TIMEOUT_MS,
+    )
+
+
+def test_new_superpixel_size_keeps_the_annotation_undo_goes_back_and_a_reload_keeps_it(
+    page, app_url, sample
+):
     open_annotator(page, app_url, sample)
     stroke_across_coronal_plane(page, sample)
     page.wait_for_function(HAS_ANNOTATION, arg=view(0), timeout=TIMEOUT_MS)
@@ -180,6 +191,20 @@ def test_new_superpixel_size_keeps_the_annotation_and_undo_goes_back(page, app_u
 
     page.click("#annotator-undo")  # nothing to undo on the new superpixels: back to the old
     wait_overlay(page, coarse)
+    wait_size(page, "4.5")  # ... and the menu says so
+
+    page.select_option("#annotator-size", label="Fine (3.5 mm)")
+    fine = page.wait_for_function(
+        f"""([selector, coarse]) => {{
+            const shown = ({OVERLAY.strip()})(selector);
+            return shown !== null && shown !== coarse ? shown : null;
+        }}""",
+        arg=[view(0), coarse],
+        timeout=TIMEOUT_MS,
+    ).json_value()
+    page.reload()
+    wait_size(page, "3.5")
+    wait_overlay(page, fine)
 
 
 def test_annotation_survives_a_server_restart(browser, sample, tmp_path):
