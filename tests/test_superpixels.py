@@ -193,11 +193,15 @@ def test_merge_compares_every_channel():
     # A row of 4 supervoxels alike in channel 0; channel 1 steps between the 2nd and 3rd.
     labels = np.arange(1, 5, dtype=np.int32).reshape(1, 1, 4)
     image = np.stack([np.zeros((1, 1, 4)), np.array([0.0, 0.0, 1.0, 1.0]).reshape(1, 1, 4)])
-    np.testing.assert_array_equal(merge_regions(labels, image, 0.5, 9.0, 100), [0, 1, 1, 2, 2])
-    np.testing.assert_array_equal(merge_regions(labels, image[:1], 0.5, 9.0, 100), [0, 1, 1, 1, 1])
+    np.testing.assert_array_equal(
+        merge_regions(labels, image, 0.5, 9.0, 100, 20.0), [0, 1, 1, 2, 2]
+    )
+    np.testing.assert_array_equal(
+        merge_regions(labels, image[:1], 0.5, 9.0, 100, 20.0), [0, 1, 1, 1, 1]
+    )
     # The step is 1 in one channel of two: a root mean square difference of 0.71.
-    assert len(set(merge_regions(labels, image, 0.75, 9.0, 100)[1:])) == 1
-    assert len(set(merge_regions(labels, image, 0.75, 0.5, 100)[1:])) == 2
+    assert len(set(merge_regions(labels, image, 0.75, 9.0, 100, 20.0)[1:])) == 1
+    assert len(set(merge_regions(labels, image, 0.75, 0.5, 100, 20.0)[1:])) == 2
 
 
 def test_adjacency_matches_brute_force():
@@ -217,22 +221,32 @@ def test_merge_limits_similarity_and_span():
     # A row of 8 supervoxels of 2 voxels each, means rising by 0.2 at each step.
     labels = np.repeat(np.arange(1, 9), 2).reshape(1, 1, 16).astype(np.int32)
     image = (labels - 1) * 0.2
-    assert len(set(merge_regions(labels, image, 1.0, 9.0, 100)[1:])) == 1
-    coarse = merge_regions(labels, image, 1.0, 0.5, 100)  # at most 3 steps of 0.2 per region
+    assert len(set(merge_regions(labels, image, 1.0, 9.0, 100, 20.0)[1:])) == 1
+    coarse = merge_regions(labels, image, 1.0, 0.5, 100, 20.0)  # at most 3 steps of 0.2 per region
     assert coarse[0] == 0
     assert all(np.ptp(image.ravel()[coarse[labels.ravel()] == c]) <= 0.5 for c in coarse[1:])
     assert len(set(coarse[1:])) == 3
-    assert len(set(merge_regions(labels, image, 0.1, 9.0, 100)[1:])) == 8
+    assert len(set(merge_regions(labels, image, 0.1, 9.0, 100, 20.0)[1:])) == 8
 
 
 def test_merge_caps_common_intensities_more_than_rare_ones():
     # 20 supervoxels of 2 voxels at intensity 0, then 4 at intensity 3: a fifth as frequent.
     labels = np.repeat(np.arange(1, 25), 2).reshape(1, 1, 48).astype(np.int32)
     image = np.where(labels > 20, 3.0, 0.0)
-    coarse = merge_regions(labels, image, 1.0, 9.0, 4)
+    coarse = merge_regions(labels, image, 1.0, 9.0, 4, 20.0)
     sizes = np.bincount(coarse[labels.ravel()])
     assert sizes[np.unique(coarse[1:21])].max() == 4
     assert len(set(coarse[21:])) == 1 and sizes[coarse[21]] == 8
+
+
+def test_merge_keeps_rare_intensities_apart_from_common_ones():
+    # 20 supervoxels of 2 voxels at intensity 0, then 2 at 0.5: a tenth as frequent.
+    labels = np.repeat(np.arange(1, 23), 2).reshape(1, 1, 44).astype(np.int32)
+    image = np.where(labels > 20, 0.5, 0.0)
+    assert len(set(merge_regions(labels, image, 1.0, 9.0, 1000, 20.0)[1:])) == 1
+    coarse = merge_regions(labels, image, 1.0, 9.0, 1000, 8.0)
+    assert len(set(coarse[1:21])) == 1 and len(set(coarse[21:])) == 1
+    assert coarse[1] != coarse[21]
 
 
 def test_coarse_regions_are_unions_that_follow_an_intensity_edge():

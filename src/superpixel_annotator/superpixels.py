@@ -10,7 +10,10 @@ whole-tumour Dice after 10 strokes is 0.18 on supervoxels alone and 0.83 with co
 Capping coarse regions by a volume of common-intensity tissue rather than by a plain volume
 (8000 mm3) raised that from 0.81 to 0.83, and from 0.79 to 0.83 averaged over the volumes
 flipped along each axis (other SLIC grids); smaller, larger or compact regions, boundary
-contrast and neighbourhood intensity as merge criteria all stayed at or below 0.82.
+contrast and neighbourhood intensity as merge criteria all stayed at or below 0.82. Keeping
+intensities of very different frequency in the head apart (a factor 6 at most within a
+region) raised the case with the lowest Dice from 0.778 to 0.793 averaged over its four
+grids, and left the other case unchanged.
 """
 
 from __future__ import annotations
@@ -41,8 +44,9 @@ DEFAULT_PARAMS = {
     "coarse_similarity": 0.4,
     "coarse_span": 0.8,
     "coarse_volume": 2000.0,
+    "coarse_rarity": 6.0,
 }
-_CACHE_VERSION = 3
+_CACHE_VERSION = 4
 # Smoothed histograms of superpixel means: Gaussian smoothing width and half range, in
 # standard deviations of the head's intensities, and the largest number of bins over all
 # channels.
@@ -213,8 +217,10 @@ def compute_superpixels(volumes: Volume | Sequence[Volume], **params) -> Superpi
         in intensity standard deviations; default 0.4), ``coarse_span`` (largest range of
         the supervoxel means in a coarse region, likewise; default 0.8) and
         ``coarse_volume`` (mm3, largest coarse region of the head's most frequent intensity;
-        regions of rarer intensities may be up to 20 times larger; default 2000; see
-        :func:`merge_regions`). Intensity standard
+        regions of rarer intensities may be up to 20 times larger; default 2000) and
+        ``coarse_rarity`` (largest ratio of how frequent in the head the most and the least
+        frequent mean intensity in a region are; default 6; see :func:`merge_regions`).
+        Intensity standard
         deviations are those of the first volume inside the head.
 
     Returns
@@ -257,6 +263,7 @@ def compute_superpixels(volumes: Volume | Sequence[Volume], **params) -> Superpi
             params["coarse_similarity"],
             params["coarse_span"],
             params["coarse_volume"] / float(np.prod(first.spacing)),
+            params["coarse_rarity"],
         )
     return Superpixels(labels=labels, params=params, extents=extents, coarse=coarse)
 
@@ -380,6 +387,7 @@ def merge_regions(
     similarity: float,
     span: float,
     common_voxels: float,
+    rarity: float,
 ) -> np.ndarray:
     """Merge touching supervoxels of similar mean intensity into coarse regions.
 
@@ -395,7 +403,10 @@ def merge_regions(
     the most frequent, at least 0.05), and a region counts at most ``common_voxels``. A region
     of the commonest tissue thus stays small, as a stroke that touches it would take
     much of the head, while a region of rare intensities (a lesion) may be up to 20 times
-    larger, as there is little else like it to leak into.
+    larger, as there is little else like it to leak into. For the same reason a region does
+    not join intensities of very different frequencies: the relative frequencies of its
+    supervoxels' means stay within a factor ``rarity`` of each other, so the rare bright
+    rim of a lesion is not merged with the common tissue next to it.
 
     Parameters
     ----------
@@ -410,6 +421,9 @@ def merge_regions(
         Largest range of the supervoxel means within a region.
     common_voxels : float
         Largest coarse region of the most frequent intensity, in voxels.
+    rarity : float
+        Largest ratio of the relative frequencies of the supervoxel means within a region
+        (20 or more: no limit, as frequencies count as at least 0.05).
 
     Returns
     -------
@@ -426,8 +440,19 @@ def merge_regions(
     means = sums / np.maximum(counts, 1)[:, None]
     differences = means[pairs[:, 0]] - means[pairs[:, 1]]
     order = np.argsort(np.sqrt((differences**2).mean(axis=1)), kind="stable")
-    weights = counts * np.maximum(_relative_frequencies(means, counts), _RARE_FLOOR)
-    roots = _merge(pairs[order], sums, counts, weights, means, similarity, span, common_voxels)
+    frequencies = np.maximum(_relative_frequencies(means, counts), _RARE_FLOOR)
+    roots = _merge(
+        pairs[order],
+        sums,
+        counts,
+        counts * frequencies,
+        means,
+        np.log(frequencies),
+        similarity,
+        span,
+        common_voxels,
+        np.log(rarity),
+    )
     roots[0] = 0
     return np.unique(roots, return_inverse=True)[1].astype(np.int32).ravel()
 
@@ -486,19 +511,24 @@ def mean_densities(
 
 
 @numba.njit(cache=True)
-def _merge(pairs, sums, counts, weights, means, similarity, span, max_weight):
+def _merge(
+    pairs, sums, counts, weights, means, log_frequencies, similarity, span, max_weight, log_rarity
+):
     """Union-find merging of ``pairs`` in order; returns each id's root.
 
     ``sums`` and ``means`` have one column per channel; a region's ``weights`` add up to at
-    most ``max_weight``.
+    most ``max_weight``, and its ``log_frequencies`` span at most ``log_rarity``.
     """
     parent = np.arange(counts.size)
     sums, counts, weights = sums.copy(), counts.copy(), weights.copy()
     low, high = means.copy(), means.copy()
+    rarest, commonest = log_frequencies.copy(), log_frequencies.copy()
     n_channels = sums.shape[1]
     for i in range(pairs.shape[0]):
         a, b = _root(parent, pairs[i, 0]), _root(parent, pairs[i, 1])
         if a == b or weights[a] + weights[b] > max_weight:
+            continue
+        if max(commonest[a], commonest[b]) - min(rarest[a], rarest[b]) > log_rarity:
             continue
         squares, widest = 0.0, 0.0
         for c in range(n_channels):
@@ -513,6 +543,7 @@ def _merge(pairs, sums, counts, weights, means, similarity, span, max_weight):
         sums[a] += sums[b]
         counts[a] += counts[b]
         weights[a] += weights[b]
+        rarest[a], commonest[a] = min(rarest[a], rarest[b]), max(commonest[a], commonest[b])
         for c in range(n_channels):
             low[a, c], high[a, c] = min(low[a, c], low[b, c]), max(high[a, c], high[b, c])
     for k in range(parent.size):
