@@ -58,6 +58,7 @@ from superpixel_annotator.volume import Volume, VolumeError
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared/data/brats2013"
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 CHECKPOINTS = (1, 3, 5, 10, 20)
+GOAL_DICE = 0.85
 # Samples per voxel along a stroke's line when clipping it to its region.
 _LINE_SAMPLES_PER_VOXEL = 4
 # Supervoxels within this many voxels of the tumour are its surroundings for the separability.
@@ -280,11 +281,16 @@ def plot_curves(curves: dict[str, list[list[float]]], path: Path) -> None:
     for value in np.linspace(0, 1, 11):
         draw.line([xy(1, value), xy(strokes, value)], fill="#e6e6e6")
         draw.text((margin - 35, xy(1, value)[1] - 6), f"{value:.1f}", fill="black")
+    for start in np.arange(1, strokes, 0.5)[::2]:  # dashed
+        draw.line([xy(start, GOAL_DICE), xy(start + 0.25, GOAL_DICE)], fill="black")
+    draw.text((margin - 38, xy(1, GOAL_DICE)[1] - 6), "goal", fill="black")
     for stroke in range(1, strokes + 1):
         if stroke in CHECKPOINTS or stroke == strokes:
             draw.text((xy(stroke, 0)[0] - 6, bottom + 8), str(stroke), fill="black")
     draw.rectangle([margin, margin, right, bottom], outline="black")
-    draw.text((margin, margin - 40), "Whole-tumour Dice per stroke (BraTS 2013)", fill="black")
+    runs = len(next(iter(curves.values())))
+    title = f"Whole-tumour Dice per stroke: median of {runs} runs (thick), each run (thin)"
+    draw.text((margin, margin - 40), title, fill="black")
     draw.text(((margin + right) // 2 - 20, bottom + 30), "strokes", fill="black")
     draw.text((10, margin - 20), "Dice", fill="black")
     for (name, cases), colour in zip(curves.items(), colours, strict=False):
