@@ -316,7 +316,9 @@ def test_3d_view_has_outline_and_one_mesh_per_label(annotator):
     figure = call(annotator.figure_3d, "ann-annotation-3d.data", state, True, case)
     names = [trace["name"] for trace in figure["data"]]
     assert len(figure["data"]) == 3, names
-    assert call(annotator.figure_3d, "ann-show-3d.value", state, False, case) == {}
+    hidden = call(annotator.figure_3d, "ann-show-3d.value", state, False, case)
+    assert hidden["data"] == [] and not hidden["layout"]["xaxis"]["visible"]
+    assert "Turn on 3D view" in hidden["layout"]["annotations"][0]["text"]
 
 
 def test_two_instances_in_one_app_do_not_clash(small_case, tmp_path):

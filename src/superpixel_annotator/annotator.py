@@ -70,6 +70,24 @@ CASE_GONE = (
     "This scan is no longer on the server; open it again, and your annotation of it comes "
     "back from this browser."
 )
+# The 3D view while it is off: a hint instead of Plotly's empty axes.
+HIDDEN_3D_FIGURE = {
+    "data": [],
+    "layout": {
+        "xaxis": {"visible": False},
+        "yaxis": {"visible": False},
+        "annotations": [
+            {
+                "text": "Turn on 3D view to see the labels as meshes.",
+                "showarrow": False,
+                "xref": "paper",
+                "yref": "paper",
+                "x": 0.5,
+                "y": 0.5,
+            }
+        ],
+    },
+}
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 
 HELP_ITEMS = (
@@ -558,6 +576,7 @@ class VolumeAnnotator:
                         dcc.Loading(
                             dcc.Graph(
                                 id=self._part("view-3d"),
+                                figure=HIDDEN_3D_FIGURE,
                                 style={"height": "46vh"},
                                 config={"displaylogo": False},
                             )
@@ -1343,7 +1362,7 @@ class VolumeAnnotator:
     def figure_3d(self, state, show, case_data) -> dict:
         """The 3D view: one mesh per label inside a faint outline of the head."""
         if not show:
-            return {}
+            return HIDDEN_3D_FIGURE
         case, annotation = self._session(case_data, state)
         traces = [case.outline]
         if annotation.superpixel_labels.any():
