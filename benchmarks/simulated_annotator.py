@@ -1,4 +1,4 @@
-"""Simulate an annotator drawing straight strokes on axial slices of BraTS 2013 scans.
+"""Simulate an annotator drawing straight strokes on axial slices of BraTS scans.
 
 Run ``python benchmarks/simulated_annotator.py [--data DIR] [--cases N] [--strokes 20]
 [--skip-sample-app] [--flips]``. Prints a Markdown table of the whole-tumour Dice (ground-truth
@@ -74,6 +74,7 @@ class Scan:
     volume_index: int = 0
 
     def load(self) -> Volume:
+        """The image, read with :func:`load_volume`."""
         return load_volume(self.path, volume_index=self.volume_index)
 
 
