@@ -397,7 +397,7 @@ def open_scan(
     *,
     trigger="ann-upload.contents",
     size="4.5",
-    saved_size=None,
+    saved=None,
     case=None,
 ):
     return call(
@@ -406,7 +406,7 @@ def open_scan(
         lambda progress: None,
         contents=contents,
         size=size,
-        saved_size=saved_size,
+        saved=saved,
         filenames=filenames,
         state=None,
         case=case or session(annotator),
@@ -472,12 +472,50 @@ def test_new_size_maps_the_annotation_and_the_saved_size_restores_it(annotator):
     assert chosen["case"]["size"] == "3.5" and chosen["case"]["restore"] is False
     assert chosen["case"]["previous"] == session(annotator)
     # A page load asks for the size chosen last: the browser's annotation for it wins.
-    restored = open_scan(annotator, trigger="ann-saved-size.data", saved_size="3.5")
+    restored = open_scan(annotator, trigger="ann-saved.data", saved={"size": "3.5"})
     assert restored["case"]["key"] == chosen["case"]["key"]
     assert restored["case"]["restore"] is True and restored["case"]["previous"] is None
     assert restored["message"] is dash.no_update
-    with pytest.raises(dash.exceptions.PreventUpdate):  # the menu follows the case: no work
-        open_scan(annotator, trigger="ann-size.value", size="3.5", case=chosen["case"])
+    # The menu follows the case: no work.
+    followed = open_scan(annotator, trigger="ann-size.value", size="3.5", case=chosen["case"])
+    assert followed["case"] is dash.no_update and followed["message"] is dash.no_update
+
+
+def test_a_page_load_returns_to_the_scan_this_browser_showed_last(annotator, small_case, tmp_path):
+    shapes = {"mine.nii.gz": (12, 14, 16)}
+    uploaded = open_scan(annotator, uploaded_scans(tmp_path, shapes), list(shapes))
+    # Another worker process, which knows the case from the disk cache only.
+    volume, superpixels = small_case
+    other = VolumeAnnotator(
+        dash.Dash(__name__), volume, id="ann", superpixels=superpixels, cache_dir=tmp_path
+    )
+    saved = {"case": uploaded["case"]["key"], "size": "3.5"}
+    restored = open_scan(other, trigger="ann-saved.data", saved=saved)
+    assert restored["case"]["key"] == uploaded["case"]["key"]  # the case wins over the size
+    assert restored["case"]["restore"] is True and not restored["case"]["initial"]
+    assert other.case_of(restored["case"]).volume.name == "mine"
+    assert restored["message"] is dash.no_update
+
+
+def test_a_saved_scan_gone_from_the_server_is_said_and_the_scan_shown_stays(annotator):
+    gone = open_scan(annotator, trigger="ann-saved.data", saved={"case": "0" * 32})
+    assert gone["message"] == CASE_GONE and gone["message_color"] == "warning"
+    assert gone["case"] is dash.no_update
+    # The saved size still counts: the scan shown opens at that size.
+    sized = open_scan(annotator, trigger="ann-saved.data", saved={"case": "0" * 32, "size": "3.5"})
+    assert sized["message"] == CASE_GONE
+    assert sized["case"]["size"] == "3.5" and sized["case"]["restore"] is True
+    shown = annotator.case_of(sized["case"]).volume
+    assert shown.content_hash == annotator.volume.content_hash
+
+
+@pytest.mark.parametrize(
+    "saved",
+    [None, "0" * 32, {"case": "../../etc/passwd"}, {"case": 5}, {"case": "A" * 32}, {"size": "x"}],
+)
+def test_malformed_saved_values_are_ignored(annotator, saved):
+    result = open_scan(annotator, trigger="ann-saved.data", saved=saved)
+    assert all(value is dash.no_update for value in result.values())
 
 
 def test_a_scan_gone_from_the_server_says_to_open_it_again(annotator):

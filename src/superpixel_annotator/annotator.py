@@ -27,7 +27,7 @@ from dash_slicer.utils import img_array_to_uri
 
 from . import clientside, strokes_js
 from .annotation import MAX_LABEL, Annotation, AnnotationStateError
-from .cases import Case, CaseNotFoundError, CaseStore, cache_directory, open_case
+from .cases import Case, CaseNotFoundError, CaseStore, cache_directory, is_case_key, open_case
 from .clientside import STALE
 from .meshes import label_meshes, scene_layout
 from .overlays import (
@@ -114,7 +114,9 @@ HELP_ITEMS = (
     ),
     (
         "Your work",
-        "is kept in this browser for this scan: a reload, or a server restart, brings it back.",
+        "is kept in this browser for each scan: a reload, a new tab or a server restart brings "
+        "back the scan you had open with your labels (if the server no longer has a scan you "
+        "opened, open it again: your labels come back).",
     ),
     ("Undo / Redo", "buttons, or Ctrl+Z / Ctrl+Y (also Ctrl+Shift+Z)."),
     (
@@ -239,13 +241,21 @@ class VolumeAnnotator:
     # -- cases --------------------------------------------------------------------------
 
     def case_data(
-        self, case: Case, *, state: str | None = None, restore: bool = False, previous=None
+        self,
+        case: Case,
+        *,
+        state: str | None = None,
+        restore: bool = False,
+        previous=None,
+        initial: bool = False,
     ) -> dict:
         """What a session's case store holds to show ``case``.
 
         ``state`` is the annotation to start from; with ``restore`` the one saved in the
         browser for this case wins. ``previous`` is the case data an undo goes back to.
         ``size`` is the superpixel size menu's value for the case (see :func:`size_choice`).
+        ``initial`` marks the case a page starts on, which the browser does not save as the
+        case shown (see :data:`clientside.RESTORE_CASE`).
         """
         return {
             "key": case.key,
@@ -254,6 +264,7 @@ class VolumeAnnotator:
             "state": state,
             "restore": restore,
             "previous": previous,
+            "initial": initial,
         }
 
     def case_of(self, case_data) -> Case:
@@ -631,10 +642,11 @@ class VolumeAnnotator:
                 dcc.Store(id=self._part("annotation"), storage_type="memory"),
                 dcc.Store(id=self._part("fill-preview")),
                 dcc.Store(
-                    id=self._part("case"), data=self.case_data(self.initial_case, restore=True)
+                    id=self._part("case"),
+                    data=self.case_data(self.initial_case, restore=True, initial=True),
                 ),
                 dcc.Store(id=self._part("storage-prefix"), data=f"superpixel-annotator:{self.id}:"),
-                dcc.Store(id=self._part("saved-size")),
+                dcc.Store(id=self._part("saved")),
                 dcc.Store(id=self._part("annotation-3d"), storage_type="memory"),
                 dcc.Store(
                     id=self._part("shortcuts"),
@@ -701,7 +713,7 @@ class VolumeAnnotator:
             inputs={
                 "contents": Input(part("upload"), "contents"),
                 "size": Input(part("size"), "value"),
-                "saved_size": Input(part("saved-size"), "data"),
+                "saved": Input(part("saved"), "data"),
                 "filenames": State(part("upload"), "filename"),
                 "state": State(part("annotation"), "data"),
                 "case": case,
@@ -761,8 +773,8 @@ class VolumeAnnotator:
             State(part("size"), "value"),
         )
         app.clientside_callback(
-            clientside.RESTORE_SIZE,
-            Output(part("saved-size"), "data"),
+            clientside.RESTORE_CASE,
+            Output(part("saved"), "data"),
             Input(part("storage-prefix"), "data"),
             case,
         )
@@ -905,25 +917,37 @@ class VolumeAnnotator:
 
     # -- opening scans ------------------------------------------------------------------
 
-    def open_scan(self, set_progress, contents, size, saved_size, filenames, state, case) -> dict:
-        """Open uploaded scan files, or the current scan with another superpixel size.
+    def open_scan(self, set_progress, contents, size, saved, filenames, state, case) -> dict:
+        """Open uploaded scan files, the current scan with another superpixel size, or what
+        this browser showed last.
 
         Runs as a background callback: computing superpixels takes seconds. Uploaded files
         are parsed in memory and checked against :attr:`limits`; several files are
         co-registered modalities of one scan. A new size keeps the annotation, mapped onto
-        the new superpixels by majority; undo goes back to the previous ones. ``saved_size``
-        is the size this browser chose last, asked for when a page loads (see
-        :data:`clientside.RESTORE_SIZE`): the annotation saved in the browser for the case at
-        that size wins over the mapped one.
+        the new superpixels by majority; undo goes back to the previous ones. ``saved`` is
+        what this browser showed last, asked for when a page loads (see
+        :data:`clientside.RESTORE_CASE`): ``{"case": key, "size": size}``, either optional.
+        The saved case is opened when this server knows it, else the message says it is gone
+        and the saved size is opened; either way the annotation saved in the browser for the
+        case opened wins. Malformed values are ignored.
         """
         result = {"case": dash.no_update, "message": dash.no_update}
         result.update(show_message=dash.no_update, message_color=dash.no_update)
-        restoring = ctx.triggered_id == self._part("saved-size")
-        try:
-            size = float(saved_size if restoring else size)
-        except (TypeError, ValueError):
-            size = DEFAULT_PARAMS["size"]
-        size = size if size in SIZE_OPTIONS.values() else DEFAULT_PARAMS["size"]
+        restoring = ctx.triggered_id == self._part("saved")
+        if restoring:
+            saved = saved if isinstance(saved, dict) else {}
+            if is_case_key(saved.get("case")):
+                try:
+                    restored = self.cases.get(saved["case"])
+                except CaseNotFoundError:
+                    result.update(self._message(CASE_GONE, "warning"))
+                else:
+                    return {**result, "case": self.case_data(restored, restore=True)}
+            size = _size_option(saved.get("size"))
+            if size is None:
+                return result
+        else:
+            size = _size_option(size) or DEFAULT_PARAMS["size"]
         set_progress((10, "Reading…"))
         try:
             if ctx.triggered_id == self._part("upload"):
@@ -932,7 +956,7 @@ class VolumeAnnotator:
             else:
                 current = self.case_of(case)
                 if current.superpixels.params.get("size") == size:
-                    raise dash.exceptions.PreventUpdate
+                    return result
                 annotation = Annotation.from_state(current.superpixels, state)
                 volumes = list(current.volumes)
         except CaseNotFoundError:
@@ -1402,6 +1426,16 @@ def _proposal_arrays(preview, count: int) -> tuple[np.ndarray, np.ndarray]:
     if labels.size and (labels.min() < 0 or labels.max() > MAX_LABEL):
         return empty
     return ids, labels.astype(np.uint8)
+
+
+def _size_option(value) -> float | None:
+    """The superpixel size a size menu value names; ``None`` when it names none of
+    :data:`SIZE_OPTIONS`."""
+    try:
+        size = float(value)
+    except (TypeError, ValueError):
+        return None
+    return size if size in SIZE_OPTIONS.values() else None
 
 
 def _one_line(error: Exception) -> str:

@@ -42,6 +42,12 @@ class CaseNotFoundError(KeyError):
     """A case key that neither this process nor the disk cache knows."""
 
 
+def is_case_key(value) -> bool:
+    """Whether ``value`` (a JSON value from the browser) has the form of a :func:`case_key`."""
+    is_hex = isinstance(value, str) and all(c in "0123456789abcdef" for c in value)
+    return is_hex and len(value) == 32
+
+
 def case_key(volumes: Sequence[Volume], params: dict) -> str:
     """The key of a case: its modalities' content and the complete superpixel parameters."""
     digest = hashlib.sha256()
@@ -228,7 +234,7 @@ def _keep_on_disk(cache_dir: Path, case: Case) -> None:
 
 
 def _read_case(cache_dir: Path, key: str) -> Case:
-    if len(key) != 32 or not all(c in "0123456789abcdef" for c in key):
+    if not is_case_key(key):
         raise CaseNotFoundError(key)
     try:
         stored = np.load(_volumes_path(cache_dir, key), allow_pickle=False)

@@ -60,11 +60,11 @@ PASS_WHEN_SHOWN = """
 function(state, show) { return show ? state : window.dash_clientside.no_update; }
 """
 
-# Entering a case (page load, upload, new superpixel size, undo of that) sets the annotation:
-# the one saved in local storage for this annotator and case when asked to restore, else the
-# one the case data hands over; every slice is then stale (rendered when shown). It sets the
-# superpixel size menu to the case's size, and saves that size in local storage too, unless
-# restoring a case of another size than the one saved: then RESTORE_SIZE asks for that one.
+# Entering a case (page load, upload, new superpixel size, undo of that, restore) sets the
+# annotation: the one saved in local storage for this annotator and case when asked to
+# restore, else the one the case data hands over; every slice is then stale (rendered when
+# shown). It sets the superpixel size menu to the case's size. It saves the case's key and
+# size in local storage too, but for the case a page starts on: RESTORE_CASE decides then.
 ENTER_CASE = """
 function(caseData, storagePrefix, shownSize) {
     const noUpdate = window.dash_clientside.no_update;
@@ -73,12 +73,14 @@ function(caseData, storagePrefix, shownSize) {
     }
     let state = caseData.state || null;
     try {
-        const savedSize = window.localStorage.getItem(storagePrefix + 'size');
         if (caseData.restore) {
             state = window.localStorage.getItem(storagePrefix + caseData.key) || state;
         }
-        if (caseData.size && !(caseData.restore && savedSize && savedSize !== caseData.size)) {
-            window.localStorage.setItem(storagePrefix + 'size', caseData.size);
+        if (!caseData.initial) {
+            window.localStorage.setItem(storagePrefix + 'case', caseData.key);
+            if (caseData.size) {
+                window.localStorage.setItem(storagePrefix + 'size', caseData.size);
+            }
         }
     } catch (error) {}
     const slices = (n) => Array(n).fill(state ? STALE : null);
@@ -88,18 +90,30 @@ function(caseData, storagePrefix, shownSize) {
 }
 """.replace("STALE", json.dumps(STALE))
 
-# On page load, the superpixel size this browser chose last, when the case shown has another:
-# the server then opens the case with it (whose annotation saved here is the latest). It is
-# not part of ENTER_CASE because Dash (4.4) does not call ENTER_CASE again for the case that
-# this request brings, a chain of updates that ENTER_CASE itself would have started.
-RESTORE_SIZE = """
+# On page load, what this browser showed last, when the page starts on something else: the
+# case's key (the server opens that case, whose annotation saved here comes back) and the
+# superpixel size (the server opens the case shown at that size when it no longer knows the
+# saved case). The saved case is asked for once: the case the page starts on replaces it at
+# once, and the case the server opens replaces that (ENTER_CASE), so a case the server lost
+# is not asked for again at every load. It is not part of ENTER_CASE because Dash (4.4) does
+# not call ENTER_CASE again for the case that this request brings, a chain of updates that
+# ENTER_CASE itself would have started.
+RESTORE_CASE = """
 function(storagePrefix, caseData) {
-    let savedSize = null;
+    if (!caseData || typeof caseData.key !== 'string') {
+        return window.dash_clientside.no_update;
+    }
+    const request = {};
     try {
-        savedSize = window.localStorage.getItem(storagePrefix + 'size');
+        const storage = window.localStorage;
+        const savedCase = storage.getItem(storagePrefix + 'case');
+        const savedSize = storage.getItem(storagePrefix + 'size');
+        if (savedCase && savedCase !== caseData.key) { request.case = savedCase; }
+        if (savedSize && savedSize !== caseData.size) { request.size = savedSize; }
+        storage.setItem(storagePrefix + 'case', caseData.key);
+        if (!savedSize && caseData.size) { storage.setItem(storagePrefix + 'size', caseData.size); }
     } catch (error) {}
-    const other = savedSize && caseData && savedSize !== caseData.size;
-    return other ? savedSize : window.dash_clientside.no_update;
+    return Object.keys(request).length ? request : window.dash_clientside.no_update;
 }
 """
 

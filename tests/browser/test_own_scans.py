@@ -54,7 +54,7 @@ def wait_message(page, text: str) -> str:
     return page.inner_text(MESSAGE)
 
 
-def test_uploaded_scan_replaces_the_scan_for_this_user_only(
+def test_uploaded_scan_replaces_the_scan_for_this_user_only_and_a_reload_keeps_it(
     browser, page, app_url, sample, cropped_scan
 ):
     open_annotator(page, app_url, sample)
@@ -71,6 +71,20 @@ def test_uploaded_scan_replaces_the_scan_for_this_user_only(
     page.wait_for_function(changed, timeout=TIMEOUT_MS)  # ... of the new scan, in every view
     stroke_across_coronal_plane(page, cropped)
     page.wait_for_function(HAS_ANNOTATION, arg=view(0), timeout=TIMEOUT_MS)
+    drawn = overlay(page)
+
+    def wait_uploaded_scan_and_labels(shown) -> None:
+        shown.wait_for_selector("#annotator-name:has-text('cropped_phantom')", timeout=TIMEOUT_MS)
+        wait_full_slices(shown, cropped)
+        wait_overlay(shown, drawn)
+
+    # A reload, then a new tab of this browser, come back to them without uploading again.
+    page.reload()
+    wait_uploaded_scan_and_labels(page)
+    tab = page.context.new_page()
+    tab.goto(app_url)
+    wait_uploaded_scan_and_labels(tab)
+    tab.close()
 
     other = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
     open_annotator(other, app_url, sample)
@@ -111,6 +125,31 @@ def test_annotation_survives_a_reload(page, app_url, sample):
         page.wait_for_function(HAS_ANNOTATION, arg=view(axis), timeout=TIMEOUT_MS)
     page.click("#annotator-undo")  # the history came back too
     page.wait_for_function(NO_ANNOTATION, arg=view(0), timeout=TIMEOUT_MS)
+
+
+# The local storage keys of the annotator that create_app makes.
+STORAGE_PREFIX = "superpixel-annotator:annotator:"
+SAVE_LOST_CASE = """
+([prefix, key]) => {
+    localStorage.setItem(prefix + 'case', key);
+    localStorage.setItem(prefix + key, 'labels of the lost scan');
+}
+"""
+
+
+def test_a_saved_scan_the_server_lost_is_said_once_and_its_labels_stay(page, app_url, sample):
+    open_annotator(page, app_url, sample)
+    lost = "0" * 32
+    page.evaluate(SAVE_LOST_CASE, [STORAGE_PREFIX, lost])
+    page.reload()
+    assert "open it again" in wait_message(page, "no longer on the server")
+    wait_full_slices(page, sample)
+    assert page.inner_text("#annotator-name") == sample.name
+    saved = page.evaluate("(key) => localStorage.getItem(key)", STORAGE_PREFIX + lost)
+    assert saved == "labels of the lost scan"
+    # Asked for once: the next load asks for the scan shown instead.
+    shown = page.evaluate("(key) => localStorage.getItem(key)", STORAGE_PREFIX + "case")
+    assert shown not in (None, lost)
 
 
 def test_downloaded_segmentation_opens_back_exactly(page, app_url, sample, tmp_path):
