@@ -7,11 +7,14 @@ from conftest import page_errors
 from superpixel_annotator.annotation import Annotation
 from superpixel_annotator.app import sample_path
 from superpixel_annotator.superpixels import load_or_compute_superpixels
+from superpixel_annotator.volume import Volume, load_volume
 
 VIEW = "#{annotator}-view-{axis}"
 # The plot element of a view (Plotly drops its js-plotly-plot class while it redraws).
 PLOT = "(selector) => document.querySelector(selector + ' .dash-graph > div:last-child')"
 ANNOTATOR = "annotator"  # the id create_app gives its annotator
+UPLOAD = f"#{ANNOTATOR}-upload input[type=file]"
+MESSAGE = f"#{ANNOTATOR}-message"
 TIMEOUT_MS = 60_000
 
 # True once the view's first trace shows a full-resolution slice (image size width x height)
@@ -111,6 +114,25 @@ def wait_full_slices(page, sample, annotators=(ANNOTATOR,)):
             rows, cols = (sample.data.shape[a] for a in range(3) if a != axis)
             selector = view(axis, annotator)
             page.wait_for_function(FULL_SLICE, arg=[selector, cols, rows], timeout=TIMEOUT_MS)
+
+
+def phantom_variant(path, change) -> None:
+    """Write to ``path`` the sample phantom's voxels passed through ``change``, same affine."""
+    source = nib.load(sample_path())
+    nib.save(nib.Nifti1Image(change(np.asarray(source.dataobj)), source.affine), path)
+
+
+def upload_scan(page, path) -> Volume:
+    """Upload the scan at ``path`` through the drop zone and wait until every view shows it.
+
+    Returns the scan as the server reads it.
+    """
+    page.set_input_files(UPLOAD, str(path))
+    name = path.name.split(".")[0]
+    page.wait_for_selector(f"{MESSAGE}:has-text('Opened {name}')", timeout=TIMEOUT_MS)
+    scan = load_volume(path)
+    wait_full_slices(page, scan)
+    return scan
 
 
 def draw_stroke(page, axis, points_mm, annotator=ANNOTATOR):

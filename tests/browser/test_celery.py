@@ -8,21 +8,17 @@ import shutil
 import subprocess
 import sys
 
-import nibabel as nib
-import numpy as np
 import pytest
 from conftest import free_port, wait_until_serving
 from test_app_browser import (
     HAS_ANNOTATION,
     TIMEOUT_MS,
     open_annotator,
+    phantom_variant,
     stroke_across_coronal_plane,
+    upload_scan,
     view,
-    wait_full_slices,
 )
-
-from superpixel_annotator.app import sample_path
-from superpixel_annotator.volume import load_volume
 
 REDIS_SERVER = shutil.which("redis-server")
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed")
@@ -79,17 +75,11 @@ def deployment(tmp_path_factory):
 
 def test_upload_is_computed_by_the_celery_worker(page, deployment, sample, tmp_path):
     url, worker_output = deployment
-    source = nib.load(sample_path())
     path = tmp_path / "celery_phantom.nii.gz"
-    nib.save(nib.Nifti1Image(np.asarray(source.dataobj)[5:], source.affine), path)
-    uploaded = load_volume(path)
+    phantom_variant(path, lambda voxels: voxels[5:])
 
     open_annotator(page, url, sample)
-    page.set_input_files("#annotator-upload input[type=file]", str(path))
-    page.wait_for_selector(
-        "#annotator-message:has-text('Opened celery_phantom')", timeout=TIMEOUT_MS
-    )
-    wait_full_slices(page, uploaded)
+    uploaded = upload_scan(page, path)
     stroke_across_coronal_plane(page, uploaded)
     page.wait_for_function(HAS_ANNOTATION, arg=view(0), timeout=TIMEOUT_MS)
     assert any("background_callback" in line and "succeeded" in line for line in worker_output)

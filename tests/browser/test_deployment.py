@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import nibabel as nib
 import numpy as np
 import pytest
 from conftest import free_port, page_errors, wait_until_serving
@@ -27,16 +26,15 @@ from test_app_browser import (
     TIMEOUT_MS,
     draw_stroke,
     open_annotator,
+    phantom_variant,
     stroke_across_coronal_plane,
+    upload_scan,
     view,
-    wait_full_slices,
     wait_overlay,
     wait_overlay_change,
 )
 
-from superpixel_annotator.app import sample_path
 from superpixel_annotator.serve import CONFIG_FILE, FILE_VARIABLE
-from superpixel_annotator.volume import load_volume
 
 REPO = Path(__file__).resolve().parents[2]
 LAUNCHER = ["python", "-m", "superpixel_annotator.serve"]
@@ -268,16 +266,10 @@ def test_upload_is_computed_in_the_background_and_served_by_any_worker(
     page, server, sample, tmp_path
 ):
     url, _ = server
-    source = nib.load(sample_path())
     path = tmp_path / "shifted_phantom.nii.gz"
-    nib.save(nib.Nifti1Image(np.roll(np.asarray(source.dataobj), 3, axis=0), source.affine), path)
-    uploaded = load_volume(path)
+    phantom_variant(path, lambda voxels: np.roll(voxels, 3, axis=0))
     open_annotator(page, url, sample)
-    page.set_input_files("#annotator-upload input[type=file]", str(path))
-    page.wait_for_selector(
-        "#annotator-message:has-text('Opened shifted_phantom')", timeout=TIMEOUT_MS
-    )
-    wait_full_slices(page, uploaded)
+    uploaded = upload_scan(page, path)
     edits = record_edits(page)
     for _ in range(4):
         stroke_across_coronal_plane(page, uploaded)

@@ -10,13 +10,17 @@ import pytest
 from conftest import free_port, wait_until_serving
 from test_app_browser import (
     HAS_ANNOTATION,
+    MESSAGE,
     NO_ANNOTATION,
     OVERLAY,
     PLOT,
     TIMEOUT_MS,
+    UPLOAD,
     open_annotator,
     overlay,
+    phantom_variant,
     stroke_across_coronal_plane,
+    upload_scan,
     view,
     wait_full_slices,
     wait_overlay,
@@ -24,11 +28,8 @@ from test_app_browser import (
 )
 
 from superpixel_annotator.app import sample_path
-from superpixel_annotator.volume import load_volume
 
-UPLOAD = "#annotator-upload input[type=file]"
 OPEN_SEGMENTATION = "#annotator-open-segmentation input[type=file]"
-MESSAGE = "#annotator-message"
 # The slice images (first trace) of the three views.
 SLICE_SOURCES = """
 () => [0, 1, 2].map((axis) => {
@@ -42,10 +43,8 @@ SLICE_SOURCES = """
 def cropped_scan(tmp_path_factory):
     """The sample without its last 10 slices along the first file axis: another scan of
     another shape."""
-    source = nib.load(sample_path())
-    data = np.asarray(source.dataobj)[:-10]
     path = tmp_path_factory.mktemp("scans") / "cropped_phantom.nii.gz"
-    nib.save(nib.Nifti1Image(data, source.affine), path)
+    phantom_variant(path, lambda voxels: voxels[:-10])
     return path
 
 
@@ -59,12 +58,9 @@ def test_uploaded_scan_replaces_the_scan_for_this_user_only_and_a_reload_keeps_i
 ):
     open_annotator(page, app_url, sample)
     before = page.evaluate(SLICE_SOURCES)
-    page.set_input_files(UPLOAD, str(cropped_scan))
-    wait_message(page, "Opened cropped_phantom")
+    cropped = upload_scan(page, cropped_scan)  # every view shows full slices of the new shape
     page.wait_for_selector("#annotator-name:has-text('cropped_phantom')", timeout=TIMEOUT_MS)
-    cropped = load_volume(cropped_scan)
     assert cropped.data.shape != sample.data.shape
-    wait_full_slices(page, cropped)  # every view shows full slices of the new shape
     changed = (
         f"() => ({SLICE_SOURCES.strip()})().every((source, axis) => source !== {before}[axis])"
     )
