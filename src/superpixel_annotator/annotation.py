@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .autofill import DEFAULT_ENRICHMENT, grow_labels, superpixel_graph
+from .outlines import superpixel_segmentation
 from .overlays import section
 from .superpixels import Superpixels
 from .volume import MAX_LABEL
@@ -234,8 +235,8 @@ class Annotation:
 
         For opening a segmentation (see :func:`~superpixel_annotator.volume.read_segmentation`).
         Background 0 takes part in the vote; ties go to the smaller label. A label volume
-        this annotation produced (:meth:`label_volume`) comes back exactly. The labels set
-        count as the user's, so they seed :meth:`autofill`.
+        with one label per superpixel comes back exactly. The labels set count as the
+        user's, so they seed :meth:`autofill`.
 
         Parameters
         ----------
@@ -323,8 +324,12 @@ class Annotation:
         return change.ids
 
     def label_volume(self) -> np.ndarray:
-        """The annotation as a uint8 volume of the superpixels' shape."""
-        return self.superpixel_labels[self.superpixels.labels]
+        """The annotation as a uint8 volume of the superpixels' shape, with smooth outlines.
+
+        Each superpixel's label fills its voxels, and the outline of the labelled voxels is
+        then smoothed (see :func:`~superpixel_annotator.outlines.smooth_outlines`).
+        """
+        return superpixel_segmentation(self.superpixels, self.superpixel_labels)
 
     def to_state(self) -> str:
         """Serialize labels and history into a compact ASCII string."""

@@ -45,6 +45,7 @@ DEFAULT_PARAMS = {
     "coarse_span": 0.8,
     "coarse_volume": 2000.0,
     "coarse_rarity": 6.0,
+    "outline_smoothing": 2.0,
 }
 _CACHE_VERSION = 4
 # Smoothed histograms of superpixel means: Gaussian smoothing width and half range, in
@@ -84,16 +85,23 @@ class Superpixels:
         The coarse level: the id (``1..coarse_count``) of the coarse region each supervoxel
         belongs to, 0 for id 0. Each coarse region is a connected union of supervoxels.
         None when there is no coarse level; it then equals the fine one.
+    spacing : tuple of 3 float
+        Voxel size in mm of the volume partitioned.
     """
 
     labels: np.ndarray
     params: dict
     extents: np.ndarray
     coarse: np.ndarray | None = None
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
     @classmethod
     def from_labels(
-        cls, labels: np.ndarray, params: dict, coarse: np.ndarray | None = None
+        cls,
+        labels: np.ndarray,
+        params: dict,
+        coarse: np.ndarray | None = None,
+        spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
     ) -> Superpixels:
         """Wrap a label volume (0 background, ids ``1..count``), computing the extents.
 
@@ -102,7 +110,7 @@ class Superpixels:
         labels = np.ascontiguousarray(labels, dtype=np.int32)
         if coarse is not None:
             coarse = np.asarray(coarse, dtype=np.int32)
-        return cls(labels=labels, params=params, extents=_extents(labels), coarse=coarse)
+        return cls(labels, params, _extents(labels), coarse, tuple(map(float, spacing)))
 
     @property
     def count(self) -> int:
@@ -220,8 +228,10 @@ def compute_superpixels(volumes: Volume | Sequence[Volume], **params) -> Superpi
         regions of rarer intensities may be up to 20 times larger; default 2000) and
         ``coarse_rarity`` (largest ratio of how frequent in the head the most and the least
         frequent mean intensity in a region are; default 6; see :func:`merge_regions`).
-        Intensity standard
-        deviations are those of the first volume inside the head.
+        Intensity standard deviations are those of the first volume inside the head.
+        ``outline_smoothing`` (mm, radius of the ball that smooths the outlines of labels
+        made of these supervoxels, see :func:`~superpixel_annotator.outlines.smooth_outlines`;
+        0 for none; default 2) does not change the supervoxels.
 
     Returns
     -------
@@ -265,7 +275,8 @@ def compute_superpixels(volumes: Volume | Sequence[Volume], **params) -> Superpi
             params["coarse_volume"] / float(np.prod(first.spacing)),
             params["coarse_rarity"],
         )
-    return Superpixels(labels=labels, params=params, extents=extents, coarse=coarse)
+    spacing = tuple(map(float, first.spacing))
+    return Superpixels(labels, params, extents, coarse, spacing)
 
 
 def modality_channels(images: Sequence[np.ndarray], mask: np.ndarray) -> np.ndarray:
@@ -889,7 +900,7 @@ def load_or_compute_superpixels(
     hashes = [volume.content_hash for volume in volumes]
     key = json.dumps([_CACHE_VERSION, params, hashes[1:]], sort_keys=True).encode()
     path = Path(cache_dir) / f"{hashes[0]}-{hashlib.sha256(key).hexdigest()[:16]}.npz"
-    cached = _read_cache(path, volumes[0].data.shape, params)
+    cached = _read_cache(path, volumes[0], params)
     if cached is not None:
         return cached
     superpixels = compute_superpixels(volumes, **params)
@@ -930,16 +941,17 @@ def _write_cache(path: Path, superpixels: Superpixels) -> None:
     trim_cache(path.parent, path)
 
 
-def _read_cache(path: Path, shape: tuple[int, ...], params: dict) -> Superpixels | None:
-    """The cached supervoxels at ``path``, or None if absent, unreadable or not fitting."""
+def _read_cache(path: Path, volume: Volume, params: dict) -> Superpixels | None:
+    """The cached supervoxels of ``volume`` at ``path``, or None if absent, unreadable or not
+    fitting."""
     try:
         with np.load(path) as stored:
             labels, extents, coarse = stored["labels"], stored["extents"], stored["coarse"]
     except Exception:  # a missing, truncated or foreign file: recompute
         return None
-    if labels.shape != shape or labels.dtype != np.int32 or extents.shape[1:] != (3, 2):
+    if labels.shape != volume.data.shape or labels.dtype != np.int32 or extents.shape[1:] != (3, 2):
         return None
     if coarse.shape != (len(extents),) or coarse.dtype != np.int32:
         return None
     mark_cache_file_used(path)
-    return Superpixels(labels=labels, params=params, extents=extents, coarse=coarse)
+    return Superpixels(labels, params, extents, coarse, tuple(map(float, volume.spacing)))

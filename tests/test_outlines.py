@@ -1,0 +1,122 @@
+"""Smooth outlines of labels made of whole superpixels."""
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from superpixel_annotator.outlines import ball, smooth_outlines, superpixel_segmentation
+from superpixel_annotator.superpixels import Superpixels
+
+SHAPE = (30, 30, 30)
+INSIDE = np.ones(SHAPE, bool)
+
+
+def sphere(radius: float, centre=(15, 15, 15)) -> np.ndarray:
+    grid = np.indices(SHAPE)
+    return sum((axis - c) ** 2 for axis, c in zip(grid, centre, strict=True)) <= radius**2
+
+
+def smoothed(labels: np.ndarray, spacing=(1.0, 1.0, 1.0), inside=INSIDE) -> np.ndarray:
+    return smooth_outlines(labels.astype(np.uint8), inside, spacing, 2.0)
+
+
+def test_ball_is_an_ellipsoid_in_voxels():
+    assert ball(2.0, (1.0, 1.0, 1.0)).shape == (5, 5, 5)
+    assert ball(2.0, (1.0, 1.0, 1.0)).sum() == 33
+    flat = ball(2.0, (1.0, 1.0, 4.0))
+    assert flat.shape == (5, 5, 1) and flat.sum() == 13
+
+
+def test_staircase_of_blocks_moves_towards_the_round_region_it_approximates():
+    truth = sphere(9)
+    blocks = np.kron(np.ones((6, 6, 6)), np.ones((5, 5, 5))).astype(bool)  # 5-voxel blocks
+    centres = np.indices((6, 6, 6)) * 5 + 2
+    inside_truth = truth[tuple(centres)]
+    staircase = np.kron(inside_truth, np.ones((5, 5, 5), bool)) & blocks
+
+    def dice(a, b):
+        return 2 * (a & b).sum() / (a.sum() + b.sum())
+
+    assert dice(smoothed(staircase) > 0, truth) > dice(staircase, truth) + 0.02
+
+
+def test_round_region_keeps_its_shape_and_size():
+    region = sphere(8)
+    result = smoothed(region) > 0
+    # Only the single-voxel tips of the digital sphere's flat faces go.
+    assert not (result & ~region).any()
+    assert result.sum() > 0.95 * region.sum()
+
+
+def test_region_little_larger_than_the_ball_is_kept_as_it_is():
+    labels = np.zeros(SHAPE, np.uint8)
+    labels[sphere(4, centre=(7, 7, 7))] = 3  # smoothing would take more than a tenth of it
+    labels[2:4, 20:22, 20:22] = 3  # smoothing would take all of it
+    labels[sphere(8, centre=(20, 20, 20))] = 3  # a larger region of the same label: smoothed
+    result = smoothed(labels)
+    for small in (np.s_[2:13, 2:13, 2:13], np.s_[2:4, 20:22, 20:22]):
+        np.testing.assert_array_equal(result[small], labels[small])
+    assert labels[14, 15, 20] == 3 and result[14, 15, 20] == 0
+
+
+def two_blocks(gap_axis: int) -> np.ndarray:
+    """Two labelled blocks with a one-voxel gap between them across ``gap_axis``."""
+    labels = np.zeros(SHAPE, np.uint8)
+    labels[5:25, 5:25, 5:25] = 1
+    labels[(slice(None),) * gap_axis + (15,)] = 0
+    return labels
+
+
+def test_gaps_and_dents_narrower_than_the_ball_are_filled_and_bumps_cut():
+    labels = two_blocks(2)
+    labels[10:20, 10, 8:12] = 0  # a slot one voxel wide and four deep
+    labels[15, 15, 25:29] = 1  # a spike one voxel thin and four long
+    result = smoothed(labels)
+    assert result[6:24, 6:24, 15].all()
+    assert result[10:20, 10, 10:12].all()
+    assert not result[15, 15, 27:29].any()
+
+
+def test_nothing_is_labelled_outside():
+    inside = np.ones(SHAPE, bool)
+    inside[:, :, 15] = False
+    assert not smoothed(two_blocks(2), inside=inside)[:, :, 15].any()
+
+
+def test_new_voxels_take_the_nearest_label_and_label_borders_stay():
+    labels = two_blocks(2)
+    labels[:, :, 16:] *= 2
+    result = smoothed(labels)
+    assert (result[6:24, 6:24, 14:16] == 1).all() and (result[6:24, 6:24, 16] == 2).all()
+
+
+def test_outlines_move_less_far_along_coarse_axes():
+    assert smoothed(two_blocks(0))[15, 6:24, 6:24].all()
+    # With 4 mm voxels along axis 0 the 2 mm ball is one voxel thick: the gap stays.
+    assert not smoothed(two_blocks(0), spacing=(4.0, 1.0, 1.0))[15].any()
+
+
+@pytest.mark.parametrize("radius", [None, 0.0])
+def test_superpixels_without_smoothing_give_one_label_per_superpixel(radius):
+    labels = np.arange(SHAPE[0] * SHAPE[1] * SHAPE[2], dtype=np.int32).reshape(SHAPE) % 7
+    params = {} if radius is None else {"outline_smoothing": radius}
+    superpixels = Superpixels.from_labels(labels, params=params)
+    superpixel_labels = np.array([0, 1, 1, 0, 2, 2, 0], np.uint8)
+    result = superpixel_segmentation(superpixels, superpixel_labels)
+    np.testing.assert_array_equal(result, superpixel_labels[labels])
+
+
+def test_superpixel_segmentation_smooths_in_mm():
+    grid = np.indices(SHAPE)
+    labels = (1 + grid[0] // 5 * 36 + grid[1] // 5 * 6 + grid[2] // 5).astype(np.int32)
+    superpixels = Superpixels.from_labels(
+        labels, params={"outline_smoothing": 2.0}, spacing=(1.0, 1.0, 1.0)
+    )
+    superpixel_labels = np.zeros(superpixels.count + 1, np.uint8)
+    superpixel_labels[np.unique(labels[sphere(9)])] = 1
+    raw = superpixel_labels[labels]
+    result = superpixel_segmentation(superpixels, superpixel_labels)
+    np.testing.assert_array_equal(result, smooth_outlines(raw, INSIDE, (1.0, 1.0, 1.0), 2.0))
+    assert (result != raw).any()
+    # The outline moves by at most the ball's diameter.
+    assert not (result & ~ndi.binary_dilation(raw, ball(4.0, (1, 1, 1)))).any()
