@@ -16,8 +16,11 @@ from superpixel_annotator.annotator import (
     CASE_GONE,
     STALE,
     VolumeAnnotator,
+    _proposal_arrays,
     parse_stroke_path,
+    shown_labels,
 )
+from superpixel_annotator.outlines import superpixel_segmentation
 
 
 def call(function, trigger: str, *args, **kwargs):
@@ -120,17 +123,28 @@ def show_stale_slices(annotator, axis, slices, state, preview=None):
 
 
 def full_render(annotator, state, axis, preview=None):
+    """Every overlay slice of a view, rendered from scratch."""
     annotation = Annotation.from_state(annotator.superpixels, state)
-    proposal = None
-    if preview:
-        proposal = (np.array(preview["ids"]), np.array(preview["labels"], np.uint8))
-    return [
-        annotator.overlay_uri(annotation, axis, index, proposal)
-        for index in range(annotator.volume.data.shape[axis])
-    ]
+    proposal = _proposal_arrays(preview, annotator.superpixels.count)
+    labels = superpixel_segmentation(annotator.superpixels, shown_labels(annotation, proposal))
+    return [annotator.overlay_uri(labels, axis, index) for index in range(labels.shape[axis])]
 
 
-def test_patched_overlays_equal_full_render_after_strokes_undos_and_fills(annotator):
+@pytest.fixture(params=["superpixel outlines", "smooth outlines"])
+def any_annotator(request, small_case, tmp_path):
+    """An annotator whose labels follow the superpixels, or are smoothed."""
+    volume, superpixels = small_case
+    if request.param == "smooth outlines":
+        superpixels = dataclasses.replace(
+            superpixels, params={"outline_smoothing": 2.0}, spacing=volume.spacing
+        )
+    return VolumeAnnotator(
+        dash.Dash(__name__), volume, id="ann", superpixels=superpixels, cache_dir=tmp_path
+    )
+
+
+def test_patched_overlays_equal_full_render_after_strokes_undos_and_fills(any_annotator):
+    annotator = any_annotator
     shape = annotator.volume.data.shape
     client = [[None] * shape[axis] for axis in range(3)]
     state = preview = None

@@ -12,7 +12,6 @@ from superpixel_annotator.overlays import (
     id_section_uri,
     indexed_png_uri,
     label_palette,
-    touched_slices,
 )
 from superpixel_annotator.palette import DEFAULT_LABELS
 
@@ -46,15 +45,6 @@ def test_boundaries_lie_between_superpixels_and_not_in_air():
     rgba = decode(boundary_section_uri(section))
     np.testing.assert_array_equal(rgba[2, 3], BOUNDARY_RGBA)
     assert boundary_section_uri(np.ones((4, 4), np.int32)) is None
-
-
-def test_touched_slices_cover_exactly_the_extents():
-    extents = np.zeros((4, 3, 2), np.int32)
-    extents[1] = [[0, 2], [5, 6], [1, 3]]
-    extents[2] = [[4, 5], [5, 7], [2, 4]]
-    extents[3] = [[9, 10], [0, 1], [0, 1]]
-    touched = touched_slices(extents, np.array([1, 2]), (10, 10, 10))
-    assert [t.tolist() for t in touched] == [[0, 1, 4], [5, 6], [1, 2, 3]]
 
 
 def test_id_section_uri_round_trips_24_bit_ids():

@@ -30,13 +30,13 @@ from .annotation import MAX_LABEL, Annotation, AnnotationStateError
 from .cases import Case, CaseNotFoundError, CaseStore, cache_directory, is_case_key, open_case
 from .clientside import STALE
 from .meshes import label_meshes, scene_layout
+from .outlines import superpixel_segmentation
 from .overlays import (
     boundary_section_uri,
     id_section_uri,
+    indexed_png_uri,
     label_palette,
-    label_section_uri,
     section,
-    touched_slices,
 )
 from .palette import DEFAULT_LABELS, LabelClass
 from .slicer import THUMBNAIL_SIZE, SessionSlicer, axis_ranges, is_window, windowed
@@ -216,6 +216,7 @@ class VolumeAnnotator:
             (*self.labels, LabelClass(PREVIEW_VALUE, "Fill preview", PREVIEW_COLOR))
         )
         self._thumbnails = lru_cache(maxsize=16)(self._render_thumbnails)
+        self._segmentations = lru_cache(maxsize=4)(self._render_segmentation)
         if background_manager is None:
             import diskcache
 
@@ -294,6 +295,20 @@ class VolumeAnnotator:
             img_array_to_uri(windowed(section(data, axis, index), clim), THUMBNAIL_SIZE)
             for index in range(data.shape[axis])
         ]
+
+    def segmentation(self, case: Case, superpixel_labels: np.ndarray) -> np.ndarray:
+        """The label volume of ``case`` for one label per superpixel, with smooth outlines
+        (see :func:`~superpixel_annotator.outlines.superpixel_segmentation`); read-only.
+
+        The last few are kept: a stroke compares the volume before it with the one after.
+        """
+        return self._segmentations(case.key, superpixel_labels.astype(np.uint8).tobytes())
+
+    def _render_segmentation(self, key: str, superpixel_labels: bytes) -> np.ndarray:
+        labels = np.frombuffer(superpixel_labels, np.uint8)
+        volume = superpixel_segmentation(self.cases.get(key).superpixels, labels)
+        volume.setflags(write=False)
+        return volume
 
     def _modality(self, case: Case, modality) -> int:
         valid = isinstance(modality, int) and 0 <= modality < len(case.volumes)
@@ -1086,6 +1101,7 @@ class VolumeAnnotator:
         except AnnotationStateError as error:
             return {**result, **self._message(f"Annotation state refused: {error}.", "warning")}
         proposal = _proposal_arrays(preview, current.superpixels.count)
+        shown_before = shown_labels(annotation, proposal)
         trigger = ctx.triggered_id
         if trigger == self._part("undo"):
             if not annotation.can_undo and isinstance(case.get("previous"), dict):
@@ -1094,7 +1110,7 @@ class VolumeAnnotator:
         elif trigger == self._part("redo"):
             changed = annotation.redo()
         elif trigger == self._part("fill"):
-            return {**result, **self._propose_fill(current, annotation, indices, proposal)}
+            return {**result, **self._propose_fill(current, annotation, indices, shown_before)}
         elif trigger == self._part("fill-accept"):
             labels = annotation.superpixel_labels.copy()
             labels[proposal[0]] = proposal[1]
@@ -1126,12 +1142,12 @@ class VolumeAnnotator:
             result["state"] = annotation.to_state()
             if result["message"] is dash.no_update:
                 result["show_message"] = False
-        redrawn = np.union1d(changed, proposal[0])
-        if redrawn.size:
-            result["slices"] = self.overlay_patches(current, annotation, redrawn, indices)
+        shown_after = annotation.superpixel_labels
+        if (shown_after != shown_before).any():
+            result["slices"] = self.overlay_patches(current, shown_before, shown_after, indices)
         return result
 
-    def _propose_fill(self, case: Case, annotation: Annotation, shown, proposal) -> dict:
+    def _propose_fill(self, case: Case, annotation: Annotation, shown, shown_before) -> dict:
         """Show what Fill would label, for the user to accept or discard."""
         labels = annotation.autofill_labels(case.intensities)
         ids = np.flatnonzero(labels != annotation.superpixel_labels)
@@ -1139,8 +1155,7 @@ class VolumeAnnotator:
         if not ids.size:
             text = "Fill found no similar superpixels touching your labels."
             return self._message(text)
-        new_proposal = (ids, labels[ids])
-        redrawn = np.union1d(ids, proposal[0])
+        shown_after = shown_labels(annotation, (ids, labels[ids]))
         added = labels[ids] > 0
         voxels = case.superpixel_sizes[ids[added]].sum()
         volume_ml = voxels * float(np.prod(case.volume.spacing)) / 1000
@@ -1154,7 +1169,7 @@ class VolumeAnnotator:
             "preview": {"ids": ids.tolist(), "labels": labels[ids].tolist()},
             "fill_bar": True,
             "fill_text": text,
-            "slices": self.overlay_patches(case, annotation, redrawn, shown, new_proposal),
+            "slices": self.overlay_patches(case, shown_before, shown_after, shown),
             "show_message": False,
         }
 
@@ -1197,26 +1212,23 @@ class VolumeAnnotator:
         return annotation.paint(axis, index, np.column_stack([rows, cols]), label, level)
 
     def overlay_patches(
-        self,
-        case: Case,
-        annotation: Annotation,
-        changed: np.ndarray,
-        shown: Sequence,
-        proposal: tuple[np.ndarray, np.ndarray] | None = None,
+        self, case: Case, before: np.ndarray, after: np.ndarray, shown: Sequence
     ) -> list[dash.Patch]:
-        """For each view, a Patch of the slices the changed superpixels reach.
+        """For each view, a Patch of the slices whose overlay changes from ``before`` to
+        ``after`` (the label of each superpixel as shown, see :func:`shown_labels`).
 
-        The slice a view shows (``shown[axis]``) is rendered now; the other touched slices
-        are marked :data:`STALE` and rendered when a view shows them. ``proposal`` (ids,
-        labels) is a Fill preview to show over the annotation.
+        The slice a view shows (``shown[axis]``) is rendered now; the other changed slices
+        are marked :data:`STALE` and rendered when a view shows them.
         """
+        new = self.segmentation(case, after)
+        differs = self.segmentation(case, before) != new
         patches = []
-        touched = touched_slices(case.superpixels.extents, changed, case.shape)
-        for axis, indices in enumerate(touched):
+        for axis in range(3):
+            others = tuple(other for other in range(3) if other != axis)
             patch = dash.Patch()
-            for index in indices.tolist():
+            for index in np.flatnonzero(differs.any(axis=others)).tolist():
                 if index == shown[axis]:
-                    patch[index] = self.overlay_uri(annotation, axis, index, proposal)
+                    patch[index] = self.overlay_uri(new, axis, index)
                 else:
                     patch[index] = STALE
             patches.append(patch)
@@ -1229,30 +1241,17 @@ class VolumeAnnotator:
             if not current.has_slice(axis, index):
                 raise dash.exceptions.PreventUpdate
             proposal = _proposal_arrays(preview, current.superpixels.count)
+            labels = self.segmentation(current, shown_labels(annotation, proposal))
             patch = dash.Patch()
-            patch[index] = self.overlay_uri(annotation, axis, index, proposal)
+            patch[index] = self.overlay_uri(labels, axis, index)
             return patch
 
         return render_stale
 
-    def overlay_uri(
-        self,
-        annotation: Annotation,
-        axis: int,
-        index: int,
-        proposal: tuple[np.ndarray, np.ndarray] | None = None,
-    ) -> str | None:
-        """The annotation overlay of one slice as a PNG data URI (``None`` when empty).
-
-        With a Fill ``proposal`` (ids, labels), the superpixels it would label show in
-        :data:`PREVIEW_COLOR` and those it would clear show unlabelled.
-        """
-        labels = annotation.superpixel_labels
-        if proposal is not None and proposal[0].size:
-            labels = labels.copy()
-            labels[proposal[0]] = np.where(proposal[1] > 0, PREVIEW_VALUE, 0)
-        sp_section = section(annotation.superpixels.labels, axis, index)
-        return label_section_uri(labels, sp_section, self._palette)
+    def overlay_uri(self, segmentation: np.ndarray, axis: int, index: int) -> str | None:
+        """One slice of a label volume (see :meth:`segmentation`) as an overlay PNG data URI
+        (``None`` when empty)."""
+        return indexed_png_uri(section(segmentation, axis, index), self._palette)
 
     def _stroke_config(self, slicer: SessionSlicer) -> dict:
         """What a view's stroke handlers need to know (see :mod:`.strokes_js`)."""
@@ -1329,7 +1328,8 @@ class VolumeAnnotator:
         filename = f"{case.volume.name}_segmentation.nii.gz"
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / filename
-            save_segmentation(case.volume, annotation.label_volume(), path)
+            labels = self.segmentation(case, annotation.superpixel_labels)
+            save_segmentation(case.volume, labels, path)
             content = path.read_bytes()
         return dcc.send_bytes(content, filename), dash.no_update, False
 
@@ -1337,7 +1337,10 @@ class VolumeAnnotator:
         """Per-label volume, voxel and superpixel counts and mean intensity per modality."""
         case, annotation = self._session(case_data, state)
         intensities = {volume.name: volume.data for volume in case.volumes}
-        return label_statistics(annotation, intensities, case.volume.spacing)
+        labels = annotation.superpixel_labels
+        return label_statistics(
+            self.segmentation(case, labels), labels, intensities, case.volume.spacing
+        )
 
     def statistics_view(self, state, show, case_data):
         """The statistics panel: a table and a bar chart of the volume of each label."""
@@ -1391,7 +1394,7 @@ class VolumeAnnotator:
         traces = [case.outline]
         if annotation.superpixel_labels.any():
             traces += label_meshes(
-                annotation.label_volume(),
+                self.segmentation(case, annotation.superpixel_labels),
                 case.volume.spacing,
                 {lb.value: lb.color for lb in self.labels},
                 label_names={lb.value: lb.name for lb in self.labels},
@@ -1408,6 +1411,15 @@ class VolumeAnnotator:
 def _is_int(value) -> bool:
     """Whether a JSON value is an integer (``true`` and ``false`` are not)."""
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def shown_labels(annotation: Annotation, proposal: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """The label of each superpixel as the overlay shows it: with a Fill ``proposal`` (ids,
+    labels), the superpixels it would label in :data:`PREVIEW_VALUE` and those it would clear
+    unlabelled."""
+    labels = annotation.superpixel_labels.copy()
+    labels[proposal[0]] = np.where(proposal[1] > 0, PREVIEW_VALUE, 0)
+    return labels
 
 
 def _proposal_arrays(preview, count: int) -> tuple[np.ndarray, np.ndarray]:

@@ -39,15 +39,6 @@ def section(volume: np.ndarray, axis: int, index: int) -> np.ndarray:
     return volume[(slice(None),) * axis + (index,)]
 
 
-def label_section_uri(
-    superpixel_labels: np.ndarray,
-    superpixel_section: np.ndarray,
-    rgba_table: np.ndarray,
-) -> str | None:
-    """The annotation colours of one slice, given the slice of superpixel ids."""
-    return indexed_png_uri(superpixel_labels[superpixel_section], rgba_table)
-
-
 def id_section_uri(superpixel_section: np.ndarray) -> str:
     """A slice of superpixel ids as an RGB PNG data URI (id = r + 256 g + 65536 b)."""
     ids = np.asarray(superpixel_section, dtype=np.uint32)
@@ -74,24 +65,3 @@ def boundary_section_uri(superpixel_section: np.ndarray) -> str | None:
     table = np.zeros((2, 4), dtype=np.uint8)
     table[1] = BOUNDARY_RGBA
     return indexed_png_uri(boundary_section(superpixel_section).view(np.uint8), table)
-
-
-def touched_slices(extents: np.ndarray, ids: np.ndarray, shape: Sequence[int]) -> list[np.ndarray]:
-    """For each axis, the sorted slice indices that the superpixels ``ids`` reach.
-
-    Parameters
-    ----------
-    extents : ndarray, shape (count + 1, 3, 2)
-        Per superpixel id, ``[start, stop)`` along each axis.
-    ids : ndarray of int
-        Superpixel ids whose label changed.
-    shape : sequence of int
-        The volume shape.
-    """
-    touched = []
-    for axis, size in enumerate(shape):
-        hit = np.zeros(size + 1, dtype=np.int64)
-        np.add.at(hit, extents[ids, axis, 0], 1)
-        np.add.at(hit, extents[ids, axis, 1], -1)
-        touched.append(np.flatnonzero(np.cumsum(hit)[:size] > 0))
-    return touched

@@ -8,28 +8,27 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from .annotation import Annotation
-from .autofill import superpixel_graph
+from .volume import MAX_LABEL
 
 BASE_COLUMNS = ("label", "voxels", "volume_mm3", "volume_ml", "superpixels")
 
 
 def label_statistics(
-    annotation: Annotation,
+    labels: np.ndarray,
+    superpixel_labels: np.ndarray,
     volumes: Mapping[str, np.ndarray],
     spacing: Sequence[float],
 ) -> list[dict]:
     """Volume, voxel and superpixel counts and mean intensities of each label present.
 
-    Uses the cached per-superpixel statistics of :func:`~.autofill.superpixel_graph`, so after
-    the first call it costs only sums over the superpixels.
-
     Parameters
     ----------
-    annotation : Annotation
-        The labels.
+    labels : ndarray of uint8, 3D
+        The label volume as shown and saved (:meth:`Annotation.label_volume`).
+    superpixel_labels : ndarray of uint8, shape (count + 1,)
+        The label of each superpixel, for counting superpixels.
     volumes : mapping of str to ndarray
-        Intensity volumes by modality name, each of the superpixels' shape (may be empty).
+        Intensity volumes by modality name, each of the labels' shape (may be empty).
     spacing : sequence of 3 float
         Voxel size in mm.
 
@@ -40,29 +39,25 @@ def label_statistics(
         ``voxels``, ``volume_mm3``, ``volume_ml``, ``superpixels`` and ``mean_<name>`` for
         each modality.
     """
-    labels = annotation.superpixel_labels
-    if volumes:
-        graph = superpixel_graph(annotation.superpixels, list(volumes.values()))
-        counts, sums = graph.counts, graph.sums
-    else:
-        counts = np.bincount(annotation.superpixels.labels.ravel(), minlength=labels.size)
-        sums = np.zeros((labels.size, 0))
+    flat = labels.ravel()
+    counts = np.bincount(flat, minlength=MAX_LABEL + 1)
+    sums = {
+        name: np.bincount(flat, volume.ravel(), MAX_LABEL + 1) for name, volume in volumes.items()
+    }
+    superpixels = np.bincount(superpixel_labels[1:], minlength=MAX_LABEL + 1)
     voxel_mm3 = float(np.prod(spacing))
-    present = np.unique(labels[1:])
     rows = []
-    for label in present[present > 0]:
-        members = labels == label
-        members[0] = False
-        voxels = int(counts[members].sum())
+    for label in np.flatnonzero(counts[1:]) + 1:
+        voxels = int(counts[label])
         row = {
             "label": int(label),
             "voxels": voxels,
             "volume_mm3": voxels * voxel_mm3,
             "volume_ml": voxels * voxel_mm3 / 1000,
-            "superpixels": int(members.sum()),
+            "superpixels": int(superpixels[label]),
         }
-        for name, total in zip(volumes, sums[members].sum(axis=0), strict=True):
-            row[f"mean_{name}"] = float(total / voxels) if voxels else float("nan")
+        for name, total in sums.items():
+            row[f"mean_{name}"] = float(total[label] / voxels)
         rows.append(row)
     return rows
 
