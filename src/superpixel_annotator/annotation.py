@@ -235,7 +235,8 @@ class Annotation:
 
         For opening a segmentation (see :func:`~superpixel_annotator.volume.read_segmentation`).
         Background 0 takes part in the vote; ties go to the smaller label. A label volume
-        with one label per superpixel comes back exactly. The labels set count as the
+        this annotation produced (:meth:`label_volume`) comes back as it was, unless its
+        outlines were smoothed away from a superpixel's majority. The labels set count as the
         user's, so they seed :meth:`autofill`.
 
         Parameters
@@ -248,11 +249,11 @@ class Annotation:
         changed : ndarray of int
             Ids of the superpixels whose label changed.
         differing_voxels : int
-            How many voxels now have a label other than in ``labels``: those of superpixels
-            the vote went against, and labelled voxels outside the head.
+            How many voxels of :meth:`label_volume` now differ from ``labels``: in
+            superpixels the vote went against, outside the head, and where outlines differ.
         """
         labels = self._checked_label_volume(labels)
-        new, agreeing = _majority_labels(self.superpixels, labels)
+        new = _majority_labels(self.superpixels, labels)
         old = self.superpixel_labels
         labelled, _ = self.user_marks()
         # Superpixels last set by autofill are taken over as the user's, even when unchanged.
@@ -260,7 +261,7 @@ class Annotation:
         changed = ids[new[ids] != old[ids]]
         if ids.size:
             self._record(Change(ids, old[ids], new[ids]))
-        return changed, labels.size - agreeing
+        return changed, int(np.count_nonzero(self.label_volume() != labels))
 
     def remapped(self, superpixels: Superpixels) -> Annotation:
         """This annotation on other superpixels of the same volume, each labelled by majority.
@@ -284,7 +285,7 @@ class Annotation:
                 f"of shape {self.superpixels.labels.shape}"
             )
         annotation = Annotation(superpixels)
-        annotation.superpixel_labels[:], _ = _majority_labels(superpixels, self.label_volume())
+        annotation.superpixel_labels[:] = _majority_labels(superpixels, self.label_volume())
         return annotation
 
     def _checked_label_volume(self, labels: np.ndarray) -> np.ndarray:
@@ -407,8 +408,8 @@ def _split_changes(arrays, name: str, count: int) -> list[Change]:
     ]
 
 
-def _majority_labels(superpixels: Superpixels, labels: np.ndarray) -> tuple[np.ndarray, int]:
-    """The most common label of each superpixel's voxels, and how many voxels agree with it.
+def _majority_labels(superpixels: Superpixels, labels: np.ndarray) -> np.ndarray:
+    """The most common label of each superpixel's voxels.
 
     Parameters
     ----------
@@ -419,10 +420,8 @@ def _majority_labels(superpixels: Superpixels, labels: np.ndarray) -> tuple[np.n
 
     Returns
     -------
-    superpixel_labels : ndarray of uint8, shape (count + 1,)
+    ndarray of uint8, shape (count + 1,)
         The winning label of each superpixel (ties go to the smaller label); 0 for id 0.
-    agreeing : int
-        Voxels whose label is their superpixel's winner, counting 0 as the winner of id 0.
     """
     present = np.flatnonzero(np.bincount(labels.ravel(), minlength=MAX_LABEL + 1))
     column = np.zeros(MAX_LABEL + 1, np.int64)
@@ -439,7 +438,4 @@ def _majority_labels(superpixels: Superpixels, labels: np.ndarray) -> tuple[np.n
     winner = votes.argmax(axis=1)
     superpixel_labels = present[winner].astype(np.uint8)
     superpixel_labels[0] = 0
-    agreeing = votes[np.arange(1, rows), winner[1:]].sum()
-    if present[0] == 0:
-        agreeing += votes[0, 0]
-    return superpixel_labels, int(agreeing)
+    return superpixel_labels
