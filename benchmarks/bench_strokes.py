@@ -7,9 +7,9 @@ a. Server side, no browser: 20 strokes across the tumour on different slices of 
    ``VolumeAnnotator.edit`` and the size of its response (Dash's ``{"multi": true,
    "response": ...}`` JSON, raw, gzip level 6 and zstd level 3 as flask-compress serves it).
    The baseline, measured on the same operations in the same run, is the seed design of the
-   sample app: per stroke, recompute the whole label volume (``annotation.label_volume()``)
-   and re-encode every slice of all three views as overlay PNGs with the project's own
-   ``indexed_png_uri``, sent as whole lists. Only the overlay strategy differs.
+   sample app: per stroke, re-encode every slice of all three views of the (smoothed) label
+   volume as overlay PNGs with the project's own ``indexed_png_uri``, sent as whole lists.
+   Only the overlay strategy differs.
 b. End to end in headless Chromium against the real console script: N strokes drawn with
    the mouse on the axial view across the tumour (an undo between strokes, so that each
    stroke changes something; the pointer rests on the view first, as a user's does, so the
@@ -54,8 +54,8 @@ def stroke_path(annotator: VolumeAnnotator, axis: int, rows_cols) -> str:
 def full_overlays(annotator: VolumeAnnotator):
     """The seed design's ``overlay_patches``: every slice of every view, from the label volume."""
 
-    def overlays(case, annotation, changed, shown):
-        labels = annotation.label_volume()
+    def overlays(case, before, after, shown):
+        labels = annotator.segmentation(case, after)
         return [
             [
                 indexed_png_uri(section(labels, axis, index), annotator._palette)
@@ -127,6 +127,7 @@ def run_edit(annotator: VolumeAnnotator, op, state):
 def stroke_parts(annotator: VolumeAnnotator, ops: list) -> dict:
     """Median ms of each step of ``edit`` for the strokes of ``ops`` (replayed in order)."""
     from superpixel_annotator.annotation import Annotation
+    from superpixel_annotator.outlines import superpixel_segmentation
 
     times: dict[str, list[float]] = {}
     state = None
@@ -141,6 +142,7 @@ def stroke_parts(annotator: VolumeAnnotator, ops: list) -> dict:
     case = annotator.initial_case
     for op in ops:
         annotation = timed("from_state", Annotation.from_state, annotator.superpixels, state)
+        before = annotation.superpixel_labels.copy()
         if op[0] == "stroke":
             _, axis, index, path, label = op
             changed = timed(
@@ -152,8 +154,10 @@ def stroke_parts(annotator: VolumeAnnotator, ops: list) -> dict:
             shown = middle
         if changed.size:
             state = timed("to_state", annotation.to_state)
+            after = annotation.superpixel_labels
+            timed("smooth outlines", superpixel_segmentation, case.superpixels, after)
             patches = annotator.overlay_patches
-            timed("overlay_patches (PNG)", patches, case, annotation, changed, shown)
+            timed("overlay_patches (diff, PNG)", patches, case, before, after, shown)
     return {name: statistics.median(values) for name, values in times.items()}
 
 

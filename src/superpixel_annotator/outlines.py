@@ -41,9 +41,9 @@ def smooth_outlines(
     The labelled voxels (any label) are closed and then opened by the ball. A labelled
     region (26-connected) that would lose more than :data:`MAX_LOST_FRACTION` of its voxels
     keeps them all: a region little larger than the ball is left as the user labelled it
-    rather than shrunk, and no label the user gave disappears. Voxels that become labelled take the
-    label of the nearest labelled voxel; outlines between two labels are not moved. Nothing
-    outside ``inside`` is labelled.
+    rather than shrunk, and no label the user gave disappears. Voxels that become labelled
+    take the label of the nearest labelled voxel; outlines between two labels are not moved.
+    Nothing outside ``inside`` is labelled.
 
     Parameters
     ----------
@@ -60,37 +60,26 @@ def smooth_outlines(
     -------
     ndarray of uint8, the shape of ``labels``
     """
-    labelled = labels > 0
-    structure = ball(radius_mm, spacing)
-    margin = np.array(structure.shape) // 2 + 1
-    found = ndi.find_objects(labelled.view(np.uint8))
-    if not found:
+    region = labels > 0
+    if not region.any():
         return np.zeros_like(labels)
-    box = tuple(
-        slice(max(extent.start - pad, 0), min(extent.stop + pad, size))
-        for extent, pad, size in zip(found[0], margin, labels.shape, strict=True)
-    )
-    raw, region = labels[box], labelled[box]
-    # Pad with unlabelled voxels so that the closing is not cut off at the volume's border.
-    padded = np.pad(region, [(pad, pad) for pad in margin])
+    structure = ball(radius_mm, spacing)
+    # Pad with unlabelled voxels so that the closing is not cut off at the array's border.
+    margin = [(half + 1, half + 1) for half in np.array(structure.shape) // 2]
+    padded = np.pad(region, margin)
     smoothed = ndi.binary_opening(ndi.binary_closing(padded, structure), structure)
-    unpad = tuple(slice(pad, pad + size) for pad, size in zip(margin, region.shape, strict=True))
-    smoothed = smoothed[unpad]
+    smoothed = smoothed[tuple(slice(before, -after) for before, after in margin)]
     regions, count = ndi.label(region, np.ones((3, 3, 3), bool))
     lost = np.bincount(regions[region & ~smoothed], minlength=count + 1)
     small = lost > MAX_LOST_FRACTION * np.bincount(regions.ravel(), minlength=count + 1)
     small[0] = False
     smoothed |= small[regions]
-    smoothed &= inside[box]
-    values = np.unique(raw[region])
+    smoothed &= inside
+    values = np.unique(labels[region])
     if len(values) == 1:
-        result = np.where(smoothed, values[0], 0).astype(labels.dtype)
-    else:
-        nearest = ndi.distance_transform_edt(~region, sampling=spacing, return_indices=True)[1]
-        result = np.where(smoothed, raw[tuple(nearest)], 0).astype(labels.dtype)
-    out = np.zeros_like(labels)
-    out[box] = result
-    return out
+        return np.where(smoothed, values[0], 0).astype(labels.dtype)
+    nearest = ndi.distance_transform_edt(~region, sampling=spacing, return_indices=True)[1]
+    return np.where(smoothed, labels[tuple(nearest)], 0).astype(labels.dtype)
 
 
 def superpixel_segmentation(superpixels: Superpixels, superpixel_labels: np.ndarray) -> np.ndarray:
@@ -108,8 +97,18 @@ def superpixel_segmentation(superpixels: Superpixels, superpixel_labels: np.ndar
     -------
     ndarray of uint8, the superpixels' shape
     """
-    labels = superpixel_labels[superpixels.labels]
     radius_mm = superpixels.params.get("outline_smoothing", 0.0)
     if radius_mm <= 0:
-        return labels
-    return smooth_outlines(labels, superpixels.labels > 0, superpixels.spacing, radius_mm)
+        return superpixel_labels[superpixels.labels]
+    result = np.zeros(superpixels.labels.shape, np.uint8)
+    labelled = np.flatnonzero(superpixel_labels[1:]) + 1
+    if labelled.size:
+        # Smoothing stays within the labelled voxels' bounding box (a closing by a ball
+        # stays within their convex hull), so only that box is computed.
+        extents = superpixels.extents[labelled]
+        box = tuple(map(slice, extents[:, :, 0].min(axis=0), extents[:, :, 1].max(axis=0)))
+        ids = superpixels.labels[box]
+        result[box] = smooth_outlines(
+            superpixel_labels[ids], ids > 0, superpixels.spacing, radius_mm
+        )
+    return result
