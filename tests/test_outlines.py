@@ -86,8 +86,22 @@ def test_nothing_is_labelled_outside():
 def test_new_voxels_take_the_nearest_label_and_label_borders_stay():
     labels = two_blocks(2)
     labels[:, :, 16:] *= 2
+    labels[10:20, 10, 8:12] = 0  # a slot in label 1, closer to it than to label 2
+    labels[10:20, 10, 19:23] = 0  # a slot in label 2
     result = smoothed(labels)
-    assert (result[6:24, 6:24, 14:16] == 1).all() and (result[6:24, 6:24, 16] == 2).all()
+    assert (result[10:20, 10, 8:12] == 1).all() and (result[10:20, 10, 19:23] == 2).all()
+    assert (result[6:24, 6:24, 14] == 1).all() and (result[6:24, 6:24, 16] == 2).all()
+    # The gap between them, as close to one as to the other, takes one of the two.
+    assert np.isin(result[6:24, 6:24, 15], [1, 2]).all()
+
+
+def test_new_voxels_take_the_label_nearest_in_mm():
+    labels = np.zeros(SHAPE, np.uint8)
+    labels[5:25, 5:25, 5:25] = 2
+    labels[15] = np.where(labels[15], 1, 0)
+    labels[15, 10:20, 15] = 0  # a slot 1 mm from label 1 in its plane, 4 mm from label 2
+    result = smooth_outlines(labels, INSIDE, (4.0, 1.0, 1.0), 2.0)
+    assert (result[15, 10:20, 15] == 1).all()
 
 
 def test_outlines_move_less_far_along_coarse_axes():

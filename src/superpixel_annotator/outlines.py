@@ -42,8 +42,9 @@ def smooth_outlines(
     region (26-connected) that would lose more than :data:`MAX_LOST_FRACTION` of its voxels
     keeps them all: a region little larger than the ball is left as the user labelled it
     rather than shrunk, and no label the user gave disappears. Voxels that become labelled
-    take the label of the nearest labelled voxel; outlines between two labels are not moved.
-    Nothing outside ``inside`` is labelled.
+    take the label of the closest labelled voxel, counted in steps between neighbours (the
+    largest label on a tie); outlines between two labels are not moved. Nothing outside
+    ``inside`` is labelled.
 
     Parameters
     ----------
@@ -75,11 +76,14 @@ def smooth_outlines(
     small[0] = False
     smoothed |= small[regions]
     smoothed &= inside
-    values = np.unique(labels[region])
-    if len(values) == 1:
-        return np.where(smoothed, values[0], 0).astype(labels.dtype)
-    nearest = ndi.distance_transform_edt(~region, sampling=spacing, return_indices=True)[1]
-    return np.where(smoothed, labels[tuple(nearest)], 0).astype(labels.dtype)
+    # Voxels the closing adds lie within the ball's reach of labelled ones: grow the labels
+    # that far, one step to the neighbours within the ball's extent at a time.
+    half = np.array(structure.shape) // 2
+    step = np.ones(np.minimum(half, 1) * 2 + 1, bool)
+    grown = np.where(region, labels, 0).astype(labels.dtype)
+    for _ in range(half.max()):
+        grown = np.where(grown > 0, grown, ndi.maximum_filter(grown, footprint=step))
+    return np.where(smoothed, grown, 0).astype(labels.dtype)
 
 
 def superpixel_segmentation(superpixels: Superpixels, superpixel_labels: np.ndarray) -> np.ndarray:
