@@ -28,9 +28,11 @@ too much), as a user watching the superpixel overlay would toggle *Fine strokes*
 Pipelines, all on FLAIR unless named otherwise:
 
 - ``sample app``: the original sample app's scikit-image SLIC (300 segments, compactness 0.1,
-  on the volume rescaled to 8 bits), one label, no eraser.
-- ``ours, fine level only``: :func:`compute_superpixels` with its defaults, every stroke at
-  the fine level.
+  on the volume rescaled to 8 bits), one label, no eraser, and labels that follow the
+  superpixels exactly (no ``outline_smoothing``).
+- ``ours, fine level only``: :func:`compute_superpixels` with its defaults (smooth outlines
+  included: the Dice is that of :meth:`Annotation.label_volume`, as the app shows and saves
+  it), every stroke at the fine level.
 - ``ours``: the same, strokes at either level.
 - ``ours + autofill``: the same, with :meth:`Annotation.autofill` after each stroke.
 - ``ours + autofill (FLAIR, T1c)``: superpixels from both modalities
