@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from superpixel_annotator.outlines import ball, smooth_outlines, superpixel_segmentation
+from superpixel_annotator.outlines import (
+    ball,
+    centred_morphology,
+    smooth_outlines,
+    superpixel_segmentation,
+)
 from superpixel_annotator.superpixels import Superpixels
 
 SHAPE = (30, 30, 30)
@@ -25,6 +30,32 @@ def test_ball_is_an_ellipsoid_in_voxels():
     assert ball(2.0, (1.0, 1.0, 1.0)).sum() == 33
     flat = ball(2.0, (1.0, 1.0, 4.0))
     assert flat.shape == (5, 5, 1) and flat.sum() == 13
+
+
+@pytest.mark.parametrize(
+    "radius, spacing",
+    [(2.0, (1, 1, 1)), (2.0, (1, 1, 3)), (2.0, (2.5, 1, 1)), (3.0, (1.2, 0.9, 0.7))],
+)
+def test_morphology_by_a_ball_is_scipys(radius, spacing):
+    rng = np.random.default_rng(0)
+    mask = ndi.gaussian_filter(rng.random((23, 19, 17)), 2) > 0.5
+    structure = ball(radius, spacing)
+    np.testing.assert_array_equal(
+        centred_morphology(mask, structure, dilate=True), ndi.binary_dilation(mask, structure)
+    )
+    np.testing.assert_array_equal(
+        centred_morphology(mask, structure, dilate=False), ndi.binary_erosion(mask, structure)
+    )
+
+
+@pytest.mark.parametrize("shape", [(3, 3, 3), (3, 3, 1), (1, 3, 3)])
+def test_morphology_of_labels_by_a_box_is_scipys_maximum(shape):
+    labels = np.random.default_rng(1).integers(0, 4, (11, 9, 7)).astype(np.uint8)
+    labels[labels == 1] = 0
+    np.testing.assert_array_equal(
+        centred_morphology(labels, np.ones(shape, bool), dilate=True),
+        ndi.grey_dilation(labels, footprint=np.ones(shape, bool), mode="constant", cval=0),
+    )
 
 
 def test_staircase_of_blocks_moves_towards_the_round_region_it_approximates():

@@ -30,6 +30,51 @@ def ball(radius_mm: float, spacing: Sequence[float]) -> np.ndarray:
     )
 
 
+def _pairs(size: int, offset: int) -> tuple[slice, slice, slice]:
+    """Along one axis of ``size``: where ``out[p]`` meets ``values[p + offset]`` (the slices of
+    ``out`` and of ``values``), and the slice of ``out`` whose partner lies outside."""
+    if offset >= 0:
+        return slice(0, size - offset), slice(offset, size), slice(size - offset, size)
+    return slice(-offset, size), slice(0, size + offset), slice(0, -offset)
+
+
+def centred_morphology(values: np.ndarray, structure: np.ndarray, dilate: bool) -> np.ndarray:
+    """The dilation (maximum) or erosion (minimum) of a 3D array of booleans or non-negative
+    values by ``structure``, values outside the array counting as 0: the same as
+    ``scipy.ndimage.binary_dilation`` (``binary_erosion``) of booleans, and as
+    ``scipy.ndimage.grey_dilation`` with ``footprint=structure`` of labels.
+
+    ``structure`` must be symmetric with runs centred on its last axis, as a :func:`ball` or
+    a box is. The array is first dilated (eroded) along the last axis by runs of each
+    half-length the structure has, one voxel at a time; then each of the structure's rows
+    shifts its run's result into place: a few dozen whole-array operations, about ten times
+    faster than scipy's loop over voxels for a ball.
+    """
+    combine = np.maximum if dilate else np.minimum
+    runs = structure.sum(axis=2) // 2
+    along_last = [values]
+    for _ in range(runs.max()):
+        previous = along_last[-1]
+        grown = previous.copy()
+        for offset in (1, -1):
+            out, source, outside = _pairs(values.shape[2], offset)
+            combine(grown[..., out], previous[..., source], out=grown[..., out])
+            if not dilate:
+                grown[..., outside] = 0
+        along_last.append(grown)
+    result = np.zeros_like(values) if dilate else np.full_like(values, values.max(initial=0))
+    centre = np.array(structure.shape) // 2
+    for row, col in zip(*np.nonzero(structure.any(axis=2)), strict=True):
+        out0, source0, outside0 = _pairs(values.shape[0], row - centre[0])
+        out1, source1, outside1 = _pairs(values.shape[1], col - centre[1])
+        shifted = along_last[runs[row, col]][source0, source1]
+        combine(result[out0, out1], shifted, out=result[out0, out1])
+        if not dilate:
+            result[outside0] = 0
+            result[:, outside1] = 0
+    return result
+
+
 def smooth_outlines(
     labels: np.ndarray,
     inside: np.ndarray,
@@ -68,7 +113,8 @@ def smooth_outlines(
     # Pad with unlabelled voxels so that the closing is not cut off at the array's border.
     margin = [(half + 1, half + 1) for half in np.array(structure.shape) // 2]
     padded = np.pad(region, margin)
-    smoothed = ndi.binary_opening(ndi.binary_closing(padded, structure), structure)
+    closed = centred_morphology(centred_morphology(padded, structure, True), structure, False)
+    smoothed = centred_morphology(centred_morphology(closed, structure, False), structure, True)
     smoothed = smoothed[tuple(slice(before, -after) for before, after in margin)]
     regions, count = ndi.label(region, np.ones((3, 3, 3), bool))
     lost = np.bincount(regions[region & ~smoothed], minlength=count + 1)
@@ -82,7 +128,7 @@ def smooth_outlines(
     step = np.ones(np.minimum(half, 1) * 2 + 1, bool)
     grown = np.where(region, labels, 0).astype(labels.dtype)
     for _ in range(half.max()):
-        grown = np.where(grown > 0, grown, ndi.maximum_filter(grown, footprint=step))
+        grown = np.where(grown > 0, grown, centred_morphology(grown, step, dilate=True))
     return np.where(smoothed, grown, 0).astype(labels.dtype)
 
 
