@@ -10,7 +10,7 @@ Markdown tables:
   fetched with ``Accept-Encoding: identity`` (uncompressed), alternating with the compressed
   loads.
 * 3D view: with the 3D switch on, time from a stroke's ``mouseup`` until the 3D graph shows
-  a new mesh trace (median of 5 strokes, an undo between them), and the server time of
+  a new mesh trace (median of 11 strokes, an undo between them), and the server time of
   ``VolumeAnnotator.figure_3d`` alone for a typical tumour annotation (every superpixel that
   is mostly tumour painted with ``Annotation.set_superpixel_labels``).
 * Server memory: peak RSS (``VmHWM``) of the server process after start, after the page
@@ -37,8 +37,8 @@ from dash._utils import to_json
 from superpixel_annotator.annotation import Annotation
 from superpixel_annotator.annotator import VolumeAnnotator
 
-LOADS = 3
-STROKES_3D = 5
+LOADS = 5
+STROKES_3D = 11
 STROKES_MEMORY = 10
 GOAL_RSS_MB = 1000
 
