@@ -127,7 +127,6 @@ def run_edit(annotator: VolumeAnnotator, op, state):
 def stroke_parts(annotator: VolumeAnnotator, ops: list) -> dict:
     """Median ms of each step of ``edit`` for the strokes of ``ops`` (replayed in order)."""
     from superpixel_annotator.annotation import Annotation
-    from superpixel_annotator.outlines import superpixel_segmentation
 
     times: dict[str, list[float]] = {}
     state = None
@@ -142,7 +141,7 @@ def stroke_parts(annotator: VolumeAnnotator, ops: list) -> dict:
     case = annotator.initial_case
     for op in ops:
         annotation = timed("from_state", Annotation.from_state, annotator.superpixels, state)
-        before = annotation.superpixel_labels.copy()
+        before = annotation.marked_labels()
         if op[0] == "stroke":
             _, axis, index, path, label = op
             changed = timed(
@@ -154,8 +153,8 @@ def stroke_parts(annotator: VolumeAnnotator, ops: list) -> dict:
             shown = middle
         if changed.size:
             state = timed("to_state", annotation.to_state)
-            after = annotation.superpixel_labels
-            timed("smooth outlines", superpixel_segmentation, case.superpixels, after)
+            after = annotation.marked_labels()
+            timed("smooth outlines", annotation.label_volume)
             patches = annotator.overlay_patches
             timed("overlay_patches (diff, PNG)", patches, case, before, after, shown)
     return {name: statistics.median(values) for name, values in times.items()}

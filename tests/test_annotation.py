@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from superpixel_annotator.annotation import (
+    ERASED,
     Annotation,
     AnnotationStateError,
     polyline_voxels,
@@ -80,6 +81,20 @@ def test_repainting_same_label_records_no_step():
     assert not annotation.can_undo
 
 
+def test_erasing_marks_unlabelled_superpixels_once_and_undo_clears_the_mark():
+    annotation = Annotation(block_superpixels())
+    one = annotation.superpixels.labels[0, 4, 4]
+    np.testing.assert_array_equal(annotation.paint(0, 0, [(4, 4)], 0), [one])
+    assert annotation.erased[one] and annotation.marked_labels()[one] == ERASED
+    assert annotation.paint(0, 0, [(4, 4)], 0).size == 0  # already erased: no step
+    annotation.paint(0, 0, [(4, 4)], 2)  # labelling clears the mark
+    assert annotation.marked_labels()[one] == 2 and not annotation.erased.any()
+    annotation.undo()
+    assert annotation.erased[one]
+    annotation.undo()
+    assert not annotation.erased.any() and not annotation.can_undo
+
+
 def test_stroke_in_background_changes_nothing():
     annotation = Annotation(block_superpixels())
     assert annotation.paint(0, 0, [(0, 0), (0, 11)], 1).size == 0
@@ -139,6 +154,35 @@ def test_paint_selects_coarse_regions_by_default_and_fine_superpixels_on_request
     np.testing.assert_array_equal(annotation.paint(0, 0, [(4, 4)], 1, level="fine"), [one])
     with pytest.raises(ValueError, match="level"):
         annotation.paint(0, 0, [(4, 4)], 1, level="medium")
+
+
+def test_state_round_trip_keeps_erased_marks():
+    annotation = Annotation(block_superpixels())
+    annotation.paint(0, 0, [(4, 4)], 0)
+    annotation.paint(0, 0, [(7, 7)], 1)
+    restored = Annotation.from_state(annotation.superpixels, annotation.to_state())
+    np.testing.assert_array_equal(restored.marked_labels(), annotation.marked_labels())
+    restored.undo()
+    restored.undo()
+    assert not restored.erased.any()
+
+
+def test_state_without_erased_marks_takes_them_from_the_history():
+    annotation = Annotation(block_superpixels())
+    annotation.paint(0, 0, [(4, 4), (4, 7)], 1, level="fine")
+    annotation.paint(0, 0, [(4, 4)], 0, level="fine")
+    raw = zlib.decompress(base64.b64decode(annotation.to_state()))
+    with np.load(io.BytesIO(raw)) as stored:
+        arrays = {k: stored[k] for k in stored.files if k != "erased"}
+    # Such states kept the history in uint8, 0 for erased.
+    for name in ("undo_before", "undo_after"):
+        arrays[name] = np.maximum(arrays[name], 0).astype(np.uint8)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    old = base64.b64encode(zlib.compress(buffer.getvalue())).decode("ascii")
+    restored = Annotation.from_state(annotation.superpixels, old)
+    np.testing.assert_array_equal(restored.erased, annotation.erased)
+    assert restored.erased.sum() == 1
 
 
 def test_state_without_fill_flags_is_read_as_user_steps():

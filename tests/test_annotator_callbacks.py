@@ -11,7 +11,7 @@ import pytest
 from dash._callback_context import context_value
 from dash._utils import AttributeDict
 
-from superpixel_annotator.annotation import Annotation
+from superpixel_annotator.annotation import Annotation, split_marks
 from superpixel_annotator.annotator import (
     CASE_GONE,
     STALE,
@@ -70,13 +70,17 @@ def edit(
     fine=False,
     preview=None,
     case=None,
+    segmentation=None,
 ):
     """Call the edit callback for a stroke along ``path`` on the middle slice (or ``index``),
     or for a view's raw ``stroke`` store value, or for a button (``"undo"``, ``"redo"``,
-    ``"fill"``, ``"fill-accept"``, ``"fill-discard"``)."""
+    ``"fill"``, ``"fill-accept"``, ``"fill-discard"``), or for a ``segmentation`` file
+    (name, bytes) dropped on *Open segmentation*."""
     strokes = [None, None, None]
     middle = [annotator.volume.data.shape[a] // 2 for a in range(3)]
-    if button:
+    if segmentation:
+        trigger = f"{annotator._part('open-segmentation')}.contents"
+    elif button:
         trigger = f"{annotator._part(button)}.n_clicks"
     else:
         shown = middle[axis] if index is None else index
@@ -91,8 +95,9 @@ def edit(
         fill=1,
         fill_accept=1,
         fill_discard=1,
-        segmentation=None,
-        segmentation_name=None,
+        segmentation=segmentation
+        and "data:application/gzip;base64," + base64.b64encode(segmentation[1]).decode(),
+        segmentation_name=segmentation and segmentation[0],
         fine=fine,
         indices=[middle[a] if index is None or a != axis else index for a in range(3)],
         label=label,
@@ -126,7 +131,8 @@ def full_render(annotator, state, axis, preview=None):
     """Every overlay slice of a view, rendered from scratch."""
     annotation = Annotation.from_state(annotator.superpixels, state)
     proposal = _proposal_arrays(preview, annotator.superpixels.count)
-    labels = superpixel_segmentation(annotator.superpixels, shown_labels(annotation, proposal))
+    marks = shown_labels(annotation, proposal)
+    labels = superpixel_segmentation(annotator.superpixels, *split_marks(marks))
     return [annotator.overlay_uri(labels, axis, index) for index in range(labels.shape[axis])]
 
 
@@ -297,6 +303,29 @@ def test_download_writes_source_geometry(annotator, tmp_path):
         Annotation.from_state(annotator.superpixels, state).label_volume()
     )
     np.testing.assert_array_equal(np.asarray(image.dataobj), expected)
+
+
+def test_downloaded_smooth_segmentation_opens_back_exactly(any_annotator):
+    annotator = any_annotator
+    state = None
+    for axis, label, rows_cols in [
+        (0, 1, [(2, 2), (12, 15)]),
+        (1, 2, [(1, 3), (4, 14)]),
+        (0, 0, [(7, 8)]),  # erases superpixels inside the labels
+        (2, 0, [(3, 7)]),
+    ]:
+        path = stroke_path(annotator, axis, rows_cols)
+        state = edit(annotator, state, axis=axis, path=path, label=label, fine=True)["state"]
+    saved = Annotation.from_state(annotator.superpixels, state)
+    assert saved.erased.any()
+    sent = call(annotator.download, "ann-download-button.n_clicks", 1, state, session(annotator))
+    content = base64.b64decode(sent[0]["content"])
+
+    result = edit(annotator, None, segmentation=(sent[0]["filename"], content))
+    assert "matches the superpixels exactly" in result["message"]
+    opened = Annotation.from_state(annotator.superpixels, result["state"])
+    np.testing.assert_array_equal(opened.marked_labels(), saved.marked_labels())
+    np.testing.assert_array_equal(opened.label_volume(), saved.label_volume())
 
 
 def test_download_of_empty_annotation_says_so(annotator):

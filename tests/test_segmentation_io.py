@@ -7,9 +7,12 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from superpixel_annotator.annotation import Annotation
+from superpixel_annotator.annotation import ERASED, Annotation
+from superpixel_annotator.superpixels import Superpixels
 from superpixel_annotator.volume import (
     Limits,
+    Segmentation,
+    Volume,
     VolumeError,
     load_volume,
     read_segmentation,
@@ -23,7 +26,7 @@ from superpixel_blocks import block_superpixels
 def read(request, tmp_path):
     """Read a segmentation file's content named ``filename`` from disk or from memory."""
 
-    def read_content(content: bytes, volume, filename="seg.nii.gz", **options) -> np.ndarray:
+    def read_content(content: bytes, volume, filename="seg.nii.gz", **options) -> Segmentation:
         if request.param == "bytes":
             return read_segmentation_bytes(content, filename, volume, **options)
         path = tmp_path / filename
@@ -48,15 +51,90 @@ def test_saved_segmentation_comes_back_exactly(tmp_path, small_case, read):
     volume, superpixels = small_case
     annotation = painted(superpixels)
     save_segmentation(volume, annotation.label_volume(), tmp_path / "saved.nii.gz")
-    labels = read((tmp_path / "saved.nii.gz").read_bytes(), volume)
-    assert labels.dtype == np.uint8
-    np.testing.assert_array_equal(labels, annotation.label_volume())
+    segmentation = read((tmp_path / "saved.nii.gz").read_bytes(), volume)
+    assert segmentation.labels.dtype == np.uint8 and segmentation.superpixel_marks is None
+    np.testing.assert_array_equal(segmentation.labels, annotation.label_volume())
 
     reopened = Annotation(superpixels)
-    changed, differing_voxels = reopened.load_label_volume(labels)
+    changed, differing_voxels = reopened.load_label_volume(segmentation.labels)
     assert differing_voxels == 0
     np.testing.assert_array_equal(reopened.superpixel_labels, annotation.superpixel_labels)
     np.testing.assert_array_equal(changed, np.flatnonzero(annotation.superpixel_labels))
+
+
+def cube_superpixels(side=5, cubes=6) -> Superpixels:
+    """Cubes of ``side`` voxels, ``cubes`` along each axis, with smooth outlines of 2 mm."""
+    grid = np.indices((side * cubes,) * 3) // side
+    labels = 1 + grid[0] * cubes**2 + grid[1] * cubes + grid[2]
+    return Superpixels.from_labels(labels, params={"outline_smoothing": 2.0})
+
+
+def cube_id(cube) -> int:
+    return 1 + cube[0] * 36 + cube[1] * 6 + cube[2]
+
+
+def smoothed_annotation() -> Annotation:
+    """Cubes 1-4 along each axis labelled, but the inner cube (2, 2, 2) erased and the
+    inner cube (3, 3, 3) never touched; smoothing would fill both three quarters."""
+    superpixels = cube_superpixels()
+    annotation = Annotation(superpixels)
+    labels = np.zeros(superpixels.count + 1, np.uint8)
+    block = np.indices((4, 4, 4)).reshape(3, -1).T + 1
+    labels[[cube_id(cube) for cube in block]] = 1
+    labels[[cube_id((2, 2, 2)), cube_id((3, 3, 3))]] = 0
+    annotation.set_superpixel_labels(labels)
+    annotation.paint(0, 12, [(12, 12)], 0, level="fine")  # erases the middle cube
+    return annotation
+
+
+def test_smoothing_leaves_erased_superpixels_unlabelled():
+    annotation = smoothed_annotation()
+    superpixels = annotation.superpixels
+    volume = annotation.label_volume()
+    assert annotation.erased[cube_id((2, 2, 2))]
+    assert not volume[superpixels.labels == cube_id((2, 2, 2))].any()
+    assert volume[superpixels.labels == cube_id((3, 3, 3))].mean() > 0.5
+    annotation.undo()  # the middle cube is no longer erased: smoothing fills most of it
+    assert annotation.label_volume()[superpixels.labels == cube_id((2, 2, 2))].mean() > 0.5
+
+
+def test_saved_smooth_segmentation_comes_back_exactly_with_its_marks(tmp_path, read):
+    annotation = smoothed_annotation()
+    superpixels = annotation.superpixels
+    volume = Volume.from_source_array(
+        np.ones(superpixels.labels.shape, np.float32), np.eye(4), "cubes"
+    )
+    path = tmp_path / "saved.nii.gz"
+    save_segmentation(volume, annotation.label_volume(), path, annotation.marked_labels())
+    segmentation = read(path.read_bytes(), volume)
+    np.testing.assert_array_equal(segmentation.superpixel_marks, annotation.marked_labels())
+
+    reopened = Annotation(superpixels)
+    reopened.paint(0, 2, [(2, 2)], 0, level="fine")  # an erased mark the file does not hold
+    _, differing_voxels = reopened.load_label_volume(
+        segmentation.labels, segmentation.superpixel_marks
+    )
+    assert differing_voxels == 0
+    np.testing.assert_array_equal(reopened.marked_labels(), annotation.marked_labels())
+    np.testing.assert_array_equal(reopened.label_volume(), segmentation.labels)
+
+    # By majority alone, the inner cube smoothing filled comes back labelled, and the erased
+    # middle cube may be filled: the outlines differ from the file.
+    _, differing_voxels = Annotation(superpixels).load_label_volume(segmentation.labels)
+    assert differing_voxels > 0
+
+
+def test_marks_that_do_not_give_the_labels_are_ignored():
+    annotation = smoothed_annotation()
+    labels = annotation.label_volume()
+    labels[labels.shape[0] // 2] = 0  # edited elsewhere after saving
+    for marks in (annotation.marked_labels(), annotation.marked_labels()[:-1], None):
+        reopened = Annotation(annotation.superpixels)
+        _, differing_voxels = reopened.load_label_volume(labels, marks)
+        majority = Annotation(annotation.superpixels)
+        majority.load_label_volume(labels)
+        np.testing.assert_array_equal(reopened.marked_labels(), majority.marked_labels())
+        assert differing_voxels > 0 and not (reopened.marked_labels() == ERASED).any()
 
 
 def test_float_labels_stored_in_display_order_are_read(small_case, read):
@@ -64,12 +142,12 @@ def test_float_labels_stored_in_display_order_are_read(small_case, read):
     labels = np.zeros(volume.data.shape, np.float32)
     labels[2:4, 3:9, 1:5] = 3
     result = read(nifti_gz(labels, volume.display_affine), volume)
-    np.testing.assert_array_equal(result, labels.astype(np.uint8))
+    np.testing.assert_array_equal(result.labels, labels.astype(np.uint8))
 
 
 def test_brats_ground_truth_fits_its_flair(brats_case):
     flair = load_volume(brats_case / "Flair_subtrMeanDivStd.nii.gz")
-    labels = read_segmentation(brats_case / "OTMultiClass.nii.gz", flair)
+    labels = read_segmentation(brats_case / "OTMultiClass.nii.gz", flair).labels
     truth = load_volume(brats_case / "OTMultiClass.nii.gz").data
     np.testing.assert_array_equal(labels, truth.astype(np.uint8))
     assert set(np.unique(labels)) <= {0, 1, 2, 3, 4} and labels.any()
@@ -199,10 +277,12 @@ def test_remapped_onto_other_superpixels_votes_by_majority():
     np.testing.assert_array_equal(labelled, remapped.superpixel_labels > 0)
 
 
-def test_remapped_onto_the_same_superpixels_keeps_the_labels():
+def test_remapped_onto_the_same_superpixels_keeps_the_labels_and_erased_marks():
     annotation = painted(block_superpixels())
+    annotation.paint(0, 1, [(7, 7)], 0, level="fine")
     remapped = annotation.remapped(annotation.superpixels)
-    np.testing.assert_array_equal(remapped.superpixel_labels, annotation.superpixel_labels)
+    assert annotation.erased.any()
+    np.testing.assert_array_equal(remapped.marked_labels(), annotation.marked_labels())
     with pytest.raises(ValueError, match="do not fit"):
         annotation.remapped(block_superpixels(shape=(5, 12, 12)))
 

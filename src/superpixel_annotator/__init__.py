@@ -9,6 +9,7 @@ from .palette import DEFAULT_LABELS, LabelClass
 from .superpixels import Superpixels, compute_superpixels, load_or_compute_superpixels
 from .volume import (
     Limits,
+    Segmentation,
     Volume,
     VolumeError,
     load_modalities,
@@ -25,6 +26,7 @@ __all__ = [
     "Annotation",
     "LabelClass",
     "Limits",
+    "Segmentation",
     "Superpixels",
     "Volume",
     "VolumeAnnotator",

@@ -1,7 +1,9 @@
 """Annotation state: one label per superpixel, with undo and redo.
 
-The state is small (one byte per superpixel plus the history of changes), so it
-can travel with the user's session; :meth:`Annotation.to_state` and
+Each superpixel holds a label (0: unlabelled), and an unlabelled one may be marked as
+erased by the user: erased superpixels stop :meth:`Annotation.autofill` and keep smooth
+outlines out. The state is small (a byte and a bit per superpixel plus the history of
+changes), so it can travel with the user's session; :meth:`Annotation.to_state` and
 :meth:`Annotation.from_state` turn it into a compact string and back.
 """
 
@@ -24,6 +26,8 @@ from .volume import MAX_LABEL
 
 LEVELS = ("coarse", "fine")
 MAX_HISTORY = 200
+ERASED = -1
+"""The mark of a superpixel the user erased, in :meth:`Annotation.marked_labels`."""
 _SAMPLES_PER_VOXEL = 4
 _VOTE_SLAB_VOXELS = 1 << 20
 
@@ -32,9 +36,16 @@ class AnnotationStateError(ValueError):
     """A serialized annotation state that does not fit these superpixels."""
 
 
+def split_marks(marks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The labels (uint8) and the erased superpixels (bool) of marked labels (see
+    :meth:`Annotation.marked_labels`)."""
+    return np.maximum(marks, 0).astype(np.uint8), marks == ERASED
+
+
 @dataclass(frozen=True)
 class Change:
-    """One undoable step: superpixels ``ids`` went from ``before`` to ``after``.
+    """One undoable step: superpixels ``ids`` went from marked labels ``before`` to ``after``
+    (int16: a label, or :data:`ERASED`).
 
     ``filled`` marks a step of :meth:`Annotation.autofill` rather than of the user.
     """
@@ -83,8 +94,16 @@ class Annotation:
     def __init__(self, superpixels: Superpixels) -> None:
         self.superpixels = superpixels
         self.superpixel_labels = np.zeros(superpixels.count + 1, dtype=np.uint8)
+        self.erased = np.zeros(superpixels.count + 1, dtype=bool)
         self._undo: list[Change] = []
         self._redo: list[Change] = []
+
+    def marked_labels(self) -> np.ndarray:
+        """Each superpixel's label, or :data:`ERASED` where the user erased it; int16,
+        shape (count + 1,)."""
+        marks = self.superpixel_labels.astype(np.int16)
+        marks[self.erased] = ERASED
+        return marks
 
     @property
     def can_undo(self) -> bool:
@@ -131,8 +150,9 @@ class Annotation:
         Returns
         -------
         ndarray of int
-            The ids of superpixels whose label changed (empty when nothing changed,
-            in which case no undo step is recorded).
+            The ids of superpixels whose label changed, or that became erased (empty when
+            nothing changed, in which case no undo step is recorded). Erasing marks
+            unlabelled superpixels too, so smooth outlines stay out of them.
         """
         if not 0 <= axis <= 2:
             raise ValueError(f"axis must be 0, 1 or 2, not {axis}")
@@ -141,45 +161,51 @@ class Annotation:
         if not 0 <= label <= MAX_LABEL:
             raise ValueError(f"label must be between 0 and {MAX_LABEL}, not {label}")
         ids = self.superpixels_on_stroke(axis, index, points, level)
-        ids = ids[self.superpixel_labels[ids] != label]
-        if ids.size == 0:
-            return ids
-        self._record(Change(ids, self.superpixel_labels[ids], np.full(ids.size, label, np.uint8)))
-        return ids
+        return self._change(ids, np.full(ids.size, label or ERASED, np.int16))
 
     def set_superpixel_labels(
         self, superpixel_labels: np.ndarray, filled: bool = False
     ) -> np.ndarray:
-        """Replace all labels in one undoable step; returns the ids that changed.
+        """Replace all labels in one undoable step; returns the ids whose label changed.
 
         ``filled`` records the step as an automatic fill rather than the user's labels.
+        Superpixels the user's step unlabels become erased.
         """
         new = np.asarray(superpixel_labels, dtype=np.uint8)
         if new.shape != self.superpixel_labels.shape:
             raise ValueError(f"expected {self.superpixel_labels.shape} labels, got {new.shape}")
         ids = np.flatnonzero(new != self.superpixel_labels)
         ids = ids[ids > 0]
+        marks = new[ids].astype(np.int16)
+        marks[marks == 0] = 0 if filled else ERASED
+        return self._change(ids, marks, filled)
+
+    def _change(self, ids: np.ndarray, marks: np.ndarray, filled: bool = False) -> np.ndarray:
+        """Record one step giving superpixels ``ids`` the marked labels ``marks``, for those
+        it changes; returns their ids."""
+        before = self.marked_labels()[ids]
+        changed = before != marks
+        ids = ids[changed]
         if ids.size:
-            self._record(Change(ids, self.superpixel_labels[ids], new[ids], filled))
+            self._record(Change(ids, before[changed], marks[changed], filled))
         return ids
 
     def user_marks(self) -> tuple[np.ndarray, np.ndarray]:
         """Which superpixels the user labelled and which the user erased.
 
-        Read from the undo history: the last step touching a superpixel decides. Labelled
-        superpixels that no recorded step touched count as the user's.
+        Whose labels they are is read from the undo history: the last step touching a
+        superpixel decides, and labelled superpixels that no recorded step touched count as
+        the user's.
 
         Returns
         -------
         labelled, erased : ndarray of bool, shape (count + 1,)
-            Superpixels holding a label the user set, and those the user set to 0.
+            Superpixels holding a label the user set, and those the user erased.
         """
         by_user = np.ones(self.superpixel_labels.shape, bool)
-        erased = np.zeros(self.superpixel_labels.shape, bool)
         for change in self._undo:
             by_user[change.ids] = not change.filled
-            erased[change.ids] = (change.after == 0) & (not change.filled)
-        return by_user & (self.superpixel_labels > 0), erased
+        return by_user & (self.superpixel_labels > 0), self.erased.copy()
 
     def autofill_labels(
         self, intensities: Sequence[np.ndarray], enrichment: float = DEFAULT_ENRICHMENT
@@ -230,31 +256,40 @@ class Annotation:
         """
         return self.set_superpixel_labels(self.autofill_labels(intensities, enrichment), True)
 
-    def load_label_volume(self, labels: np.ndarray) -> tuple[np.ndarray, int]:
-        """Give each superpixel the most common label of its voxels, in one undoable step.
+    def load_label_volume(
+        self, labels: np.ndarray, saved_marks: np.ndarray | None = None
+    ) -> tuple[np.ndarray, int]:
+        """Load a label volume, such as an opened segmentation, in one undoable step.
 
         For opening a segmentation (see :func:`~superpixel_annotator.volume.read_segmentation`).
-        Background 0 takes part in the vote; ties go to the smaller label. A label volume
-        this annotation produced (:meth:`label_volume`) comes back as it was, unless its
-        outlines were smoothed away from a superpixel's majority. The labels set count as the
-        user's, so they seed :meth:`autofill`.
+        When ``saved_marks`` (the :meth:`marked_labels` saved with the file) give exactly
+        ``labels`` on these superpixels, the annotation takes them: a segmentation this app
+        saved comes back as it was, erased superpixels included. Otherwise each superpixel
+        takes the most common label of its voxels (0 included; ties go to the smaller label)
+        and none is erased. The labels set count as the user's, so they seed
+        :meth:`autofill`.
 
         Parameters
         ----------
         labels : ndarray of int, shape of the superpixels
             Labels from 0 to ``MAX_LABEL`` in display order.
+        saved_marks : ndarray of int, shape (count + 1,), optional
+            Marked labels saved with ``labels``; ignored unless they give ``labels`` exactly.
 
         Returns
         -------
         changed : ndarray of int
-            Ids of the superpixels whose label changed.
+            Ids of the superpixels whose label or erased mark changed.
         differing_voxels : int
-            How many voxels of :meth:`label_volume` now differ from ``labels``: in
-            superpixels the vote went against, outside the head, and where outlines differ.
+            How many voxels of :meth:`label_volume` now differ from ``labels``: none with
+            matching ``saved_marks``; otherwise in superpixels the vote went against, outside
+            the head, and where smooth outlines differ.
         """
         labels = self._checked_label_volume(labels)
-        new = _majority_labels(self.superpixels, labels)
-        old = self.superpixel_labels
+        new = self._matching_marks(labels, saved_marks)
+        if new is None:
+            new = _majority_labels(self.superpixels, labels).astype(np.int16)
+        old = self.marked_labels()
         labelled, _ = self.user_marks()
         # Superpixels last set by autofill are taken over as the user's, even when unchanged.
         ids = np.flatnonzero((new != old) | ((old > 0) & ~labelled))
@@ -263,12 +298,26 @@ class Annotation:
             self._record(Change(ids, old[ids], new[ids]))
         return changed, int(np.count_nonzero(self.label_volume() != labels))
 
+    def _matching_marks(self, labels: np.ndarray, saved_marks) -> np.ndarray | None:
+        """``saved_marks`` as int16 when they are marked labels of these superpixels whose
+        label volume is ``labels``; otherwise None."""
+        if saved_marks is None:
+            return None
+        marks = np.asarray(saved_marks)
+        if marks.shape != self.superpixel_labels.shape or marks.dtype.kind not in "iu":
+            return None
+        if marks[0] != 0 or marks.min() < ERASED or marks.max() > MAX_LABEL:
+            return None
+        marks = marks.astype(np.int16)
+        given = superpixel_segmentation(self.superpixels, *split_marks(marks))
+        return marks if np.array_equal(given, labels) else None
+
     def remapped(self, superpixels: Superpixels) -> Annotation:
         """This annotation on other superpixels of the same volume, each labelled by majority.
 
         For changing the superpixel size while keeping the labels: the new superpixels vote
-        as in :meth:`load_label_volume`. The result has no history, and all its labels
-        count as the user's.
+        as in :meth:`load_label_volume`, and those mostly made of erased ones are erased.
+        The result has no history, and all its labels count as the user's.
 
         Parameters
         ----------
@@ -286,6 +335,9 @@ class Annotation:
             )
         annotation = Annotation(superpixels)
         annotation.superpixel_labels[:] = _majority_labels(superpixels, self.label_volume())
+        erased_voxels = self.erased[self.superpixels.labels].astype(np.uint8)
+        annotation.erased[:] = _majority_labels(superpixels, erased_voxels) == 1
+        annotation.erased &= annotation.superpixel_labels == 0
         return annotation
 
     def _checked_label_volume(self, labels: np.ndarray) -> np.ndarray:
@@ -300,8 +352,11 @@ class Annotation:
             raise ValueError(f"labels must be between 0 and {MAX_LABEL}")
         return labels.astype(np.uint8, copy=False)
 
+    def _apply(self, ids: np.ndarray, marks: np.ndarray) -> None:
+        self.superpixel_labels[ids], self.erased[ids] = split_marks(marks)
+
     def _record(self, change: Change) -> None:
-        self.superpixel_labels[change.ids] = change.after
+        self._apply(change.ids, change.after)
         self._undo.append(change)
         del self._undo[:-MAX_HISTORY]
         self._redo.clear()
@@ -311,7 +366,7 @@ class Annotation:
         if not self._undo:
             return np.zeros(0, dtype=np.int64)
         change = self._undo.pop()
-        self.superpixel_labels[change.ids] = change.before
+        self._apply(change.ids, change.before)
         self._redo.append(change)
         return change.ids
 
@@ -320,7 +375,7 @@ class Annotation:
         if not self._redo:
             return np.zeros(0, dtype=np.int64)
         change = self._redo.pop()
-        self.superpixel_labels[change.ids] = change.after
+        self._apply(change.ids, change.after)
         self._undo.append(change)
         return change.ids
 
@@ -328,19 +383,20 @@ class Annotation:
         """The annotation as a uint8 volume of the superpixels' shape, with smooth outlines.
 
         Each superpixel's label fills its voxels, and the outline of the labelled voxels is
-        then smoothed (see :func:`~superpixel_annotator.outlines.smooth_outlines`).
+        then smoothed (see :func:`~superpixel_annotator.outlines.superpixel_segmentation`),
+        never into erased superpixels.
         """
-        return superpixel_segmentation(self.superpixels, self.superpixel_labels)
+        return superpixel_segmentation(self.superpixels, self.superpixel_labels, self.erased)
 
     def to_state(self) -> str:
-        """Serialize labels and history into a compact ASCII string."""
-        arrays = {"labels": self.superpixel_labels}
+        """Serialize labels, erased marks and history into a compact ASCII string."""
+        arrays = {"labels": self.superpixel_labels, "erased": self.erased}
         for stack_name, stack in (("undo", self._undo), ("redo", self._redo)):
             arrays[f"{stack_name}_sizes"] = np.array([c.ids.size for c in stack], np.int64)
             arrays[f"{stack_name}_filled"] = np.array([c.filled for c in stack], bool)
             for field in ("ids", "before", "after"):
                 parts = [getattr(c, field) for c in stack]
-                dtype = np.int32 if field == "ids" else np.uint8
+                dtype = np.int32 if field == "ids" else np.int16
                 arrays[f"{stack_name}_{field}"] = np.concatenate(parts or [np.zeros(0)]).astype(
                     dtype
                 )
@@ -368,14 +424,30 @@ class Annotation:
                     name: _split_changes(arrays, name, superpixels.count)
                     for name in ("undo", "redo")
                 }
+                erased = (
+                    arrays["erased"]
+                    if "erased" in arrays.files
+                    else _erased_by_history(stacks["undo"], labels.shape)
+                )
         except (binascii.Error, zlib.error, ValueError, KeyError, OSError, TypeError) as error:
             raise AnnotationStateError(f"not an annotation state ({error})") from None
-        if labels.dtype != np.uint8 or labels.shape != annotation.superpixel_labels.shape:
+        shape = annotation.superpixel_labels.shape
+        if labels.dtype != np.uint8 or labels.shape != shape or erased.shape != shape:
             raise AnnotationStateError("annotation state does not fit these superpixels")
         annotation.superpixel_labels[:] = labels
         annotation.superpixel_labels[0] = 0
+        annotation.erased[:] = erased.astype(bool) & (annotation.superpixel_labels == 0)
         annotation._undo, annotation._redo = stacks["undo"], stacks["redo"]
         return annotation
+
+
+def _erased_by_history(undo: list[Change], shape: tuple[int]) -> np.ndarray:
+    """The erased superpixels of a state written before erased marks were kept: those the
+    user's last step touching them set to 0."""
+    erased = np.zeros(shape, bool)
+    for change in undo:
+        erased[change.ids] = (change.after == 0) & (not change.filled)
+    return erased
 
 
 def _split_changes(arrays, name: str, count: int) -> list[Change]:
@@ -392,11 +464,14 @@ def _split_changes(arrays, name: str, count: int) -> list[Change]:
         raise ValueError("history arrays disagree")
     if ids.size and (ids.min() < 1 or ids.max() > count):
         raise ValueError("history names superpixels that do not exist")
+    marks = np.concatenate([before, after])
+    if marks.size and (marks.min() < ERASED or marks.max() > MAX_LABEL):
+        raise ValueError("history holds labels out of range")
     if not sizes.size:
         return []
     bounds = np.cumsum(sizes)[:-1]
     return [
-        Change(i.astype(np.int64), b.astype(np.uint8), a.astype(np.uint8), bool(f))
+        Change(i.astype(np.int64), b.astype(np.int16), a.astype(np.int16), bool(f))
         for i, b, a, f in zip(
             np.split(ids, bounds),
             np.split(before, bounds),

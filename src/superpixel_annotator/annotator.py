@@ -26,7 +26,7 @@ from dash import Input, Output, State, ctx, dcc, html
 from dash_slicer.utils import img_array_to_uri
 
 from . import clientside, strokes_js
-from .annotation import MAX_LABEL, Annotation, AnnotationStateError
+from .annotation import MAX_LABEL, Annotation, AnnotationStateError, split_marks
 from .cases import Case, CaseNotFoundError, CaseStore, cache_directory, is_case_key, open_case
 from .clientside import STALE
 from .meshes import label_meshes, scene_layout
@@ -296,17 +296,18 @@ class VolumeAnnotator:
             for index in range(data.shape[axis])
         ]
 
-    def segmentation(self, case: Case, superpixel_labels: np.ndarray) -> np.ndarray:
-        """The label volume of ``case`` for one label per superpixel, with smooth outlines
-        (see :func:`~superpixel_annotator.outlines.superpixel_segmentation`); read-only.
+    def segmentation(self, case: Case, marks: np.ndarray) -> np.ndarray:
+        """The label volume of ``case`` for the marked label of each superpixel (see
+        :meth:`Annotation.marked_labels`), with smooth outlines (see
+        :func:`~superpixel_annotator.outlines.superpixel_segmentation`); read-only.
 
         The last few are kept: a stroke compares the volume before it with the one after.
         """
-        return self._segmentations(case.key, superpixel_labels.astype(np.uint8).tobytes())
+        return self._segmentations(case.key, marks.astype(np.int16).tobytes())
 
-    def _render_segmentation(self, key: str, superpixel_labels: bytes) -> np.ndarray:
-        labels = np.frombuffer(superpixel_labels, np.uint8)
-        volume = superpixel_segmentation(self.cases.get(key).superpixels, labels)
+    def _render_segmentation(self, key: str, marks: bytes) -> np.ndarray:
+        superpixels = self.cases.get(key).superpixels
+        volume = superpixel_segmentation(superpixels, *split_marks(np.frombuffer(marks, np.int16)))
         volume.setflags(write=False)
         return volume
 
@@ -1142,7 +1143,7 @@ class VolumeAnnotator:
             result["state"] = annotation.to_state()
             if result["message"] is dash.no_update:
                 result["show_message"] = False
-        shown_after = annotation.superpixel_labels
+        shown_after = annotation.marked_labels()
         if (shown_after != shown_before).any():
             result["slices"] = self.overlay_patches(current, shown_before, shown_after, indices)
         return result
@@ -1177,14 +1178,15 @@ class VolumeAnnotator:
         self, case: Case, annotation: Annotation, content, filename
     ) -> tuple[np.ndarray, str]:
         content = _decode_upload(content, filename, self.limits)
-        labels = read_segmentation_bytes(content, filename, case.volume, limits=self.limits)
+        segmentation = read_segmentation_bytes(content, filename, case.volume, limits=self.limits)
+        labels = segmentation.labels
         unknown = sorted(set(np.unique(labels).tolist()) - {0} - self._label_values)
         if unknown:
             raise VolumeError(
                 f"{filename}: labels {unknown} are not in this annotator's palette "
                 f"{sorted(self._label_values)}"
             )
-        changed, differing = annotation.load_label_volume(labels)
+        changed, differing = annotation.load_label_volume(labels, segmentation.superpixel_marks)
         if differing == 0:
             return changed, f"Opened {filename}: it matches the superpixels exactly."
         return changed, (
@@ -1215,7 +1217,7 @@ class VolumeAnnotator:
         self, case: Case, before: np.ndarray, after: np.ndarray, shown: Sequence
     ) -> list[dash.Patch]:
         """For each view, a Patch of the slices whose overlay changes from ``before`` to
-        ``after`` (the label of each superpixel as shown, see :func:`shown_labels`).
+        ``after`` (the marked label of each superpixel as shown, see :func:`shown_labels`).
 
         The slice a view shows (``shown[axis]``) is rendered now; the other changed slices
         are marked :data:`STALE` and rendered when a view shows them.
@@ -1328,8 +1330,8 @@ class VolumeAnnotator:
         filename = f"{case.volume.name}_segmentation.nii.gz"
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / filename
-            labels = self.segmentation(case, annotation.superpixel_labels)
-            save_segmentation(case.volume, labels, path)
+            marks = annotation.marked_labels()
+            save_segmentation(case.volume, self.segmentation(case, marks), path, marks)
             content = path.read_bytes()
         return dcc.send_bytes(content, filename), dash.no_update, False
 
@@ -1337,9 +1339,11 @@ class VolumeAnnotator:
         """Per-label volume, voxel and superpixel counts and mean intensity per modality."""
         case, annotation = self._session(case_data, state)
         intensities = {volume.name: volume.data for volume in case.volumes}
-        labels = annotation.superpixel_labels
         return label_statistics(
-            self.segmentation(case, labels), labels, intensities, case.volume.spacing
+            self.segmentation(case, annotation.marked_labels()),
+            annotation.superpixel_labels,
+            intensities,
+            case.volume.spacing,
         )
 
     def statistics_view(self, state, show, case_data):
@@ -1394,7 +1398,7 @@ class VolumeAnnotator:
         traces = [case.outline]
         if annotation.superpixel_labels.any():
             traces += label_meshes(
-                self.segmentation(case, annotation.superpixel_labels),
+                self.segmentation(case, annotation.marked_labels()),
                 case.volume.spacing,
                 {lb.value: lb.color for lb in self.labels},
                 label_names={lb.value: lb.name for lb in self.labels},
@@ -1414,12 +1418,12 @@ def _is_int(value) -> bool:
 
 
 def shown_labels(annotation: Annotation, proposal: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """The label of each superpixel as the overlay shows it: with a Fill ``proposal`` (ids,
-    labels), the superpixels it would label in :data:`PREVIEW_VALUE` and those it would clear
-    unlabelled."""
-    labels = annotation.superpixel_labels.copy()
-    labels[proposal[0]] = np.where(proposal[1] > 0, PREVIEW_VALUE, 0)
-    return labels
+    """The marked label of each superpixel as the overlay shows it (see
+    :meth:`Annotation.marked_labels`): with a Fill ``proposal`` (ids, labels), the
+    superpixels it would label in :data:`PREVIEW_VALUE` and those it would clear unlabelled."""
+    marks = annotation.marked_labels()
+    marks[proposal[0]] = np.where(proposal[1] > 0, PREVIEW_VALUE, 0)
+    return marks
 
 
 def _proposal_arrays(preview, count: int) -> tuple[np.ndarray, np.ndarray]:

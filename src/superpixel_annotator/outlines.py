@@ -96,7 +96,7 @@ def smooth_outlines(
     labels : ndarray of uint8, 3D
         Label values, 0 unlabelled.
     inside : ndarray of bool, the shape of ``labels``
-        Where labels may be (the head).
+        Where labels may be (the head, less what the user erased).
     spacing : sequence of 3 float
         Voxel size in mm.
     radius_mm : float
@@ -132,9 +132,16 @@ def smooth_outlines(
     return np.where(smoothed, grown, 0).astype(labels.dtype)
 
 
-def superpixel_segmentation(superpixels: Superpixels, superpixel_labels: np.ndarray) -> np.ndarray:
+def superpixel_segmentation(
+    superpixels: Superpixels,
+    superpixel_labels: np.ndarray,
+    erased: np.ndarray | None = None,
+) -> np.ndarray:
     """The label volume of one label per superpixel, with outlines smoothed by a ball of the
     superpixels' ``outline_smoothing`` parameter (mm; none when absent or 0).
+
+    Smoothing never labels the voxels of ``erased`` superpixels: what the user erased stays
+    erased, even where a closing would fill it.
 
     Parameters
     ----------
@@ -142,6 +149,8 @@ def superpixel_segmentation(superpixels: Superpixels, superpixel_labels: np.ndar
         The partition, with the voxel size of its volume.
     superpixel_labels : ndarray of uint8, shape (count + 1,)
         The label of each superpixel id (id 0, the air, is never labelled).
+    erased : ndarray of bool, shape (count + 1,), optional
+        Unlabelled superpixels that smoothing must leave unlabelled.
 
     Returns
     -------
@@ -158,7 +167,8 @@ def superpixel_segmentation(superpixels: Superpixels, superpixel_labels: np.ndar
         extents = superpixels.extents[labelled]
         box = tuple(map(slice, extents[:, :, 0].min(axis=0), extents[:, :, 1].max(axis=0)))
         ids = superpixels.labels[box]
+        allowed = ids > 0 if erased is None else (ids > 0) & ~erased[ids]
         result[box] = smooth_outlines(
-            superpixel_labels[ids], ids > 0, superpixels.spacing, radius_mm
+            superpixel_labels[ids], allowed, superpixels.spacing, radius_mm
         )
     return result

@@ -14,12 +14,15 @@ uploads, from bytes held in memory (:func:`read_volume_bytes`,
 
 from __future__ import annotations
 
+import base64
+import binascii
 import gzip
 import hashlib
 import io
 import itertools
 import os
 import re
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -34,6 +37,8 @@ DISPLAY_AXCODES = ("I", "P", "L")
 _DISPLAY_ORNT = orientations.axcodes2ornt(DISPLAY_AXCODES)
 _NIFTI_SUFFIXES = (".nii.gz", ".nii", ".mgz", ".mgh", ".img", ".hdr")
 MAX_LABEL = 255
+_MARKS_TAG = b"superpixel-annotator superpixel marks, int16, zlib, base64\n"
+_COMMENT_EXTENSION = 6
 """The largest label value; labels are stored as uint8."""
 # Two images are on the same grid when their corner voxels are this close in world space.
 GRID_TOLERANCE_MM = 0.01
@@ -323,9 +328,25 @@ def check_modalities(volumes: Sequence[Volume], filenames: Sequence[str] | None 
         )
 
 
+@dataclass(frozen=True, eq=False)
+class Segmentation:
+    """A label map read from a file.
+
+    Attributes
+    ----------
+    labels : ndarray of uint8
+        The labels in display order, the scan's shape.
+    superpixel_marks : ndarray of int16 or None
+        The superpixel marks :func:`save_segmentation` stored with the labels, if any.
+    """
+
+    labels: np.ndarray
+    superpixel_marks: np.ndarray | None
+
+
 def read_segmentation(
     path: str | os.PathLike, volume: Volume, *, limits: Limits = DEFAULT_LIMITS
-) -> np.ndarray:
+) -> Segmentation:
     """Read a label map drawn on ``volume`` (for instance one :func:`save_segmentation` wrote).
 
     Parameters
@@ -339,8 +360,8 @@ def read_segmentation(
 
     Returns
     -------
-    ndarray of uint8, shape ``volume.data.shape``
-        The labels in display order.
+    Segmentation
+        The labels in display order, and the superpixel marks saved with them.
 
     Raises
     ------
@@ -349,21 +370,26 @@ def read_segmentation(
         integers from 0 to :data:`MAX_LABEL`; one line naming the file.
     """
     image, filename = _open_path(path, limits)
-    return _labels_from_image(image, filename, volume)
+    return Segmentation(_labels_from_image(image, filename, volume), _superpixel_marks(image))
 
 
 def read_segmentation_bytes(
     content: bytes, filename: str, volume: Volume, *, limits: Limits = DEFAULT_LIMITS
-) -> np.ndarray:
+) -> Segmentation:
     """Read a label map held in memory, such as an upload; see :func:`read_segmentation`.
 
     ``content`` and ``filename`` are as for :func:`read_volume_bytes`.
     """
     image, filename = _open_bytes(content, filename, limits)
-    return _labels_from_image(image, filename, volume)
+    return Segmentation(_labels_from_image(image, filename, volume), _superpixel_marks(image))
 
 
-def save_segmentation(volume: Volume, labels: np.ndarray, path: str | os.PathLike) -> None:
+def save_segmentation(
+    volume: Volume,
+    labels: np.ndarray,
+    path: str | os.PathLike,
+    superpixel_marks: np.ndarray | None = None,
+) -> None:
     """Write a label map in the source file's orientation, shape and affine.
 
     Parameters
@@ -374,6 +400,11 @@ def save_segmentation(volume: Volume, labels: np.ndarray, path: str | os.PathLik
         Label values in display order; 0 is background.
     path : str or path-like
         Output file, normally ``.nii.gz``.
+    superpixel_marks : ndarray of int, optional
+        The annotation behind the labels, one value per superpixel
+        (:meth:`~superpixel_annotator.annotation.Annotation.marked_labels`), stored in a
+        NIfTI comment extension that other tools ignore, so that the annotator opens the
+        file back exactly.
     """
     labels = np.asarray(labels)
     if labels.shape != volume.data.shape:
@@ -383,7 +414,29 @@ def save_segmentation(volume: Volume, labels: np.ndarray, path: str | os.PathLik
     image.set_qform(volume.affine, code=1)
     image.set_sform(volume.affine, code=1)
     image.header.set_intent("label")
+    if superpixel_marks is not None:
+        packed = zlib.compress(np.asarray(superpixel_marks, "<i2").tobytes(), 6)
+        content = _MARKS_TAG + base64.b64encode(packed)
+        image.header.extensions.append(nib.nifti1.Nifti1Extension(_COMMENT_EXTENSION, content))
     nib.save(image, os.fspath(path))
+
+
+def _superpixel_marks(image: SpatialImage) -> np.ndarray | None:
+    """The superpixel marks :func:`save_segmentation` stored in ``image``; None when there are
+    none or they cannot be decoded."""
+    for extension in getattr(image.header, "extensions", ()):
+        content = extension.get_content()
+        if extension.get_code() == _COMMENT_EXTENSION and isinstance(content, bytes):
+            if content.startswith(_MARKS_TAG):
+                try:
+                    packed = base64.b64decode(content[len(_MARKS_TAG) :], validate=True)
+                    raw = zlib.decompress(packed)
+                except (binascii.Error, zlib.error):
+                    return None
+                if len(raw) % 2:
+                    return None
+                return np.frombuffer(raw, "<i2").astype(np.int16)
+    return None
 
 
 def _open_path(path: str | os.PathLike, limits: Limits) -> tuple[SpatialImage, str]:

@@ -1,8 +1,13 @@
 """The annotator as a user meets it: headless Chromium, mouse strokes, keyboard, download."""
 
+import base64
+import io
+
 import nibabel as nib
 import numpy as np
 from conftest import page_errors
+from PIL import Image
+from scipy import ndimage as ndi
 
 from superpixel_annotator.annotation import Annotation
 from superpixel_annotator.app import sample_path
@@ -99,6 +104,18 @@ def wait_overlay_change(page, before: str | None, selector: str = view(0)) -> st
     """Wait until the view's overlay differs from ``before``; returns the new one."""
     page.wait_for_function(OVERLAY_IS_NOT, arg=[selector, before], timeout=TIMEOUT_MS)
     return overlay(page, selector)
+
+
+def annotation_state(page) -> str | None:
+    """The annotation state the page holds."""
+    return page.evaluate(
+        f"() => window.dash_component_api.getLayout('{ANNOTATOR}-annotation').props.data"
+    )
+
+
+def overlay_indices(uri: str) -> np.ndarray:
+    """The label indices of an overlay PNG data URI."""
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))))
 
 
 def open_annotator(page, url, sample, annotators=(ANNOTATOR,)):
@@ -329,10 +346,37 @@ def test_stroke_shows_its_labels_before_the_server_answers(page, app_url, sample
     page.wait_for_function(HAS_ANNOTATION, arg=view(0), timeout=TIMEOUT_MS)
     page.wait_for_function(f"() => ({LABEL_PIXELS_ON_CANVAS.strip()})({view(0)!r}) === 0")
     # The canvas showed exactly the superpixels of the slice that the server labelled.
-    state = page.evaluate(
-        "() => window.dash_component_api.getLayout('annotator-annotation').props.data"
-    )
+    state = annotation_state(page)
     superpixels = load_or_compute_superpixels(sample, cache_dir)
     labels = Annotation.from_state(superpixels, state).superpixel_labels
     on_slice = np.unique(superpixels.labels[sample.data.shape[0] // 2])
     assert sorted(shown) == [int(i) for i in on_slice if i > 0 and labels[i] == 1]
+
+
+def test_erased_superpixel_inside_the_labels_stays_unlabelled(page, app_url, sample, cache_dir):
+    open_annotator(page, app_url, sample)
+    stroke_across_coronal_plane(page, sample)
+    page.wait_for_function(HAS_ANNOTATION, arg=view(0), timeout=TIMEOUT_MS)
+    superpixels = load_or_compute_superpixels(sample, cache_dir)
+    labelled = Annotation.from_state(superpixels, annotation_state(page)).superpixel_labels > 0
+    # A superpixel of the axial slice whose neighbours are all labelled: smooth outlines
+    # would fill it back.
+    index = sample.data.shape[0] // 2
+    on_slice = superpixels.labels[index]
+    candidates = [
+        k
+        for k in np.unique(on_slice[labelled[on_slice]])
+        if labelled[superpixels.labels[ndi.binary_dilation(superpixels.labels == k)]].all()
+    ]
+    assert candidates
+    enclosed = max(candidates, key=lambda k: np.count_nonzero(on_slice == k))
+    rows, cols = np.nonzero(on_slice == enclosed)
+    centre = np.argmin((rows - rows.mean()) ** 2 + (cols - cols.mean()) ** 2)
+    before = overlay(page)
+    page.keyboard.press("s")  # fine strokes
+    page.keyboard.press("e")  # eraser
+    draw_stroke(page, 0, [(cols[centre] * sample.spacing[2], rows[centre] * sample.spacing[1])])
+    after = wait_overlay_change(page, before)
+    assert Annotation.from_state(superpixels, annotation_state(page)).erased[enclosed]
+    assert not overlay_indices(after)[on_slice == enclosed].any()
+    assert overlay_indices(after)[(on_slice != enclosed) & labelled[on_slice]].any()
