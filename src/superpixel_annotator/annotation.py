@@ -287,7 +287,8 @@ class Annotation:
         """
         labels = self._checked_label_volume(labels)
         new = self._matching_marks(labels, saved_marks)
-        if new is None:
+        matched = new is not None
+        if not matched:
             new = _majority_labels(self.superpixels, labels).astype(np.int16)
         old = self.marked_labels()
         labelled, _ = self.user_marks()
@@ -296,7 +297,8 @@ class Annotation:
         changed = ids[new[ids] != old[ids]]
         if ids.size:
             self._record(Change(ids, old[ids], new[ids]))
-        return changed, int(np.count_nonzero(self.label_volume() != labels))
+        # Matching marks were checked to give ``labels``: no need to smooth them again.
+        return changed, 0 if matched else int(np.count_nonzero(self.label_volume() != labels))
 
     def _matching_marks(self, labels: np.ndarray, saved_marks) -> np.ndarray | None:
         """``saved_marks`` as int16 when they are marked labels of these superpixels whose

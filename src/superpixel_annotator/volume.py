@@ -37,9 +37,9 @@ DISPLAY_AXCODES = ("I", "P", "L")
 _DISPLAY_ORNT = orientations.axcodes2ornt(DISPLAY_AXCODES)
 _NIFTI_SUFFIXES = (".nii.gz", ".nii", ".mgz", ".mgh", ".img", ".hdr")
 MAX_LABEL = 255
+"""The largest label value; labels are stored as uint8."""
 _MARKS_TAG = b"superpixel-annotator superpixel marks, int16, zlib, base64\n"
 _COMMENT_EXTENSION = 6
-"""The largest label value; labels are stored as uint8."""
 # Two images are on the same grid when their corner voxels are this close in world space.
 GRID_TOLERANCE_MM = 0.01
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -424,19 +424,19 @@ def save_segmentation(
 def _superpixel_marks(image: SpatialImage) -> np.ndarray | None:
     """The superpixel marks :func:`save_segmentation` stored in ``image``; None when there are
     none or they cannot be decoded."""
-    for extension in getattr(image.header, "extensions", ()):
-        content = extension.get_content()
-        if extension.get_code() == _COMMENT_EXTENSION and isinstance(content, bytes):
-            if content.startswith(_MARKS_TAG):
-                try:
-                    packed = base64.b64decode(content[len(_MARKS_TAG) :], validate=True)
-                    raw = zlib.decompress(packed)
-                except (binascii.Error, zlib.error):
-                    return None
-                if len(raw) % 2:
-                    return None
-                return np.frombuffer(raw, "<i2").astype(np.int16)
-    return None
+    contents = [
+        extension.get_content()
+        for extension in getattr(image.header, "extensions", ())
+        if extension.get_code() == _COMMENT_EXTENSION
+    ]
+    marked = [c for c in contents if isinstance(c, bytes) and c.startswith(_MARKS_TAG)]
+    if not marked:
+        return None
+    try:
+        raw = zlib.decompress(base64.b64decode(marked[0][len(_MARKS_TAG) :], validate=True))
+    except (binascii.Error, zlib.error):
+        return None
+    return None if len(raw) % 2 else np.frombuffer(raw, "<i2").astype(np.int16)
 
 
 def _open_path(path: str | os.PathLike, limits: Limits) -> tuple[SpatialImage, str]:
