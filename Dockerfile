@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# The annotator for a team: gunicorn with several workers behind one port (README "Deployment").
+# The annotator for a team: gunicorn with several workers behind one port (docs/deployment.md).
 #   docker build -t superpixel-annotator .
 #   docker run -p 8050:8050 superpixel-annotator                       # the bundled sample
 #   docker run -p 8050:8050 -v "$PWD/scans:/data:ro" superpixel-annotator /data/case.nii.gz

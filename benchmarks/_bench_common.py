@@ -37,7 +37,6 @@ TRUTH = CASE_DIR / "OTMultiClass.nii.gz"
 sys.path[:0] = [str(REPO / "tests" / "browser"), str(REPO / "tests")]
 # (tests/browser/conftest.py; everything below is re-exported for the benchmark scripts)
 from conftest import CHROMIUM, CHROMIUM_ARGS, free_port  # noqa: E402, F401
-from test_annotator_callbacks import call, edit  # noqa: E402, F401
 from test_app_browser import (  # noqa: E402, F401
     DATA_TO_PAGE,
     NO_SHAPES,
@@ -202,8 +201,8 @@ def have_data() -> bool:
 
 def load_case(cache_dir: str | Path):
     """Volume, tumour mask (ground truth > 0) and superpixels (cached in ``cache_dir``)."""
-    from superpixel_annotator.superpixels import load_or_compute_superpixels
-    from superpixel_annotator.volume import load_volume
+    from superpixel_annotator.core.superpixels import load_or_compute_superpixels
+    from superpixel_annotator.core.volume import load_volume
 
     volume = load_volume(FLAIR)
     tumour = load_volume(TRUTH).data > 0

@@ -46,10 +46,10 @@ from dash_requests import (
 )
 from test_deployment import arguments_of, exec_form, here, server_env
 
-from superpixel_annotator.annotation import Annotation
-from superpixel_annotator.app import sample_path
-from superpixel_annotator.superpixels import Superpixels, load_or_compute_superpixels
-from superpixel_annotator.volume import Volume, load_volume
+from superpixel_annotator.core.annotation import Annotation
+from superpixel_annotator.core.superpixels import Superpixels, load_or_compute_superpixels
+from superpixel_annotator.core.volume import Volume, load_volume
+from superpixel_annotator.web.app import sample_path
 
 USERS = (1, 4, 16)
 WORKERS = 2

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 from skimage.measure import marching_cubes
 
-from superpixel_annotator.meshes import label_meshes, outline_mesh
-from superpixel_annotator.volume import load_volume
+from superpixel_annotator.core.meshes import label_meshes, outline_mesh
+from superpixel_annotator.core.volume import load_volume
 
 REPO = Path(__file__).resolve().parents[1]
 BRATS_DIR = Path(__file__).resolve().parents[1].parent / "shared/data/brats2013"

@@ -34,8 +34,10 @@ import numpy as np
 from _bench_common import zstd
 from dash._utils import to_json
 
-from superpixel_annotator.annotation import Annotation
-from superpixel_annotator.annotator import VolumeAnnotator
+from superpixel_annotator.core.annotation import Annotation
+from superpixel_annotator.web.annotator import VolumeAnnotator
+from superpixel_annotator.web.callbacks import panels
+from superpixel_annotator.web.context import case_data
 
 LOADS = 5
 STROKES_3D = 11
@@ -192,15 +194,14 @@ def figure_3d_server(volume, tumour, superpixels) -> dict:
     annotation = Annotation(superpixels)
     annotation.set_superpixel_labels(labels)
     state = annotation.to_state()
-    trigger = "annotator-annotation.data"
     figure_3d = functools.partial(
-        annotator.figure_3d, case_data=annotator.case_data(annotator.initial_case)
+        panels.figure_3d, annotator.context, case_data=case_data(annotator.initial_case)
     )
-    common.call(figure_3d, trigger, state, True)  # the head outline is computed once, cached
+    figure_3d(state, True)  # the head outline is computed once, cached
     times, json_times = [], []
     for _ in range(5):
         start = time.perf_counter()
-        figure = common.call(figure_3d, trigger, state, True)
+        figure = figure_3d(state, True)
         times.append(1000 * (time.perf_counter() - start))
         start = time.perf_counter()
         body = to_json({"multi": True, "response": {"annotator-view-3d": {"figure": figure}}})

@@ -18,13 +18,13 @@ import numpy as np
 from skimage.segmentation import slic
 from skimage.util import img_as_ubyte
 
-from superpixel_annotator.superpixels import (
+from superpixel_annotator.core.superpixels import (
     achievable_segmentation_accuracy,
     compute_superpixels,
     head_mask,
     load_or_compute_superpixels,
 )
-from superpixel_annotator.volume import Volume, load_volume
+from superpixel_annotator.core.volume import Volume, load_volume
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared/data/brats2013"
 

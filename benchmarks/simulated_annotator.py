@@ -54,8 +54,9 @@ from skimage.segmentation import slic
 from skimage.util import img_as_ubyte
 
 from superpixel_annotator import Annotation, compute_superpixels, load_volume
-from superpixel_annotator.superpixels import Superpixels, achievable_segmentation_accuracy
-from superpixel_annotator.volume import Volume, VolumeError
+from superpixel_annotator.core.image_files import VolumeError
+from superpixel_annotator.core.superpixels import Superpixels, achievable_segmentation_accuracy
+from superpixel_annotator.core.volume import Volume
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared/data/brats2013"
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

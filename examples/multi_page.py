@@ -15,8 +15,8 @@ import dash_bootstrap_components as dbc
 from dash import html
 
 from superpixel_annotator import VolumeAnnotator, load_volume
-from superpixel_annotator.app import resource_dir, sample_path, use_local_bootstrap
-from superpixel_annotator.volume import VolumeError
+from superpixel_annotator.core.image_files import VolumeError
+from superpixel_annotator.web.app import resource_dir, sample_path, use_local_bootstrap
 
 LESION_MAP = resource_dir("sample_data") / "head_phantom_lesion.nii.gz"
 

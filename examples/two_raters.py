@@ -11,7 +11,7 @@ import dash_bootstrap_components as dbc
 from dash import html
 
 from superpixel_annotator import VolumeAnnotator, load_volume
-from superpixel_annotator.app import sample_path, use_local_bootstrap
+from superpixel_annotator.web.app import sample_path, use_local_bootstrap
 
 
 def build_portal(path: str) -> dash.Dash:

@@ -4,8 +4,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from superpixel_annotator.superpixels import Superpixels
-from superpixel_annotator.volume import Volume
+from superpixel_annotator.core.superpixels import Superpixels
+from superpixel_annotator.core.volume import Volume
 from superpixel_blocks import block_superpixels
 
 REPO = Path(__file__).resolve().parents[1]

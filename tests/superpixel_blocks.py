@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from superpixel_annotator.superpixels import Superpixels
+from superpixel_annotator.core.superpixels import Superpixels
 
 
 def block_superpixels(shape=(4, 12, 12), block=3) -> Superpixels:

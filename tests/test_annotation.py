@@ -5,13 +5,9 @@ import zlib
 import numpy as np
 import pytest
 
-from superpixel_annotator.annotation import (
-    ERASED,
-    Annotation,
-    AnnotationStateError,
-    polyline_voxels,
-)
-from superpixel_annotator.superpixels import Superpixels
+from superpixel_annotator.core.annotation import ERASED, Annotation, AnnotationStateError
+from superpixel_annotator.core.geometry import polyline_voxels
+from superpixel_annotator.core.superpixels import Superpixels
 from superpixel_blocks import block_superpixels
 
 

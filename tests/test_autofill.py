@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from superpixel_annotator.annotation import Annotation
-from superpixel_annotator.autofill import superpixel_graph
-from superpixel_annotator.superpixels import Superpixels
+from superpixel_annotator.core.annotation import Annotation
+from superpixel_annotator.core.autofill import superpixel_graph
+from superpixel_annotator.core.superpixels import Superpixels
 
 # Blocks of 2x2 voxels in-plane through all 4 slices: an 8x8 grid of superpixels. Blob A
 # (intensity 5) and blob B (intensity 10) touch; blob C has A's intensity but does not touch

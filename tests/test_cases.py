@@ -8,20 +8,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from superpixel_annotator.cases import (
+from superpixel_annotator.core.cache import (
+    CACHE_LIMIT_VARIABLE,
+    CacheSettingError,
+    cache_limit_bytes,
+    trim_cache,
+)
+from superpixel_annotator.core.cases import (
     MAX_CASES_IN_MEMORY,
     CaseNotFoundError,
     CaseStore,
     case_key,
     open_case,
 )
-from superpixel_annotator.superpixels import (
-    CACHE_LIMIT_VARIABLE,
-    CacheSettingError,
-    cache_limit_bytes,
-    trim_cache,
-)
-from superpixel_annotator.volume import Volume
+from superpixel_annotator.core.volume import Volume
 
 
 def phantom(seed: int, name: str = "scan") -> Volume:

@@ -8,10 +8,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from superpixel_annotator import cli
-from superpixel_annotator.cli import build_parser, main
-from superpixel_annotator.superpixels import CACHE_LIMIT_VARIABLE
-from superpixel_annotator.volume import DEFAULT_LIMITS, Limits
+from superpixel_annotator.serve import startup
+from superpixel_annotator.core.cache import CACHE_LIMIT_VARIABLE
+from superpixel_annotator.core.image_files import DEFAULT_LIMITS, Limits
+from superpixel_annotator.serve.cli import build_parser, main
 
 
 class FakeApp:
@@ -33,7 +33,7 @@ def created(monkeypatch) -> list[FakeApp]:
         apps.append(FakeApp(volumes, **options))
         return apps[-1]
 
-    monkeypatch.setattr(cli, "create_app", create_app)
+    monkeypatch.setattr(startup, "create_app", create_app)
     return apps
 
 

@@ -23,10 +23,10 @@ from dash_requests import (
     EditCallback,
 )
 
-from superpixel_annotator.annotation import Annotation
-from superpixel_annotator.app import create_app, sample_path
-from superpixel_annotator.superpixels import Superpixels, load_or_compute_superpixels
-from superpixel_annotator.volume import Volume, load_volume
+from superpixel_annotator.core.annotation import Annotation
+from superpixel_annotator.core.superpixels import Superpixels, load_or_compute_superpixels
+from superpixel_annotator.core.volume import Volume, load_volume
+from superpixel_annotator.web.app import create_app, sample_path
 
 TEN_MB = 10 * 1024 * 1024
 

@@ -4,13 +4,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from superpixel_annotator.meshes import (
+from superpixel_annotator.core.meshes import (
     index_to_scene,
     label_meshes,
     outline_mesh,
     scene_layout,
 )
-from superpixel_annotator.volume import load_volume
+from superpixel_annotator.core.volume import load_volume
 
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_data"
 COLORS = {1: "#e6194b", 2: "#ffe119", 3: "#4363d8", 4: "#3cb44b"}

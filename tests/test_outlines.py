@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from superpixel_annotator.outlines import (
+from superpixel_annotator.core.outlines import (
     ball,
     centred_morphology,
     smooth_outlines,
     superpixel_segmentation,
 )
-from superpixel_annotator.superpixels import Superpixels
+from superpixel_annotator.core.superpixels import Superpixels
 
 SHAPE = (30, 30, 30)
 INSIDE = np.ones(SHAPE, bool)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from superpixel_annotator.overlays import (
+from superpixel_annotator.core.overlays import (
     BOUNDARY_RGBA,
     boundary_section,
     boundary_section_uri,
@@ -13,7 +13,7 @@ from superpixel_annotator.overlays import (
     indexed_png_uri,
     label_palette,
 )
-from superpixel_annotator.palette import DEFAULT_LABELS
+from superpixel_annotator.core.palette import DEFAULT_LABELS
 
 
 def decode(uri: str) -> np.ndarray:

@@ -7,18 +7,16 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from superpixel_annotator.annotation import ERASED, Annotation
-from superpixel_annotator.superpixels import Superpixels
-from superpixel_annotator.volume import (
-    Limits,
+from superpixel_annotator.core.annotation import ERASED, Annotation
+from superpixel_annotator.core.image_files import Limits, VolumeError
+from superpixel_annotator.core.segmentation_io import (
     Segmentation,
-    Volume,
-    VolumeError,
-    load_volume,
     read_segmentation,
     read_segmentation_bytes,
     save_segmentation,
 )
+from superpixel_annotator.core.superpixels import Superpixels
+from superpixel_annotator.core.volume import Volume, load_volume
 from superpixel_blocks import block_superpixels
 
 

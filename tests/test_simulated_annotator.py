@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from superpixel_annotator.superpixels import Superpixels
+from superpixel_annotator.core.superpixels import Superpixels
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "simulated_annotator.py"

@@ -5,8 +5,8 @@ import io
 import numpy as np
 import pytest
 
-from superpixel_annotator.annotation import Annotation
-from superpixel_annotator.statistics import label_statistics, statistics_csv
+from superpixel_annotator.core.annotation import Annotation
+from superpixel_annotator.core.statistics import label_statistics, statistics_csv
 from superpixel_blocks import block_superpixels
 
 

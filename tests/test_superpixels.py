@@ -5,18 +5,17 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from superpixel_annotator import superpixels as sp
-from superpixel_annotator.superpixels import (
+from superpixel_annotator.core import superpixels as sp
+from superpixel_annotator.core.regions import merge_regions, superpixel_adjacency
+from superpixel_annotator.core.superpixels import (
     Superpixels,
     achievable_segmentation_accuracy,
     compute_superpixels,
     head_mask,
     load_or_compute_superpixels,
-    merge_regions,
     modality_channels,
-    superpixel_adjacency,
 )
-from superpixel_annotator.volume import Volume, load_volume
+from superpixel_annotator.core.volume import Volume, load_volume
 
 BRATS = Path(__file__).resolve().parents[1].parent / "shared/data/brats2013"
 

@@ -4,16 +4,15 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from superpixel_annotator.volume import (
-    Limits,
+from superpixel_annotator.core.image_files import Limits, VolumeError
+from superpixel_annotator.core.segmentation_io import save_segmentation
+from superpixel_annotator.core.volume import (
     Volume,
-    VolumeError,
     check_modalities,
     image_stem,
     load_modalities,
     load_volume,
     read_volume_bytes,
-    save_segmentation,
 )
 
 

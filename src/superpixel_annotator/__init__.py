@@ -1,25 +1,20 @@
 """Annotate 3D medical images by superpixels in the browser.
 
-The core (volumes, superpixels, annotation, overlays, meshes) does not import Dash;
-``VolumeAnnotator`` and ``create_app`` load the Dash layer on first use.
+``core`` (volumes, superpixels, annotation, editing, overlays, meshes) does not import Dash;
+``VolumeAnnotator`` and ``create_app`` load the Dash layer (``web``) on first use, and
+``serve`` runs servers.
 """
 
-from .annotation import Annotation
-from .palette import DEFAULT_LABELS, LabelClass
-from .superpixels import Superpixels, compute_superpixels, load_or_compute_superpixels
-from .volume import (
-    Limits,
-    Segmentation,
-    Volume,
-    VolumeError,
-    load_modalities,
-    load_volume,
-    read_segmentation,
-    read_volume_bytes,
-    save_segmentation,
-)
+from .core.annotation import Annotation
+from .core.image_files import Limits, VolumeError
+from .core.palette import DEFAULT_LABELS, LabelClass
+from .core.segmentation_io import Segmentation, read_segmentation, save_segmentation
+from .core.superpixels import Superpixels, compute_superpixels, load_or_compute_superpixels
+from .core.volume import Volume, load_modalities, load_volume, read_volume_bytes
 
-_DASH_LAYER = {"VolumeAnnotator": "annotator", "create_app": "app"}
+__version__ = "0.1.0"
+
+_DASH_LAYER = {"VolumeAnnotator": "web.annotator", "create_app": "web.app"}
 
 __all__ = [
     "DEFAULT_LABELS",

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from superpixel_annotator.app import sample_path
-from superpixel_annotator.volume import load_volume
+from superpixel_annotator.core.volume import load_volume
+from superpixel_annotator.web.app import sample_path
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -9,10 +9,10 @@ from conftest import page_errors
 from PIL import Image
 from scipy import ndimage as ndi
 
-from superpixel_annotator.annotation import Annotation
-from superpixel_annotator.app import sample_path
-from superpixel_annotator.superpixels import load_or_compute_superpixels
-from superpixel_annotator.volume import Volume, load_volume
+from superpixel_annotator.core.annotation import Annotation
+from superpixel_annotator.core.superpixels import load_or_compute_superpixels
+from superpixel_annotator.core.volume import Volume, load_volume
+from superpixel_annotator.web.app import sample_path
 
 VIEW = "#{annotator}-view-{axis}"
 # The plot element of a view (Plotly drops its js-plotly-plot class while it redraws).

@@ -34,7 +34,8 @@ from test_app_browser import (
     wait_overlay_change,
 )
 
-from superpixel_annotator.serve import CONFIG_FILE, FILE_VARIABLE
+from superpixel_annotator.serve.launcher import CONFIG_FILE
+from superpixel_annotator.serve.settings import FILE_VARIABLE
 
 REPO = Path(__file__).resolve().parents[2]
 LAUNCHER = ["python", "-m", "superpixel_annotator.serve"]

@@ -27,7 +27,7 @@ from test_app_browser import (
     wait_overlay_change,
 )
 
-from superpixel_annotator.app import sample_path
+from superpixel_annotator.web.app import sample_path
 
 OPEN_SEGMENTATION = "#annotator-open-segmentation input[type=file]"
 # The slice images (first trace) of the three views.

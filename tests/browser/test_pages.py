@@ -22,8 +22,8 @@ from test_app_browser import (
     wait_overlay,
 )
 
-from superpixel_annotator.app import resource_dir, sample_path
-from superpixel_annotator.volume import load_volume
+from superpixel_annotator.core.volume import load_volume
+from superpixel_annotator.web.app import resource_dir, sample_path
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "multi_page.py"
 PHANTOM, LESION = "scan-1", "scan-2"

@@ -33,6 +33,8 @@ import numpy as np
 from scipy import ndimage
 from skimage.measure import marching_cubes
 
+from .geometry import bounding_box
+
 COORD_DECIMALS = 1
 DEFAULT_MAX_TRIANGLES = 20_000
 OUTLINE_CELLS = 20
@@ -108,7 +110,7 @@ def label_meshes(
     labels = np.asarray(labels)
     if labels.ndim != 3:
         raise ValueError(f"expected a 3D label map, got shape {labels.shape}")
-    box = _bounding_box(labels > 0)
+    box = bounding_box(labels > 0)
     if box is None:
         return []
     crop = labels[box]
@@ -166,7 +168,7 @@ def outline_mesh(mask: np.ndarray, spacing: tuple[float, float, float]) -> dict:
     mask = np.asarray(mask, dtype=bool)
     if mask.ndim != 3:
         raise ValueError(f"expected a 3D mask, got shape {mask.shape}")
-    box = _bounding_box(mask)
+    box = bounding_box(mask)
     verts = np.empty((0, 3))
     faces = np.empty((0, 3), dtype=np.int64)
     if box is not None:
@@ -241,19 +243,6 @@ def scene_layout(shape: Sequence[int], spacing: Sequence[float]) -> dict:
         },
         "dragmode": "orbit",
     }
-
-
-def _bounding_box(mask: np.ndarray) -> tuple[slice, slice, slice] | None:
-    """Slices of the smallest box holding all True voxels, or None when there are none."""
-    box = [slice(None)] * 3
-    for axis in range(3):
-        others = tuple(a for a in range(3) if a != axis)
-        # Project the part already narrowed down on earlier axes: later passes read less.
-        hits = np.flatnonzero(mask[tuple(box)].any(axis=others))
-        if hits.size == 0:
-            return None
-        box[axis] = slice(int(hits[0]), int(hits[-1]) + 1)
-    return tuple(box)
 
 
 def _step_for(mask: np.ndarray, max_triangles: int) -> int:

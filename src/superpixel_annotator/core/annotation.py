@@ -19,16 +19,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from .autofill import DEFAULT_ENRICHMENT, grow_labels, superpixel_graph
+from .geometry import polyline_voxels, section
 from .outlines import superpixel_segmentation
-from .overlays import section
+from .palette import MAX_LABEL
 from .superpixels import Superpixels
-from .volume import MAX_LABEL
 
 LEVELS = ("coarse", "fine")
 MAX_HISTORY = 200
 ERASED = -1
 """The mark of a superpixel the user erased, in :meth:`Annotation.marked_labels`."""
-_SAMPLES_PER_VOXEL = 4
 _VOTE_SLAB_VOXELS = 1 << 20
 
 
@@ -54,32 +53,6 @@ class Change:
     before: np.ndarray
     after: np.ndarray
     filled: bool = False
-
-
-def polyline_voxels(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """The (row, col) voxels of a 2D image that a polyline passes through.
-
-    Parameters
-    ----------
-    points : array-like, shape (n, 2)
-        Vertices as (row, col) in voxel coordinates; a single vertex is a click.
-        Vertices outside the slice are moved to its border.
-    shape : tuple of int
-        The slice shape.
-
-    Returns
-    -------
-    ndarray of int, shape (m, 2)
-        Unique voxel coordinates along the polyline.
-    """
-    upper = np.asarray(shape) - 1
-    points = np.clip(np.asarray(points, dtype=np.float64).reshape(-1, 2), 0, upper)
-    samples = [points[:1]]
-    for start, stop in zip(points[:-1], points[1:], strict=True):
-        steps = max(1, int(np.ceil(np.abs(stop - start).max() * _SAMPLES_PER_VOXEL)))
-        fractions = np.arange(1, steps + 1)[:, None] / steps
-        samples.append(start + fractions * (stop - start))
-    return np.unique(np.rint(np.concatenate(samples)).astype(np.int64), axis=0)
 
 
 class Annotation:

@@ -1,8 +1,10 @@
 """``superpixel-annotator-serve [FILE ...]``: the annotator under gunicorn, for a team or in Docker.
 
 The process becomes ``gunicorn --config gunicorn_conf.py superpixel_annotator.wsgi:server``
-(same PID, so signals from ``docker stop`` reach the gunicorn master directly). Settings
-come from the environment, see :mod:`superpixel_annotator.gunicorn_conf`.
+(same PID, so signals from ``docker stop`` reach the gunicorn master directly). The flags
+are those of ``superpixel-annotator`` and reach the workers through the environment (see
+:mod:`.settings`); gunicorn's own settings come from the environment too (see
+:mod:`.gunicorn_conf`).
 """
 
 from __future__ import annotations
@@ -12,38 +14,24 @@ import os
 import sys
 from pathlib import Path
 
-FILE_VARIABLE = "SUPERPIXEL_ANNOTATOR_FILE"
-BROKER_VARIABLE = "SUPERPIXEL_ANNOTATOR_CELERY_BROKER"
+from .settings import ENVIRONMENT, add_scan_arguments, settings_from_arguments
+
 CONFIG_FILE = Path(__file__).with_name("gunicorn_conf.py")
 WSGI_APP = "superpixel_annotator.wsgi:server"
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface of the launcher."""
+    variables = ", ".join(f"{name} ({meaning})" for name, meaning in ENVIRONMENT.items())
     parser = argparse.ArgumentParser(
         prog="superpixel-annotator-serve",
         description="Serve the annotator to several users with gunicorn (default port 8050).",
         epilog=(
             "Environment: PORT or BIND (address), WEB_CONCURRENCY (workers, default 2), "
-            "SUPERPIXEL_ANNOTATOR_CACHE (cache, shared by the workers), "
-            "SUPERPIXEL_ANNOTATOR_CACHE_MAX_MB (its bound, default 5000), "
-            f"{BROKER_VARIABLE} (as --celery-broker), GUNICORN_CMD_ARGS (more options)."
+            f"GUNICORN_CMD_ARGS (more options), {variables}."
         ),
     )
-    parser.add_argument(
-        "files",
-        nargs="*",
-        metavar="FILE",
-        help="a 3D scan (.nii, .nii.gz, .mgz); several files are co-registered modalities "
-        "of one scan; default: the bundled phantom",
-    )
-    parser.add_argument(
-        "--celery-broker",
-        metavar="URL",
-        help="compute superpixels of uploads on Celery workers through this broker "
-        "(e.g. redis://localhost:6379/0); start workers with "
-        "`celery -A superpixel_annotator.wsgi:celery_app worker`",
-    )
+    add_scan_arguments(parser)
     return parser
 
 
@@ -66,13 +54,6 @@ def main(argv: list[str] | None = None) -> None:
         Command-line arguments; default ``sys.argv[1:]``.
     """
     args = build_parser().parse_args(argv)
-    if args.files:
-        os.environ[FILE_VARIABLE] = os.pathsep.join(args.files)
-    if args.celery_broker:
-        os.environ[BROKER_VARIABLE] = args.celery_broker
+    os.environ.update(settings_from_arguments(args).to_environment())
     command = gunicorn_command()
     os.execv(command[0], command)
-
-
-if __name__ == "__main__":
-    main()

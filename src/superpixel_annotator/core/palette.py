@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+MAX_LABEL = 255
+"""The largest label value; labels are stored as uint8."""
+
 
 @dataclass(frozen=True)
 class LabelClass:

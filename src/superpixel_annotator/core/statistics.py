@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from .volume import MAX_LABEL
+from .palette import MAX_LABEL
 
 BASE_COLUMNS = ("label", "voxels", "volume_mm3", "volume_ml", "superpixels")
 

@@ -2,37 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from functools import lru_cache
 
 import dash
 import numpy as np
 from dash import Input, Output, State
 from dash_slicer import VolumeSlicer
-from dash_slicer.utils import get_thumbnail_size, img_array_to_uri, shape3d_to_size2d
+from dash_slicer.utils import get_thumbnail_size, shape3d_to_size2d
 
-from .cases import Case, CaseNotFoundError
-from .overlays import section
-
-if TYPE_CHECKING:
-    from .annotator import VolumeAnnotator
+from ..core.cases import Case
+from ..core.geometry import axis_ranges, other_axes, section
+from ..core.overlays import png_uri, thumbnail_box, windowed
 
 THUMBNAIL_SIZE = 32
-
-
-def windowed(image: np.ndarray, clim) -> np.ndarray:
-    """An image as uint8 through the intensity window ``clim``."""
-    low, high = min(clim), max(clim)
-    scaled = (image.astype(np.float32) - low) * (255 / max(high - low, 1e-12))
-    return np.clip(scaled, 0, 255).astype(np.uint8)
-
-
-def axis_ranges(shape: Sequence[int], spacing: Sequence[float], axis: int) -> dict:
-    """A view's x and y axis ranges in mm, showing the whole slice with row 0 on top."""
-    rows_axis, cols_axis = (a for a in range(3) if a != axis)
-    height, width = shape[rows_axis], shape[cols_axis]
-    dy, dx = spacing[rows_axis], spacing[cols_axis]
-    return {"x": [-0.5 * dx, (width - 0.5) * dx], "y": [(height - 0.5) * dy, -0.5 * dy]}
+CaseResolver = Callable[[object, object], tuple[Case, int]]
+"""Turns a session's case store and modality value into its case and a valid modality
+index; raises ``PreventUpdate`` when the case is gone."""
 
 
 class SessionSlicer(VolumeSlicer):
@@ -41,23 +27,47 @@ class SessionSlicer(VolumeSlicer):
     dash-slicer binds a slicer to one array; its two server callbacks are registered here
     with the session's case and modality as state instead, so the registered slicer serves
     every user's scan, and thumbnails are cached per case, modality and window.
+
+    Parameters
+    ----------
+    app : dash.Dash
+        The app to register the callbacks with.
+    case : Case
+        The case the page starts on.
+    axis : int
+        The view's axis (0 axial, 1 coronal, 2 sagittal).
+    scene_id : str
+        The annotator's id (dash-slicer's scene, linking the three views).
+    session : tuple of str
+        The ids of the session's ``case`` store and ``modality`` choice.
+    resolve : CaseResolver
+        See :data:`CaseResolver`.
     """
 
-    def __init__(self, app: dash.Dash, annotator: VolumeAnnotator, axis: int) -> None:
-        self._annotator = annotator
-        case = annotator.initial_case
+    def __init__(
+        self,
+        app: dash.Dash,
+        case: Case,
+        axis: int,
+        scene_id: str,
+        session: tuple[str, str],
+        resolve: CaseResolver,
+    ) -> None:
+        self._session_ids = session
+        self._resolve = resolve
+        self._thumbnails = lru_cache(maxsize=8)(self._render_thumbnails)
         super().__init__(
             app,
             case.volume.data,
             spacing=case.volume.spacing,
             axis=axis,
-            scene_id=annotator.id,
+            scene_id=scene_id,
             clim=case.windows[0],
             thumbnail=THUMBNAIL_SIZE,
         )
         ranges = axis_ranges(case.shape, case.volume.spacing, axis)
         # dash-slicer reads layout.*axis.range from the figure prop, which Dash 4 leaves
-        # undefined under autorange: state the ranges (see also clientside.PUBLISH_STATE).
+        # undefined under autorange: state the ranges (see also publishState in annotator.js).
         self.graph.figure.update_xaxes(range=ranges["x"])
         self.graph.figure.update_yaxes(range=ranges["y"])
         self.graph.figure.update_layout(
@@ -72,6 +82,11 @@ class SessionSlicer(VolumeSlicer):
         )
         self.graph.style = {"height": "42vh"}
 
+    @property
+    def info(self):
+        """The store of dash-slicer's view info (see :meth:`info_for`)."""
+        return self._info
+
     def info_for(self, case: Case) -> dict:
         """dash-slicer's view info for ``case`` (a new ``infoid`` makes it reload the slice)."""
         size = shape3d_to_size2d(case.shape, self._axis)
@@ -85,46 +100,48 @@ class SessionSlicer(VolumeSlicer):
         }
 
     def _create_server_callbacks(self) -> None:
-        case = State(self._annotator._part("case"), "data")
-        modality = State(self._annotator._part("modality"), "value")
+        case, modality = self._session_ids
+        session = (State(case, "data"), State(modality, "value"))
         self._app.callback(
-            Output(self._thumbs_data.id, "data"), Input(self._clim.id, "data"), case, modality
+            Output(self._thumbs_data.id, "data"), Input(self._clim.id, "data"), *session
         )(self.thumbnails)
         self._app.callback(
             Output(self._server_data.id, "data"),
             Input(self._state.id, "data"),
             Input(self._clim.id, "data"),
-            case,
-            modality,
+            *session,
         )(self.requested_slice)
-
-    def _array(self, case_data, modality) -> tuple[Case, int]:
-        try:
-            case = self._annotator.case_of(case_data)
-        except CaseNotFoundError:
-            raise dash.exceptions.PreventUpdate from None
-        return case, self._annotator._modality(case, modality)
 
     def thumbnails(self, clim, case_data, modality) -> list[str]:
         """Every slice of the view as a small PNG, through the window ``clim``."""
-        case, modality = self._array(case_data, modality)
+        case, modality = self._resolve(case_data, modality)
         if not is_window(clim):
             raise dash.exceptions.PreventUpdate
-        return self._annotator._thumbnails(case.key, modality, self._axis, tuple(clim))
+        return self._thumbnails(case, modality, tuple(clim))
+
+    def _render_thumbnails(self, case: Case, modality: int, clim: tuple[float, float]) -> list:
+        data = case.volumes[modality].data
+        rows_axis, cols_axis = other_axes(self._axis)
+        box = thumbnail_box(data.shape[cols_axis], data.shape[rows_axis], THUMBNAIL_SIZE)
+        return [
+            png_uri(windowed(section(data, self._axis, index), clim), box=box)
+            for index in range(data.shape[self._axis])
+        ]
 
     def requested_slice(self, state, clim, case_data, modality) -> dict:
         """The full-resolution slice the view moved to."""
         if not isinstance(state, dict) or not state.get("index_changed") or not is_window(clim):
             raise dash.exceptions.PreventUpdate
-        case, modality = self._array(case_data, modality)
+        case, modality = self._resolve(case_data, modality)
         index = state.get("index")
         if not case.has_slice(self._axis, index):
             raise dash.exceptions.PreventUpdate
         image = section(case.volumes[modality].data, self._axis, index)
-        return {"index": index, "slice": img_array_to_uri(windowed(image, clim))}
+        return {"index": index, "slice": png_uri(windowed(image, clim))}
 
 
 def is_window(clim) -> bool:
+    """Whether ``clim`` (a JSON value from the browser) is an intensity window."""
     return (
         isinstance(clim, (list, tuple))
         and len(clim) == 2

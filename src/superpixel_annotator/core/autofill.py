@@ -28,7 +28,8 @@ from scipy import ndimage as ndi
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
-from .superpixels import Superpixels, mean_densities, superpixel_adjacency
+from .regions import mean_densities, superpixel_adjacency
+from .superpixels import Superpixels
 
 DEFAULT_ENRICHMENT = 3.0
 _CACHE_SIZE = 4

@@ -22,16 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .cache import cache_directory, mark_cache_file_used, trim_cache, write_npz_atomically
 from .meshes import outline_mesh
-from .superpixels import (
-    Superpixels,
-    _complete_params,
-    cache_directory,
-    load_or_compute_superpixels,
-    mark_cache_file_used,
-    trim_cache,
-    write_npz_atomically,
-)
+from .superpixels import Superpixels, complete_params, load_or_compute_superpixels
 from .volume import Volume
 
 # Cases held in memory per process; a 240x240x155 case takes about 70 MB.
@@ -48,12 +41,17 @@ def is_case_key(value) -> bool:
     return is_hex and len(value) == 32
 
 
+def is_json_int(value) -> bool:
+    """Whether a JSON value from the browser is an integer (``true`` and ``false`` are not)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def case_key(volumes: Sequence[Volume], params: dict) -> str:
     """The key of a case: its modalities' content and the complete superpixel parameters."""
     digest = hashlib.sha256()
     for volume in volumes:
         digest.update(volume.content_hash.encode())
-    digest.update(json.dumps(_complete_params(params), sort_keys=True).encode())
+    digest.update(json.dumps(complete_params(params), sort_keys=True).encode())
     return digest.hexdigest()[:32]
 
 
@@ -87,8 +85,7 @@ class Case:
 
     def has_slice(self, axis: int, index) -> bool:
         """Whether ``index`` (a JSON value from the browser) is a slice along ``axis``."""
-        is_int = isinstance(index, int) and not isinstance(index, bool)
-        return is_int and 0 <= index < self.shape[axis]
+        return is_json_int(index) and 0 <= index < self.shape[axis]
 
     @cached_property
     def windows(self) -> tuple[tuple[float, float], ...]:

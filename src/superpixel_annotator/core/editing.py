@@ -1,0 +1,268 @@
+"""An edit session: one request's change to a user's annotation of a case.
+
+The web layer hands over what the browser sent (the annotation state string, a stroke in a
+view's mm, a Fill proposal, an uploaded segmentation) and gets back plain results: which
+superpixels changed, the new state, messages, and which slices of each view must be drawn
+again. Everything here can be tested without Dash.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from .annotation import Annotation, split_marks
+from .cases import Case, CaseStore, is_json_int
+from .geometry import other_axes, view_geometry, view_to_voxels
+from .image_files import Limits, VolumeError
+from .outlines import superpixel_segmentation
+from .palette import MAX_LABEL
+from .segmentation_io import read_segmentation_bytes
+
+MAX_STROKE_VERTICES = 5000
+PREVIEW_VALUE = 255
+"""The palette index of what Fill proposes before the user accepts it."""
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+_NO_PROPOSAL = (np.zeros(0, np.int64), np.zeros(0, np.uint8))
+
+
+def parse_stroke_path(path: str) -> np.ndarray:
+    """The (x, y) vertices of a Plotly SVG path such as ``"M1,2L3,4"``.
+
+    Raises
+    ------
+    ValueError
+        If the path is not a list of coordinate pairs of a sensible length.
+    """
+    if not isinstance(path, str) or len(path) > 40 * MAX_STROKE_VERTICES:
+        raise ValueError("stroke path is not a string of a sensible length")
+    numbers = np.array([float(n) for n in _NUMBER.findall(path)])
+    if numbers.size < 2 or numbers.size % 2 or not np.isfinite(numbers).all():
+        raise ValueError("stroke path is not a list of coordinate pairs")
+    return numbers.reshape(-1, 2)
+
+
+def proposal_arrays(preview, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """The (ids, labels) of a Fill preview sent back by the browser; empty when there is none
+    or it is malformed.
+
+    Parameters
+    ----------
+    preview : dict or None
+        ``{"ids": [...], "labels": [...]}`` as :meth:`EditSession.propose_fill` made it.
+    count : int
+        The number of superpixels of the case.
+    """
+    if not isinstance(preview, dict):
+        return _NO_PROPOSAL
+    try:
+        ids = np.asarray(preview.get("ids"), dtype=np.int64)
+        labels = np.asarray(preview.get("labels"), dtype=np.int64)
+    except (TypeError, ValueError):
+        return _NO_PROPOSAL
+    valid = ids.ndim == 1 and ids.shape == labels.shape
+    if not valid or (ids.size and (ids.min() < 1 or ids.max() > count)):
+        return _NO_PROPOSAL
+    if labels.size and (labels.min() < 0 or labels.max() > MAX_LABEL):
+        return _NO_PROPOSAL
+    return ids, labels.astype(np.uint8)
+
+
+def shown_labels(annotation: Annotation, proposal: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """The marked label of each superpixel as the overlay shows it (see
+    :meth:`Annotation.marked_labels`): with a Fill ``proposal`` (ids, labels), the
+    superpixels it would label in :data:`PREVIEW_VALUE` and those it would clear unlabelled."""
+    marks = annotation.marked_labels()
+    marks[proposal[0]] = np.where(proposal[1] > 0, PREVIEW_VALUE, 0)
+    return marks
+
+
+@dataclass(frozen=True)
+class FillProposal:
+    """What Fill would label, for the user to accept or discard.
+
+    Attributes
+    ----------
+    ids, labels : ndarray
+        The superpixels whose label would change, and their new labels (0: cleared).
+    text : str
+        What the proposal holds, for the user.
+    """
+
+    ids: np.ndarray
+    labels: np.ndarray
+    text: str
+
+    def to_preview(self) -> dict:
+        """The proposal as the browser keeps it (see :func:`proposal_arrays`)."""
+        return {"ids": self.ids.tolist(), "labels": self.labels.tolist()}
+
+
+class EditSession:
+    """A user's annotation of ``case``, opened from the state string the browser sent.
+
+    Parameters
+    ----------
+    case : Case
+        The scan edited.
+    state : str or None
+        The annotation state (see :meth:`Annotation.to_state`).
+    label_values : collection of int
+        The palette's label values; 0 (the eraser) is always allowed.
+    preview : dict, optional
+        The Fill proposal on screen, if any (see :func:`proposal_arrays`).
+
+    Raises
+    ------
+    AnnotationStateError
+        When ``state`` does not fit the case's superpixels.
+    """
+
+    def __init__(
+        self, case: Case, state: str | None, label_values: Collection[int], preview=None
+    ) -> None:
+        self.case = case
+        self.annotation = Annotation.from_state(case.superpixels, state)
+        self.label_values = frozenset(label_values)
+        self.proposal = proposal_arrays(preview, case.superpixels.count)
+        self.shown_before = shown_labels(self.annotation, self.proposal)
+
+    def stroke(self, axis: int, index, path, label, level: str = "coarse") -> np.ndarray:
+        """Paint a stroke drawn on slice ``index`` of the view along ``axis``.
+
+        Parameters
+        ----------
+        axis : int
+            The view (0 axial, 1 coronal, 2 sagittal).
+        index, path, label
+            As the browser sent them: the slice, the SVG path in the view's mm (see
+            :func:`parse_stroke_path`) and the label (0 erases).
+        level : str
+            One of :data:`~.annotation.LEVELS`.
+
+        Returns
+        -------
+        ndarray of int
+            The superpixels whose marked label changed.
+
+        Raises
+        ------
+        ValueError
+            When the label, slice or path is not usable; the message says which.
+        """
+        if not is_json_int(label) or label not in {0} | self.label_values:
+            raise ValueError(f"unknown label {label!r}")
+        if not self.case.has_slice(axis, index):
+            raise ValueError(f"slice index {index!r} is outside the volume")
+        xy = parse_stroke_path(path)
+        if len(xy) > MAX_STROKE_VERTICES:
+            raise ValueError("stroke has too many points")
+        points = view_to_voxels(xy, view_geometry(self.case.volume.spacing, axis))
+        return self.annotation.paint(axis, index, points, label, level)
+
+    def propose_fill(self) -> FillProposal | None:
+        """What Fill would label (``None`` when nothing), without changing the annotation."""
+        labels = self.annotation.autofill_labels(self.case.intensities)
+        ids = np.flatnonzero(labels != self.annotation.superpixel_labels)
+        ids = ids[ids > 0]
+        if not ids.size:
+            return None
+        added = labels[ids] > 0
+        voxels = self.case.superpixel_sizes[ids[added]].sum()
+        volume_ml = voxels * float(np.prod(self.case.volume.spacing)) / 1000
+        cleared = int((~added).sum())
+        text = (
+            f"Fill proposes {int(added.sum()):,} superpixels ({volume_ml:.1f} mL), shown in white"
+            + (f", and clears {cleared:,}" if cleared else "")
+            + ". Accept (Enter) or discard (Esc)."
+        )
+        return FillProposal(ids, labels[ids], text)
+
+    def accept_fill(self) -> np.ndarray:
+        """Apply the proposal on screen as one undoable step; returns the changed ids."""
+        labels = self.annotation.superpixel_labels.copy()
+        labels[self.proposal[0]] = self.proposal[1]
+        return self.annotation.set_superpixel_labels(labels, filled=True)
+
+    def open_segmentation(
+        self, content: bytes, filename: str, limits: Limits
+    ) -> tuple[np.ndarray, str]:
+        """Load an uploaded label map of the case in one undoable step.
+
+        Returns
+        -------
+        changed : ndarray of int
+            The superpixels whose marked label changed.
+        text : str
+            How well the superpixels reproduce the file, for the user.
+
+        Raises
+        ------
+        VolumeError
+            When the file is unusable, not on the scan's grid, or holds labels outside the
+            palette; one line naming the file.
+        """
+        segmentation = read_segmentation_bytes(content, filename, self.case.volume, limits=limits)
+        labels = segmentation.labels
+        unknown = sorted(set(np.unique(labels).tolist()) - {0} - self.label_values)
+        if unknown:
+            raise VolumeError(
+                f"{filename}: labels {unknown} are not in this annotator's palette "
+                f"{sorted(self.label_values)}"
+            )
+        changed, differing = self.annotation.load_label_volume(
+            labels, segmentation.superpixel_marks
+        )
+        if differing == 0:
+            return changed, f"Opened {filename}: it matches the superpixels exactly."
+        return changed, (
+            f"Opened {filename}: mapped onto the superpixels by majority, "
+            f"{differing:,} voxels differ from the file."
+        )
+
+    def shown_after(self, proposal: FillProposal | None = None) -> np.ndarray:
+        """The marked labels the overlay shows now, with ``proposal`` when one is shown."""
+        if proposal is None:
+            return self.annotation.marked_labels()
+        return shown_labels(self.annotation, (proposal.ids, proposal.labels))
+
+
+class Segmentations:
+    """The label volumes (smooth outlines) of recent annotations, per case; read-only.
+
+    A stroke compares the volume before it with the one after, and the next stroke starts
+    from that one, so the last few are kept.
+
+    Parameters
+    ----------
+    cases : CaseStore
+        Where cases are found by key.
+    size : int
+        How many volumes are kept.
+    """
+
+    def __init__(self, cases: CaseStore, size: int = 4) -> None:
+        self._cases = cases
+        self._render = lru_cache(maxsize=size)(self._render_volume)
+
+    def get(self, case: Case, marks: np.ndarray) -> np.ndarray:
+        """The label volume of ``case`` for the marked label of each superpixel (see
+        :meth:`Annotation.marked_labels`), with smooth outlines (see
+        :func:`~.outlines.superpixel_segmentation`)."""
+        return self._render(case.key, marks.astype(np.int16).tobytes())
+
+    def changed_slices(self, case: Case, before: np.ndarray, after: np.ndarray) -> list[list[int]]:
+        """For each view axis, the slices whose labels differ between marked labels ``before``
+        and ``after``."""
+        differs = self.get(case, before) != self.get(case, after)
+        return [np.flatnonzero(differs.any(axis=other_axes(axis))).tolist() for axis in range(3)]
+
+    def _render_volume(self, key: str, marks: bytes) -> np.ndarray:
+        superpixels = self._cases.get(key).superpixels
+        volume = superpixel_segmentation(superpixels, *split_marks(np.frombuffer(marks, np.int16)))
+        volume.setflags(write=False)
+        return volume

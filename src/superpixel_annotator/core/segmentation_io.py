@@ -1,0 +1,181 @@
+"""Label maps: reading them back onto a scan's grid and saving them with its geometry.
+
+A saved file carries each superpixel's marked label in a NIfTI comment extension that other
+tools ignore, so that the annotator opens its own files back exactly.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import zlib
+from dataclasses import dataclass
+
+import nibabel as nib
+import numpy as np
+from nibabel import orientations
+from nibabel.spatialimages import SpatialImage
+
+from .image_files import (
+    DEFAULT_LIMITS,
+    Limits,
+    VolumeError,
+    check_affine,
+    check_same_grid,
+    check_voxel_type,
+    display_transform,
+    open_image_bytes,
+    open_image_path,
+    read_voxels,
+    significant_shape,
+)
+from .palette import MAX_LABEL
+from .volume import Volume
+
+_MARKS_TAG = b"superpixel-annotator superpixel marks, int16, zlib, base64\n"
+_COMMENT_EXTENSION = 6
+
+
+@dataclass(frozen=True, eq=False)
+class Segmentation:
+    """A label map read from a file.
+
+    Attributes
+    ----------
+    labels : ndarray of uint8
+        The labels in display order, the scan's shape.
+    superpixel_marks : ndarray of int16 or None
+        The superpixel marks :func:`save_segmentation` stored with the labels, if any.
+    """
+
+    labels: np.ndarray
+    superpixel_marks: np.ndarray | None
+
+
+def read_segmentation(
+    path: str | os.PathLike, volume: Volume, *, limits: Limits = DEFAULT_LIMITS
+) -> Segmentation:
+    """Read a label map drawn on ``volume`` (for instance one :func:`save_segmentation` wrote).
+
+    Parameters
+    ----------
+    path : str or path-like
+        A 3D image on the volume's voxel grid, in any axis order.
+    volume : Volume
+        The scan the labels belong to.
+    limits : Limits
+        The largest file accepted.
+
+    Returns
+    -------
+    Segmentation
+        The labels in display order, and the superpixel marks saved with them.
+
+    Raises
+    ------
+    VolumeError
+        When the file is unreadable, not on the volume's grid, or holds values that are not
+        integers from 0 to :data:`MAX_LABEL`; one line naming the file.
+    """
+    image, filename = open_image_path(path, limits)
+    return Segmentation(_labels_from_image(image, filename, volume), _superpixel_marks(image))
+
+
+def read_segmentation_bytes(
+    content: bytes, filename: str, volume: Volume, *, limits: Limits = DEFAULT_LIMITS
+) -> Segmentation:
+    """Read a label map held in memory, such as an upload; see :func:`read_segmentation`.
+
+    ``content`` and ``filename`` are as for :func:`read_volume_bytes`.
+    """
+    image, filename = open_image_bytes(content, filename, limits)
+    return Segmentation(_labels_from_image(image, filename, volume), _superpixel_marks(image))
+
+
+def save_segmentation(
+    volume: Volume,
+    labels: np.ndarray,
+    path: str | os.PathLike,
+    superpixel_marks: np.ndarray | None = None,
+) -> None:
+    """Write a label map in the source file's orientation, shape and affine.
+
+    Parameters
+    ----------
+    volume : Volume
+        The volume the labels belong to.
+    labels : ndarray of int, shape ``volume.data.shape``
+        Label values in display order; 0 is background.
+    path : str or path-like
+        Output file, normally ``.nii.gz``.
+    superpixel_marks : ndarray of int, optional
+        The annotation behind the labels, one value per superpixel
+        (:meth:`~superpixel_annotator.annotation.Annotation.marked_labels`), stored in a
+        NIfTI comment extension that other tools ignore, so that the annotator opens the
+        file back exactly.
+    """
+    labels = np.asarray(labels)
+    if labels.shape != volume.data.shape:
+        raise ValueError(f"labels have shape {labels.shape}, expected {volume.data.shape}")
+    dtype = np.uint8 if labels.max(initial=0) < 256 else np.uint16
+    image = nib.Nifti1Image(volume.to_source(labels.astype(dtype)), volume.affine)
+    image.set_qform(volume.affine, code=1)
+    image.set_sform(volume.affine, code=1)
+    image.header.set_intent("label")
+    if superpixel_marks is not None:
+        packed = zlib.compress(np.asarray(superpixel_marks, "<i2").tobytes(), 6)
+        content = _MARKS_TAG + base64.b64encode(packed)
+        image.header.extensions.append(nib.nifti1.Nifti1Extension(_COMMENT_EXTENSION, content))
+    nib.save(image, os.fspath(path))
+
+
+def _superpixel_marks(image: SpatialImage) -> np.ndarray | None:
+    """The superpixel marks :func:`save_segmentation` stored in ``image``; None when there are
+    none or they cannot be decoded."""
+    contents = [
+        extension.get_content()
+        for extension in getattr(image.header, "extensions", ())
+        if extension.get_code() == _COMMENT_EXTENSION
+    ]
+    marked = [c for c in contents if isinstance(c, bytes) and c.startswith(_MARKS_TAG)]
+    if not marked:
+        return None
+    try:
+        raw = zlib.decompress(base64.b64decode(marked[0][len(_MARKS_TAG) :], validate=True))
+    except (binascii.Error, zlib.error):
+        return None
+    return None if len(raw) % 2 else np.frombuffer(raw, "<i2").astype(np.int16)
+
+
+def _labels_from_image(image: SpatialImage, filename: str, volume: Volume) -> np.ndarray:
+    """Check an opened label image against ``volume``, then read it as uint8 in display order."""
+    shape = significant_shape(image, filename)
+    if len(shape) != 3:
+        raise VolumeError(f"{filename}: a segmentation must be a 3D image, got shape {shape}")
+    check_voxel_type(image, filename)
+    check_affine(image.affine, filename)
+    check_same_grid(
+        filename, image.affine, shape, f"the scan {volume.name}", volume.affine, volume.source_shape
+    )
+    labels = read_voxels(image, filename, 0)
+    if labels.dtype.kind == "f":
+        if not np.isfinite(labels).all():
+            raise VolumeError(f"{filename}: holds NaN or infinite values, not labels")
+        fractional = labels[labels != np.round(labels)]
+        if fractional.size:
+            raise VolumeError(
+                f"{filename}: holds non-integer values (such as {fractional[0]:g}), not labels"
+            )
+    lowest, highest = labels.min(), labels.max()
+    if lowest < 0:
+        raise VolumeError(f"{filename}: holds negative values (such as {lowest:g}), not labels")
+    if highest > MAX_LABEL:
+        raise VolumeError(
+            f"{filename}: holds label {highest:g}; labels must be between 0 and {MAX_LABEL}"
+        )
+    source_ornt = orientations.io_orientation(image.affine)
+    display = orientations.apply_orientation(
+        labels.astype(np.uint8), display_transform(source_ornt)
+    )
+    return np.ascontiguousarray(display)

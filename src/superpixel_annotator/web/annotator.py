@@ -1,0 +1,168 @@
+"""The embeddable annotator: three linked slice views, labels, undo/redo, 3D view and download.
+
+Server-side, an annotator holds only read-only data per scan (a :class:`Case`: intensities,
+superpixels), found by the key that the user's session names. The annotation itself travels
+with the session in a ``dcc.Store`` as a compact string (see :class:`Annotation`), and is
+saved in the browser's local storage under the annotator's id and the case key. So any
+worker process can handle any request, each user can open a scan of their own, and a
+reload or a server restart loses nothing.
+
+This class only assembles the instance: its ids, slicers and layout, and each feature's
+callbacks (``callbacks/``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import dash
+
+from ..core.cache import cache_directory, cache_limit_bytes
+from ..core.cases import Case, CaseStore, open_case
+from ..core.editing import Segmentations
+from ..core.geometry import SAMPLES_PER_VOXEL
+from ..core.image_files import Limits
+from ..core.palette import DEFAULT_LABELS, LabelClass
+from ..core.superpixels import Superpixels
+from ..core.volume import Volume, check_modalities
+from .callbacks import browser, editing, overlays, panels, scans
+from .context import AnnotatorContext
+from .ids import AnnotatorIds
+from .layout import LayoutBuilder
+from .scripts import register_scripts
+from .slicer import SessionSlicer
+
+
+class VolumeAnnotator:
+    """A superpixel annotator, to place in any Dash layout.
+
+    Each user can open scans of their own (upload) and switch modality or superpixel size;
+    the scan given here is what every session starts with.
+
+    Parameters
+    ----------
+    app : dash.Dash
+        The app to register this instance's callbacks with.
+    volume : Volume or sequence of Volume
+        The scan to start with: one volume, or co-registered modalities (the first shown).
+    id : str
+        Prefix of every component id of this instance; unique per page.
+    superpixels : Superpixels, optional
+        Precomputed superpixels; by default computed (or read from the disk cache).
+    labels : sequence of LabelClass
+        The label palette.
+    cache_dir : str or Path, optional
+        Where superpixels and opened scans are cached (see :func:`cache_directory`); worker
+        processes serving one app must share it.
+    limits : Limits, optional
+        Maximum size of uploaded files; default ``Limits()``.
+    background_manager : dash background callback manager, optional
+        Runs superpixel computation for uploads; default a ``DiskcacheManager`` in the cache
+        directory (no extra service). Pass a ``CeleryManager`` to use Celery workers.
+
+    Attributes
+    ----------
+    layout : dash component
+        The annotator's layout; place it anywhere in the app's layout.
+    initial_case : Case
+        The scan every session starts with.
+    ids : AnnotatorIds
+        Every component id of this instance.
+    """
+
+    def __init__(
+        self,
+        app: dash.Dash,
+        volume: Volume | Sequence[Volume],
+        id: str,
+        *,
+        superpixels: Superpixels | None = None,
+        labels: Sequence[LabelClass] = DEFAULT_LABELS,
+        cache_dir: str | Path | None = None,
+        limits: Limits | None = None,
+        background_manager=None,
+    ) -> None:
+        self.id = id
+        self.ids = AnnotatorIds(id)
+        volumes = [volume] if isinstance(volume, Volume) else list(volume)
+        check_modalities(volumes)
+        cache_limit_bytes()  # a malformed limit stops the start, not the first upload
+        self.cache_dir = cache_directory(cache_dir)
+        self.limits = limits or Limits()
+        self.initial_case = open_case(volumes, self.cache_dir, superpixels)
+        self.cases = CaseStore(self.cache_dir, pinned=[self.initial_case])
+        self.labels = tuple(labels)
+        self.context = AnnotatorContext(
+            ids=self.ids,
+            cases=self.cases,
+            cache_dir=self.cache_dir,
+            labels=self.labels,
+            limits=self.limits,
+            segmentations=Segmentations(self.cases),
+        )
+        register_scripts()
+        session = (self.ids["case"], self.ids["modality"])
+        self.slicers = [
+            SessionSlicer(app, self.initial_case, axis, id, session, self.context.resolve)
+            for axis in range(3)
+        ]
+        self.layout = LayoutBuilder(
+            self.ids,
+            self.labels,
+            self.initial_case,
+            self.slicers,
+            [self._stroke_config(axis) for axis in range(3)],
+            self._browser_config(),
+        ).build()
+        scans.register(app, self.context, self.slicers, self._manager(background_manager))
+        editing.register(app, self.context, self.slicers)
+        overlays.register(app, self.context, self.slicers)
+        panels.register(app, self.context)
+        browser.register(app, self.ids, self.slicers)
+
+    @property
+    def volume(self) -> Volume:
+        """The first modality of the scan every session starts with."""
+        return self.initial_case.volume
+
+    @property
+    def superpixels(self) -> Superpixels:
+        """The superpixels of the scan every session starts with."""
+        return self.initial_case.superpixels
+
+    def case_of(self, case_data) -> Case:
+        """The case a session's ``case`` store names (see :meth:`AnnotatorContext.case_of`)."""
+        return self.context.case_of(case_data)
+
+    def _manager(self, background_manager):
+        if background_manager is not None:
+            return background_manager
+        import diskcache
+
+        return dash.DiskcacheManager(diskcache.Cache(self.cache_dir / "jobs"))
+
+    def _stroke_config(self, axis: int) -> dict:
+        """What a view's stroke handlers need to know (see ``js/strokes.js``)."""
+        slicer, ids = self.slicers[axis], self.ids
+        return {
+            "graph": slicer.graph.id,
+            "slider": slicer.slider.id,
+            "case": ids["case"],
+            "label": ids["label"],
+            "fine": ids["fine"],
+            "opacity": ids["opacity"],
+            "stroke": ids.view("stroke", axis),
+            "idsRequest": ids.view("ids-request", axis),
+            "colors": {str(label.value): label.color for label in self.labels},
+            "samples": SAMPLES_PER_VOXEL,
+        }
+
+    def _browser_config(self) -> dict:
+        """What the instance's browser code needs to know (see ``js/annotator.js``)."""
+        return {
+            "id": self.id,
+            "ids": self.ids.for_browser(),
+            "labels": [label.value for label in self.labels],
+            "stale": overlays.STALE,
+        }

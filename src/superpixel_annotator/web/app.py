@@ -1,0 +1,109 @@
+"""The standalone app: one :class:`VolumeAnnotator` in a page, with local Bootstrap styling."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import dash
+import dash_bootstrap_components as dbc
+import flask
+import flask_bootstrap
+from dash import html
+
+from ..core.volume import Volume, load_modalities, load_volume
+from .annotator import VolumeAnnotator
+
+SAMPLE_FILE = "head_phantom.nii.gz"
+BOOTSTRAP_ROUTE = "/_superpixel_annotator/bootstrap.min.css"
+_BOOTSTRAP_CSS = Path(flask_bootstrap.__file__).parent / "static/bootstrap5/css/bootstrap.min.css"
+
+
+def resource_dir(name: str) -> Path:
+    """A top-level resource folder (``assets``, ``sample_data``) of an installed wheel or
+    of a source checkout."""
+    package = Path(__file__).resolve().parents[1]
+    packaged = package / name
+    return packaged if packaged.is_dir() else package.parents[1] / name
+
+
+def sample_path() -> Path:
+    """The bundled head phantom that the app opens when no file is given."""
+    return resource_dir("sample_data") / SAMPLE_FILE
+
+
+def load_startup_scan(paths: Sequence[str | os.PathLike], **options: Any) -> list[Volume]:
+    """The modalities a server starts with: those at ``paths``, or the sample when none.
+
+    Each volume's notes (a volume chosen from a 4D file, replaced NaN values) are printed to
+    stderr as ``superpixel-annotator: note: ...``; ``options`` go to :func:`load_modalities`.
+
+    Raises
+    ------
+    VolumeError
+        When a file is not a usable 3D image or the modalities disagree.
+    """
+    volumes = load_modalities(list(paths) or [sample_path()], **options)
+    for note in (note for volume in volumes for note in volume.notes):
+        print(f"superpixel-annotator: note: {note}", file=sys.stderr)
+    return volumes
+
+
+def use_local_bootstrap(app: dash.Dash) -> None:
+    """Serve Bootstrap 5's stylesheet from this server and link it, so pages work offline."""
+    app.server.add_url_rule(
+        BOOTSTRAP_ROUTE,
+        "superpixel_annotator_bootstrap",
+        lambda: flask.send_file(_BOOTSTRAP_CSS, mimetype="text/css", max_age=86400),
+    )
+    app.config.external_stylesheets.append(BOOTSTRAP_ROUTE)
+
+
+def celery_manager(broker_url: str) -> dash.CeleryManager:
+    """A background callback manager that runs jobs on Celery workers through ``broker_url``
+    (e.g. ``redis://host:6379/0``, used as result backend too)."""
+    from celery import Celery
+
+    celery_app = Celery("superpixel_annotator", broker=broker_url, backend=broker_url)
+    return dash.CeleryManager(celery_app)
+
+
+def create_app(
+    volumes: Volume | Sequence[Volume] | str | os.PathLike | None = None, **options: Any
+) -> dash.Dash:
+    """Build the standalone annotator app.
+
+    Parameters
+    ----------
+    volumes : Volume, sequence of Volume, path or None
+        The scan to open (several volumes: co-registered modalities); ``None`` opens the
+        bundled sample.
+    **options
+        Passed to :class:`VolumeAnnotator` (``labels``, ``cache_dir``, ``superpixels``,
+        ``limits``, ``background_manager``, e.g. :func:`celery_manager`).
+
+    Returns
+    -------
+    dash.Dash
+    """
+    if volumes is None or isinstance(volumes, (str, os.PathLike)):
+        volumes = load_volume(sample_path() if volumes is None else volumes)
+    app = dash.Dash(
+        __name__,
+        title="Superpixel annotator",
+        update_title=None,
+        compress=True,
+        assets_folder=str(resource_dir("assets")),
+    )
+    use_local_bootstrap(app)
+    annotator = VolumeAnnotator(app, volumes, id="annotator", **options)
+    app.layout = dbc.Container(
+        [html.H5("Superpixel annotator", className="my-2"), annotator.layout], fluid=True
+    )
+    # Dash sets up its script bundles on the first request and refuses concurrent ones
+    # meanwhile (plotly/dash#3971); a threaded server's first page load would hit that.
+    app.server.test_client().get("/")
+    return app

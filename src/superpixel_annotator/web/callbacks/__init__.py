@@ -1,0 +1,1 @@
+"""The annotator's callbacks, one module per feature; each has ``register(app, ...)``."""

@@ -1,0 +1,128 @@
+"""What each view draws over the scan: annotation slices (patched when they change, the
+stale ones rendered when shown), superpixel borders, and the superpixel ids that the
+browser paints strokes with."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import dash
+import numpy as np
+from dash import Input, Output, State
+
+from ...core.editing import EditSession, shown_labels
+from ...core.geometry import section
+from ...core.overlays import boundary_section_uri, id_section_uri
+from ..context import AnnotatorContext
+from ..slicer import SessionSlicer
+
+STALE = "stale"
+"""An overlay slice that changed but is not on screen: rendered when a view shows it."""
+
+
+def overlay_patches(
+    context: AnnotatorContext, session: EditSession, after: np.ndarray, shown: Sequence
+) -> list[dash.Patch]:
+    """For each view, a Patch of the slices whose overlay changes from what the session
+    showed before to the marked labels ``after``.
+
+    The slice a view shows (``shown[axis]``) is rendered now; the other changed slices are
+    marked :data:`STALE` and rendered when a view shows them.
+    """
+    segmentations = context.segmentations
+    changed = segmentations.changed_slices(session.case, session.shown_before, after)
+    new = segmentations.get(session.case, after)
+    patches = []
+    for axis, indices in enumerate(changed):
+        patch = dash.Patch()
+        for index in indices:
+            patch[index] = context.overlay_uri(new, axis, index) if index == shown[axis] else STALE
+        patches.append(patch)
+    return patches
+
+
+def register(app: dash.Dash, context: AnnotatorContext, slicers: Sequence[SessionSlicer]) -> None:
+    """Register each view's overlay callbacks with ``app``."""
+    ids = context.ids
+    case = State(ids["case"], "data")
+    for axis, slicer in enumerate(slicers):
+        app.callback(
+            Output(ids.view("boundary-slice", axis), "data"),
+            Input(slicer.state.id, "data"),
+            Input(ids["show-boundaries"], "value"),
+            State(ids.view("boundary-slice", axis), "data"),
+            case,
+            prevent_initial_call=True,
+        )(_boundaries(context, axis))
+        app.callback(
+            Output(ids.view("ids", axis), "data"),
+            Input(ids.view("ids-request", axis), "data"),
+            case,
+            prevent_initial_call=True,
+        )(_superpixel_ids(context, axis))
+        app.callback(
+            Output(ids.view("annotation-slices", axis), "data", allow_duplicate=True),
+            Input(ids.view("stale-request", axis), "data"),
+            State(ids["annotation"], "data"),
+            State(ids["fill-preview"], "data"),
+            case,
+            prevent_initial_call=True,
+        )(_stale_slice(context, axis))
+
+
+def _stale_slice(context: AnnotatorContext, axis: int):
+    def render_stale(request, state, preview, case_data) -> dash.Patch:
+        """The overlay of the stale slice a view asks for."""
+        session = context.edit_session(case_data, state, preview)
+        index = request[0] if isinstance(request, list) and request else None
+        if not session.case.has_slice(axis, index):
+            raise dash.exceptions.PreventUpdate
+        marks = shown_labels(session.annotation, session.proposal)
+        patch = dash.Patch()
+        patch[index] = context.overlay_uri(
+            context.segmentations.get(session.case, marks), axis, index
+        )
+        return patch
+
+    return render_stale
+
+
+def _superpixel_ids(context: AnnotatorContext, axis: int):
+    def superpixel_ids(request, case_data) -> dict:
+        """The superpixel ids of a slice, and the coarse region of each id present."""
+        if not isinstance(request, list) or len(request) != 2:
+            raise dash.exceptions.PreventUpdate
+        index, key = request
+        case = context.shown_case(case_data)
+        if not case.has_slice(axis, index) or key != case.key:
+            raise dash.exceptions.PreventUpdate
+        ids_section = section(case.superpixels.labels, axis, index)
+        present = np.unique(ids_section)
+        present = present[present > 0]
+        coarse = case.superpixels.coarse
+        return {
+            "key": case.key,
+            "index": index,
+            "uri": id_section_uri(ids_section),
+            "ids": present.tolist(),
+            "coarse": (coarse[present] if coarse is not None else present).tolist(),
+        }
+
+    return superpixel_ids
+
+
+def _boundaries(context: AnnotatorContext, axis: int):
+    def boundary_slice(state, show, current, case_data) -> dict:
+        """The superpixel borders of the slice a view moved to, while they are shown."""
+        if not show or not isinstance(state, dict):
+            raise dash.exceptions.PreventUpdate
+        case = context.shown_case(case_data)
+        index = state.get("index")
+        if not case.has_slice(axis, index):
+            raise dash.exceptions.PreventUpdate
+        if isinstance(current, dict) and current.get("index") == index:
+            raise dash.exceptions.PreventUpdate
+        uri = boundary_section_uri(section(case.superpixels.labels, axis, index))
+        return {"index": index, "uri": uri}
+
+    return boundary_slice

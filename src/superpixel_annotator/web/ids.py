@@ -1,0 +1,101 @@
+"""Every component id of one annotator instance.
+
+Ids are ``{id}-{name}`` for the instance and ``{id}-{name}-{axis}`` for each of the three
+views. They are a contract: host apps may target them, and the browser code gets them as
+data (:meth:`AnnotatorIds.for_browser`) instead of building them again.
+"""
+
+from __future__ import annotations
+
+INSTANCE_PARTS = (
+    "root",
+    # scan bar
+    "name",
+    "upload",
+    "open-segmentation",
+    "size",
+    "progress",
+    # toolbar
+    "label",
+    "undo",
+    "redo",
+    "fill",
+    "fine",
+    "download-button",
+    "help-button",
+    "help",
+    # display
+    "show-boundaries",
+    "show-annotation",
+    "opacity",
+    "contrast",
+    "modality",
+    # Fill proposal and messages
+    "fill-bar",
+    "fill-text",
+    "fill-accept",
+    "fill-discard",
+    "message",
+    # panels
+    "show-3d",
+    "view-3d",
+    "annotation-3d",
+    "show-statistics",
+    "statistics",
+    "statistics-table",
+    "statistics-chart",
+    "statistics-csv",
+    "statistics-download",
+    "annotation-statistics",
+    # stores
+    "annotation",
+    "fill-preview",
+    "case",
+    "storage-prefix",
+    "saved",
+    "browser-config",
+    "shortcuts",
+    "download",
+)
+VIEW_PARTS = (
+    "view",
+    "annotation-slices",
+    "boundary-slice",
+    "stale-request",
+    "stroke",
+    "ids-request",
+    "ids",
+    "stroke-config",
+    "geometry",
+)
+
+
+class AnnotatorIds:
+    """The component ids of the annotator whose id is ``prefix``.
+
+    ``ids["case"]`` is the instance's ``case`` store, ``ids.view("stroke", 0)`` the axial
+    view's stroke store; a name that is not a part raises ``KeyError``, so a typo cannot
+    address a component that does not exist.
+    """
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def __getitem__(self, name: str) -> str:
+        if name not in INSTANCE_PARTS:
+            raise KeyError(f"no annotator part {name!r}")
+        return f"{self.prefix}-{name}"
+
+    def view(self, name: str, axis: int) -> str:
+        """The id of part ``name`` of the view along ``axis``."""
+        if name not in VIEW_PARTS or axis not in (0, 1, 2):
+            raise KeyError(f"no view part {name!r} of axis {axis!r}")
+        return f"{self.prefix}-{name}-{axis}"
+
+    def views(self, name: str) -> list[str]:
+        """The ids of part ``name`` of the three views, axial first."""
+        return [self.view(name, axis) for axis in range(3)]
+
+    def for_browser(self) -> dict:
+        """Every instance id by part name, as the browser code reads them."""
+        return {name: self[name] for name in INSTANCE_PARTS}

@@ -1,0 +1,186 @@
+// Browser-side callbacks of the superpixel annotator (see web/callbacks/browser.py), apart
+// from strokes (strokes.js). Constants and component ids come from the server as data: the
+// instance's "browser-config" store ({id, ids, labels, stale}) and each view's stores.
+(function () {
+    'use strict';
+    const noUpdate = () => window.dash_clientside.no_update;
+
+    // The overlay traces of a view: the annotation slice (unless stale) and the superpixel
+    // borders. An unchanged overlay must not cost the view a redraw.
+    function composeOverlays(index, annotationSlices, boundary, showBoundaries, showAnnotation,
+                             opacity, geometry, current, config) {
+        const traces = [];
+        const base = {type: 'image', hoverinfo: 'skip', x0: geometry.x0, y0: geometry.y0,
+                      dx: geometry.dx, dy: geometry.dy};
+        const annotation = annotationSlices ? annotationSlices[index] : null;
+        if (showAnnotation && annotation && annotation !== config.stale) {
+            traces.push({...base, source: annotation, opacity: opacity, name: 'annotation'});
+        }
+        if (showBoundaries && boundary && boundary.index === index && boundary.uri) {
+            traces.push({...base, source: boundary.uri, name: 'superpixels'});
+        }
+        const key = (list) => JSON.stringify(
+            (list || []).map((t) => [t.name, t.source, t.opacity]));
+        return key(traces) === key(current) ? noUpdate() : traces;
+    }
+
+    // A view that shows a slice marked stale asks the server for it (with a time stamp, so
+    // that asking twice for the same slice still counts).
+    function requestStale(index, annotationSlices, config) {
+        if (annotationSlices && annotationSlices[index] === config.stale) {
+            return [index, performance.now()];
+        }
+        return noUpdate();
+    }
+
+    // dash-slicer publishes a view's position (its "state", from which the full-resolution
+    // slice and the other views' indicators follow) from a 100 ms timer that waits five ticks
+    // for Plotly to settle the axis ranges, and starts on the first relayout. The ranges are
+    // given explicitly here, so the state is published at once when a view gets its geometry
+    // (page load, another scan). dash-slicer's private state is left alone: when its timer
+    // runs too (another scan moves the sliders), its state asks for the slice again, and
+    // that request, the newest, is the one whose answer Dash keeps.
+    function publishState(geometry, index, info) {
+        const range = (axis) => [info.offset[axis] - 0.5 * info.stepsize[axis],
+                                 info.offset[axis] + (info.size[axis] - 0.5) * info.stepsize[axis]];
+        return {index: index, index_changed: true, xrange: range(0), yrange: range(1),
+                zpos: info.offset[2] + index * info.stepsize[2], axis: info.axis,
+                color: info.color};
+    }
+
+    // The 3D view and the statistics get the annotation only while shown: hidden, strokes
+    // cost them no request.
+    function passWhenShown(state, show) {
+        return show ? state : noUpdate();
+    }
+
+    // Entering a case (page load, upload, new superpixel size, undo of that, restore) sets
+    // the annotation: the one saved in local storage for this annotator and case when asked
+    // to restore, else the one the case data hands over; every slice is then stale (rendered
+    // when shown). It sets the superpixel size menu to the case's size. It saves the case's
+    // key and size in local storage too, but for the case a page starts on: restoreCase
+    // decides then.
+    function enterCase(caseData, storagePrefix, shownSize, config) {
+        if (!caseData || typeof caseData.key !== 'string') {
+            return Array(5).fill(noUpdate());
+        }
+        let state = caseData.state || null;
+        try {
+            if (caseData.restore) {
+                state = window.localStorage.getItem(storagePrefix + caseData.key) || state;
+            }
+            if (!caseData.initial) {
+                window.localStorage.setItem(storagePrefix + 'case', caseData.key);
+                if (caseData.size) {
+                    window.localStorage.setItem(storagePrefix + 'size', caseData.size);
+                }
+            }
+        } catch (error) {}
+        const slices = (n) => Array(n).fill(state ? config.stale : null);
+        const size = caseData.size && caseData.size !== shownSize ? caseData.size : noUpdate();
+        return [state, slices(caseData.shape[0]), slices(caseData.shape[1]),
+                slices(caseData.shape[2]), size];
+    }
+
+    // On page load, what this browser showed last, when the page starts on something else:
+    // the case's key (the server opens that case, whose annotation saved here comes back)
+    // and the superpixel size (the server opens the case shown at that size when it no
+    // longer knows the saved case). The saved case is asked for once: the case the page
+    // starts on replaces it at once, and the case the server opens replaces that
+    // (enterCase), so a case the server lost is not asked for again at every load. It is not
+    // part of enterCase because Dash (4.4) does not call enterCase again for the case that
+    // this request brings, a chain of updates that enterCase itself would have started.
+    function restoreCase(storagePrefix, caseData) {
+        if (!caseData || typeof caseData.key !== 'string') {
+            return noUpdate();
+        }
+        const request = {};
+        try {
+            const storage = window.localStorage;
+            const savedCase = storage.getItem(storagePrefix + 'case');
+            const savedSize = storage.getItem(storagePrefix + 'size');
+            if (savedCase && savedCase !== caseData.key) { request.case = savedCase; }
+            if (savedSize && savedSize !== caseData.size) { request.size = savedSize; }
+            storage.setItem(storagePrefix + 'case', caseData.key);
+            if (!savedSize && caseData.size) {
+                storage.setItem(storagePrefix + 'size', caseData.size);
+            }
+        } catch (error) {}
+        return Object.keys(request).length ? request : noUpdate();
+    }
+
+    function saveAnnotation(state, caseData, storagePrefix) {
+        if (typeof state === 'string' && caseData && typeof caseData.key === 'string') {
+            try {
+                window.localStorage.setItem(storagePrefix + caseData.key, state);
+            } catch (error) {}
+        }
+    }
+
+    // Keyboard shortcuts go to the annotator the pointer was last pressed in (the first one
+    // shown on the page before that).
+    function installShortcuts(config) {
+        const registry = window._superpixelAnnotators = window._superpixelAnnotators || {
+            active: null, ids: []
+        };
+        if (!config || registry.ids.includes(config.id)) {
+            return noUpdate();
+        }
+        if (!registry.ids.length) {
+            document.addEventListener('pointerdown', (event) => {
+                const root = event.target.closest && event.target.closest('[data-annotator]');
+                if (root) { registry.active = root.dataset.annotator; }
+            }, true);
+        }
+        registry.ids.push(config.id);
+        document.addEventListener('keydown', (event) => onKey(event, registry, config));
+        return noUpdate();
+    }
+
+    function onKey(event, registry, config) {
+        // Annotators on pages that are not shown are not in the document.
+        const shown = registry.ids.filter(
+            (id) => document.querySelector('[data-annotator="' + id + '"]'));
+        const active = shown.includes(registry.active) ? registry.active : shown[0];
+        if (active !== config.id) { return; }
+        const target = event.target;
+        if (target && (target.isContentEditable || target.tagName === 'TEXTAREA' ||
+                       (target.tagName === 'INPUT' && target.type === 'text'))) { return; }
+        const key = event.key.toLowerCase();
+        const modifier = event.ctrlKey || event.metaKey;
+        const click = (part) => document.getElementById(config.ids[part]).click();
+        const setLabel = (value) => window.dash_clientside.set_props(
+            config.ids.label, {value: value});
+        if (modifier && key === 'z' && !event.shiftKey) {
+            click('undo');
+        } else if (modifier && (key === 'y' || key === 'z')) {
+            click('redo');
+        } else if (!modifier && (key === 'f' || key === 'enter' || key === 'escape')) {
+            const previewing = document.getElementById(config.ids['fill-bar'])
+                .classList.contains('show');
+            if (key === 'f' && !previewing) {
+                click('fill');
+            } else if (previewing) {
+                click(key === 'escape' ? 'fill-discard' : 'fill-accept');
+            } else {
+                return;
+            }
+        } else if (!modifier && key === 's') {
+            click('fine');
+        } else if (!modifier && (key === 'e' || key === '0')) {
+            setLabel(0);
+        } else if (!modifier && config.labels.includes(Number(key))) {
+            setLabel(Number(key));
+        } else {
+            return;
+        }
+        event.preventDefault();
+    }
+
+    window.dash_clientside = window.dash_clientside || {};
+    window.dash_clientside.superpixel_annotator = Object.assign(
+        window.dash_clientside.superpixel_annotator || {}, {
+            composeOverlays, requestStale, publishState, passWhenShown, enterCase,
+            restoreCase, saveAnnotation, installShortcuts,
+        });
+})();
