@@ -3,8 +3,8 @@
 Run ``python benchmarks/bench_strokes.py [--strokes 15]``. Prints two Markdown tables.
 
 a. Server side, no browser: 20 strokes across the tumour on different slices of all three
-   views, with undo and redo mixed in. For each operation, the time of
-   ``VolumeAnnotator.edit`` and the size of its response (Dash's ``{"multi": true,
+   views, with undo and redo mixed in. For each operation, the time of the edit callback
+   (``web.callbacks.editing.edit``) and the size of its response (Dash's ``{"multi": true,
    "response": ...}`` JSON, raw, gzip level 6 and zstd level 3 as flask-compress serves it).
    The baseline, measured on the same operations in the same run, is the seed design of the
    sample app: per stroke, re-encode every slice of all three views of the (smoothed) label
@@ -24,6 +24,7 @@ b. End to end in headless Chromium against the real console script: N strokes dr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import statistics
 import time
@@ -34,8 +35,13 @@ import numpy as np
 from _bench_common import zstd
 from dash._utils import to_json
 
-from superpixel_annotator.annotator import STALE, VolumeAnnotator
-from superpixel_annotator.overlays import indexed_png_uri, section
+from superpixel_annotator.core.editing import EditSession, shown_labels
+from superpixel_annotator.core.geometry import section, view_geometry
+from superpixel_annotator.core.overlays import indexed_png_uri
+from superpixel_annotator.web.annotator import VolumeAnnotator
+from superpixel_annotator.web.callbacks import editing
+from superpixel_annotator.web.callbacks.overlays import STALE, overlay_patches
+from superpixel_annotator.web.context import AnnotatorContext, case_data
 
 GOAL_MS = 60
 GOAL_KB = 30
@@ -46,35 +52,43 @@ GOAL_KB = 30
 
 def stroke_path(annotator: VolumeAnnotator, axis: int, rows_cols) -> str:
     """An SVG path in a view's mm coordinates for (row, col) voxel positions."""
-    geometry = annotator.view_geometry(annotator.initial_case, axis)
+    geometry = view_geometry(annotator.initial_case.volume.spacing, axis)
     points = [f"{c * geometry['dx']:.2f},{r * geometry['dy']:.2f}" for r, c in rows_cols]
     return "M" + "L".join(points)
 
 
-def full_overlays(annotator: VolumeAnnotator):
+def full_overlays(context: AnnotatorContext, session: EditSession, after, shown) -> list:
     """The seed design's ``overlay_patches``: every slice of every view, from the label volume."""
-
-    def overlays(case, before, after, shown):
-        labels = annotator.segmentation(case, after)
-        return [
-            [
-                indexed_png_uri(section(labels, axis, index), annotator._palette)
-                for index in range(labels.shape[axis])
-            ]
-            for axis in range(3)
+    labels = context.segmentations.get(session.case, after)
+    return [
+        [
+            indexed_png_uri(section(labels, axis, index), context.palette)
+            for index in range(labels.shape[axis])
         ]
+        for axis in range(3)
+    ]
 
-    return overlays
+
+@contextlib.contextmanager
+def overlay_strategy(strategy):
+    """Have the edit callback send ``strategy``'s overlays (the package has no hook for it:
+    the edit module's ``overlay_patches`` is swapped for the duration)."""
+    original = editing.overlay_patches
+    editing.overlay_patches = strategy
+    try:
+        yield
+    finally:
+        editing.overlay_patches = original
 
 
 def response_json(annotator: VolumeAnnotator, result: dict) -> str:
     """The body Dash sends for ``edit``'s outputs (``no_update`` outputs left out)."""
-    part = annotator._part
-    outputs = {(part("annotation"), "data"): result["state"]}
+    ids = annotator.ids
+    outputs = {(ids["annotation"], "data"): result["state"]}
     for axis in range(3):
-        outputs[(part(f"annotation-slices-{axis}"), "data")] = result["slices"][axis]
-    outputs[(part("message"), "children")] = result["message"]
-    outputs[(part("message"), "is_open")] = result["show_message"]
+        outputs[(ids.view("annotation-slices", axis), "data")] = result["slices"][axis]
+    outputs[(ids["message"], "children")] = result["message"]
+    outputs[(ids["message"], "is_open")] = result["show_message"]
     response: dict = {}
     for (component, prop), value in outputs.items():
         if value is not dash.no_update:
@@ -104,14 +118,41 @@ def tumour_slice_list(tumour: np.ndarray, axis: int, n_strokes: int) -> list[int
     return common.tumour_slices(tumour, axis, np.linspace(0, 1, count))
 
 
-def run_edit(annotator: VolumeAnnotator, op, state):
-    start = time.perf_counter()
+def edit_call(annotator: VolumeAnnotator, op, state) -> tuple:
+    """The edit callback's action and inputs for ``op``, as the browser sends them: a stroke
+    on a view showing slice ``index`` (the others on their middle slice), or a button."""
+    middle = [size // 2 for size in annotator.volume.data.shape]
+    strokes = [None, None, None]
+    indices = list(middle)
     if op[0] in ("undo", "redo"):
-        result = common.edit(annotator, state, button=op[0])
+        action = (op[0], None)
+        label = 1
     else:
         _, axis, index, path, label = op
-        result = common.edit(annotator, state, axis=axis, path=path, label=label, index=index)
-    edit_ms = 1000 * (time.perf_counter() - start)
+        strokes[axis] = {"path": path, "index": index}
+        indices[axis] = index
+        action = ("stroke", axis)
+    inputs = {
+        "strokes": strokes,
+        **dict.fromkeys(("undo", "redo", "fill", "fill_accept", "fill_discard"), 1),
+        "segmentation": None,
+        "segmentation_name": None,
+        "fine": False,
+        "indices": indices,
+        "label": label,
+        "state": state,
+        "preview": None,
+        "case": case_data(annotator.initial_case),
+    }
+    return action, inputs
+
+
+def run_edit(annotator: VolumeAnnotator, op, state, strategy=overlay_patches):
+    action, inputs = edit_call(annotator, op, state)
+    with overlay_strategy(strategy):
+        start = time.perf_counter()
+        result = editing.edit(annotator.context, action, inputs)
+        edit_ms = 1000 * (time.perf_counter() - start)
     start = time.perf_counter()
     body = response_json(annotator, result).encode()
     json_ms = 1000 * (time.perf_counter() - start)
@@ -126,8 +167,6 @@ def run_edit(annotator: VolumeAnnotator, op, state):
 
 def stroke_parts(annotator: VolumeAnnotator, ops: list) -> dict:
     """Median ms of each step of ``edit`` for the strokes of ``ops`` (replayed in order)."""
-    from superpixel_annotator.annotation import Annotation
-
     times: dict[str, list[float]] = {}
     state = None
 
@@ -138,25 +177,23 @@ def stroke_parts(annotator: VolumeAnnotator, ops: list) -> dict:
         return value
 
     middle = [size // 2 for size in annotator.volume.data.shape]
-    case = annotator.initial_case
+    context, case = annotator.context, annotator.initial_case
+    labels = context.label_values
     for op in ops:
-        annotation = timed("from_state", Annotation.from_state, annotator.superpixels, state)
-        before = annotation.marked_labels()
+        session = timed("from_state (EditSession)", EditSession, case, state, labels)
+        annotation = session.annotation
         if op[0] == "stroke":
             _, axis, index, path, label = op
-            changed = timed(
-                "paint", annotator._paint, case, annotation, axis, index, path, label, "coarse"
-            )
+            changed = timed("paint", session.stroke, axis, index, path, label, "coarse")
             shown = [index if a == axis else middle[a] for a in range(3)]
         else:
             changed = getattr(annotation, op[0])()
             shown = middle
         if changed.size:
             state = timed("to_state", annotation.to_state)
-            after = annotation.marked_labels()
+            after = session.shown_after()
             timed("smooth outlines", annotation.label_volume)
-            patches = annotator.overlay_patches
-            timed("overlay_patches (diff, PNG)", patches, case, before, after, shown)
+            timed("overlay_patches (diff, PNG)", overlay_patches, context, session, after, shown)
     return {name: statistics.median(values) for name, values in times.items()}
 
 
@@ -189,14 +226,24 @@ def apply(client: list, value) -> list:
     return client
 
 
+def visit_stale(annotator: VolumeAnnotator, axis: int, index: int, state) -> dash.Patch:
+    """What a view gets when it shows a stale slice: that slice's overlay, rendered now."""
+    context = annotator.context
+    session = context.edit_session(case_data(annotator.initial_case), state)
+    marks = shown_labels(session.annotation, session.proposal)
+    patch = dash.Patch()
+    patch[index] = context.overlay_uri(context.segmentations.get(session.case, marks), axis, index)
+    return patch
+
+
 def bench_server(volume, tumour, superpixels) -> None:
     ours = VolumeAnnotator(dash.Dash("ours"), volume, id="annotator", superpixels=superpixels)
     seed = VolumeAnnotator(dash.Dash("seed"), volume, id="annotator", superpixels=superpixels)
-    seed.overlay_patches = full_overlays(seed)
+    strategies = {"ours": overlay_patches, "seed": full_overlays}
     ops = operations(ours, tumour)
     # Warm up both paths once (imports, PIL, plotly's encoder) on a throwaway state.
-    for annotator in (ours, seed):
-        run_edit(annotator, ops[0], None)
+    for annotator, strategy in ((ours, overlay_patches), (seed, full_overlays)):
+        run_edit(annotator, ops[0], None, strategy)
 
     rows = {"ours": {}, "seed": {}}
     client = [[None] * volume.data.shape[a] for a in range(3)]
@@ -209,7 +256,7 @@ def bench_server(volume, tumour, superpixels) -> None:
         order = ("ours", "seed") if len(rows["ours"].get(kind, [])) % 2 else ("seed", "ours")
         for name in order:
             annotator = ours if name == "ours" else seed
-            result, numbers = run_edit(annotator, op, state)
+            result, numbers = run_edit(annotator, op, state, strategies[name])
             numbers["slices"] = slices_sent(result["slices"])
             rows[name].setdefault(kind, []).append(numbers)
             results[name] = result
@@ -220,15 +267,13 @@ def bench_server(volume, tumour, superpixels) -> None:
         for axis in range(3):
             client[axis] = apply(client[axis], results["ours"]["slices"][axis])
             for index in [i for i, uri in enumerate(client[axis]) if uri == STALE]:
-                case = ours.case_data(ours.initial_case)
                 # the user visits the slice
-                shown = ours._stale_callback(axis)([index, 0.0], state, None, case)
-                client[axis] = apply(client[axis], shown)
+                client[axis] = apply(client[axis], visit_stale(ours, axis, index, state))
             full = apply([None] * volume.data.shape[axis], results["seed"]["slices"][axis])
             if results["seed"]["slices"][axis] is not dash.no_update and client[axis] != full:
                 same = False
 
-    print("### a. Server side: `VolumeAnnotator.edit` per operation (no browser)\n")
+    print("### a. Server side: the edit callback per operation (no browser)\n")
     n_strokes = len(rows["ours"]["stroke"])
     n_other = len(rows["ours"]["undo/redo"])
     print(

@@ -1,36 +1,27 @@
-"""The Dash layer's callbacks, called as functions (no browser)."""
+"""The Dash layer's callbacks, called as functions (no browser, no callback context).
+
+The web functions take what triggered them (an action, a component id) as an argument, so
+they are called here with it directly. What an edit does to the annotation is tested
+without Dash in ``test_editing.py``; here, what the browser gets back.
+"""
 
 import base64
 import dataclasses
-from contextvars import copy_context
 
 import dash
 import nibabel as nib
 import numpy as np
 import pytest
-from dash._callback_context import context_value
-from dash._utils import AttributeDict
 
-from superpixel_annotator.annotation import Annotation, split_marks
-from superpixel_annotator.annotator import (
-    CASE_GONE,
-    STALE,
-    VolumeAnnotator,
-    _proposal_arrays,
-    parse_stroke_path,
-    shown_labels,
-)
-from superpixel_annotator.outlines import superpixel_segmentation
-
-
-def call(function, trigger: str, *args, **kwargs):
-    """Run a callback function as Dash would after ``trigger`` (an ``id.prop``) changed."""
-
-    def run():
-        context_value.set(AttributeDict(triggered_inputs=[{"prop_id": trigger, "value": None}]))
-        return function(*args, **kwargs)
-
-    return copy_context().run(run)
+from superpixel_annotator.core.annotation import Annotation, split_marks
+from superpixel_annotator.core.editing import proposal_arrays, shown_labels
+from superpixel_annotator.core.geometry import view_geometry
+from superpixel_annotator.core.image_files import Limits
+from superpixel_annotator.core.outlines import superpixel_segmentation
+from superpixel_annotator.web.annotator import VolumeAnnotator
+from superpixel_annotator.web.callbacks import editing, overlays, panels, scans
+from superpixel_annotator.web.callbacks.overlays import STALE
+from superpixel_annotator.web.context import CASE_GONE, case_data
 
 
 @pytest.fixture
@@ -43,12 +34,12 @@ def annotator(small_case, tmp_path):
 
 def session(annotator) -> dict:
     """The case store of a session showing the annotator's initial scan."""
-    return annotator.case_data(annotator.initial_case)
+    return case_data(annotator.initial_case)
 
 
 def stroke_path(annotator, axis, rows_cols):
     """An SVG path in a view's mm coordinates for (row, col) voxel positions."""
-    geometry = annotator.view_geometry(annotator.initial_case, axis)
+    geometry = view_geometry(annotator.initial_case.volume.spacing, axis)
     points = [f"{c * geometry['dx']},{r * geometry['dy']}" for r, c in rows_cols]
     return "M" + "L".join(points)
 
@@ -79,32 +70,31 @@ def edit(
     strokes = [None, None, None]
     middle = [annotator.volume.data.shape[a] // 2 for a in range(3)]
     if segmentation:
-        trigger = f"{annotator._part('open-segmentation')}.contents"
+        action = ("open-segmentation", None)
     elif button:
-        trigger = f"{annotator._part(button)}.n_clicks"
+        action = (button, None)
     else:
         shown = middle[axis] if index is None else index
         strokes[axis] = {"path": path, "index": shown} if stroke is FROM_PATH else stroke
-        trigger = f"{annotator._part(f'stroke-{axis}')}.data"
-    return call(
-        annotator.edit,
-        trigger,
-        strokes=strokes,
-        undo=1,
-        redo=1,
-        fill=1,
-        fill_accept=1,
-        fill_discard=1,
-        segmentation=segmentation
+        action = ("stroke", axis)
+    inputs = {
+        "strokes": strokes,
+        "undo": 1,
+        "redo": 1,
+        "fill": 1,
+        "fill_accept": 1,
+        "fill_discard": 1,
+        "segmentation": segmentation
         and "data:application/gzip;base64," + base64.b64encode(segmentation[1]).decode(),
-        segmentation_name=segmentation and segmentation[0],
-        fine=fine,
-        indices=[middle[a] if index is None or a != axis else index for a in range(3)],
-        label=label,
-        state=state,
-        preview=preview,
-        case=case or session(annotator),
-    )
+        "segmentation_name": segmentation and segmentation[0],
+        "fine": fine,
+        "indices": [middle[a] if index is None or a != axis else index for a in range(3)],
+        "label": label,
+        "state": state,
+        "preview": preview,
+        "case": case or session(annotator),
+    }
+    return editing.edit(annotator.context, action, inputs)
 
 
 def apply_patch(slices: list, patch) -> list:
@@ -121,7 +111,7 @@ def apply_patch(slices: list, patch) -> list:
 
 def show_stale_slices(annotator, axis, slices, state, preview=None):
     """What the browser gets when the user visits every slice marked stale."""
-    render = annotator._stale_callback(axis)
+    render = overlays.stale_slice_callback(annotator.context, axis)
     for index in [i for i, uri in enumerate(slices) if uri == STALE]:
         slices = apply_patch(slices, render([index, 0.0], state, preview, session(annotator)))
     return slices
@@ -130,10 +120,12 @@ def show_stale_slices(annotator, axis, slices, state, preview=None):
 def full_render(annotator, state, axis, preview=None):
     """Every overlay slice of a view, rendered from scratch."""
     annotation = Annotation.from_state(annotator.superpixels, state)
-    proposal = _proposal_arrays(preview, annotator.superpixels.count)
+    proposal = proposal_arrays(preview, annotator.superpixels.count)
     marks = shown_labels(annotation, proposal)
     labels = superpixel_segmentation(annotator.superpixels, *split_marks(marks))
-    return [annotator.overlay_uri(labels, axis, index) for index in range(labels.shape[axis])]
+    return [
+        annotator.context.overlay_uri(labels, axis, index) for index in range(labels.shape[axis])
+    ]
 
 
 @pytest.fixture(params=["superpixel outlines", "smooth outlines"])
@@ -172,7 +164,7 @@ def test_patched_overlays_equal_full_render_after_strokes_undos_and_fills(any_an
                 preview=preview,
             )
         else:
-            result = edit(annotator, state, button=action, preview=preview)
+            result = edit(annotator, state, button=str(action), preview=preview)
         if result["state"] is not dash.no_update:
             state = result["state"]
         if result["preview"] is not dash.no_update:
@@ -211,6 +203,13 @@ def test_fill_previews_then_accept_applies_and_discard_keeps(annotator):
     np.testing.assert_array_equal(after.superpixel_labels, before.superpixel_labels)
 
 
+def test_fill_with_nothing_to_propose_says_so(annotator):
+    result = edit(annotator, None, button="fill")
+    assert result["state"] is dash.no_update and result["preview"] is dash.no_update
+    assert result["slices"] == [dash.no_update] * 3
+    assert "found no similar superpixels" in result["message"] and result["show_message"]
+
+
 @pytest.mark.parametrize(
     "preview",
     [{"ids": [10**9], "labels": [1]}, {"ids": "x"}, {"ids": [1, 2], "labels": [1]}, [1]],
@@ -231,6 +230,13 @@ def test_stroke_sends_only_touched_slices(annotator):
     # Only the slice on screen is rendered now; the others when a view shows them.
     assert sent[1].startswith("data:image/png") and sent[0] == sent[2] == STALE
     assert result["show_message"] is False
+
+
+def test_no_action_is_no_update(annotator):
+    with pytest.raises(dash.exceptions.PreventUpdate):
+        editing.edit(
+            annotator.context, None, {"preview": None, "state": None, "case": session(annotator)}
+        )
 
 
 @pytest.mark.parametrize(
@@ -273,7 +279,7 @@ def test_malformed_strokes_are_refused_without_touching_the_annotation(annotator
 
 
 def test_far_away_coordinates_are_clipped_not_expanded(annotator):
-    row_mm = 7 * annotator.view_geometry(annotator.initial_case, 0)["dy"]
+    row_mm = 7 * view_geometry(annotator.volume.spacing, 0)["dy"]
     path = f"M-1e300,{row_mm}L1e300,{row_mm}"
     result = edit(annotator, None, axis=0, path=path)
     annotation = Annotation.from_state(annotator.superpixels, result["state"])
@@ -284,6 +290,7 @@ def test_far_away_coordinates_are_clipped_not_expanded(annotator):
 def test_malformed_state_is_refused_with_a_message(annotator, state):
     result = edit(annotator, state, axis=0, path=stroke_path(annotator, 0, [(7, 7)]))
     assert result["state"] is dash.no_update
+    assert result["slices"] == [dash.no_update] * 3
     assert "refused" in result["message"] and result["show_message"] is True
 
 
@@ -291,10 +298,9 @@ def test_download_writes_source_geometry(annotator, tmp_path):
     state = edit(annotator, None, axis=0, path=stroke_path(annotator, 0, [(7, 4), (7, 13)]))[
         "state"
     ]
-    sent, message, is_open = call(
-        annotator.download, "ann-download-button.n_clicks", 1, state, session(annotator)
-    )
+    sent, message, is_open = panels.download(annotator.context, state, session(annotator))
     assert sent["filename"] == "small_segmentation.nii.gz"
+    assert message is dash.no_update and is_open is False
     path = tmp_path / sent["filename"]
     path.write_bytes(base64.b64decode(sent["content"]))
     image = nib.load(path)
@@ -318,7 +324,7 @@ def test_downloaded_smooth_segmentation_opens_back_exactly(any_annotator):
         state = edit(annotator, state, axis=axis, path=path, label=label, fine=True)["state"]
     saved = Annotation.from_state(annotator.superpixels, state)
     assert saved.erased.any()
-    sent = call(annotator.download, "ann-download-button.n_clicks", 1, state, session(annotator))
+    sent = panels.download(annotator.context, state, session(annotator))
     content = base64.b64decode(sent[0]["content"])
 
     result = edit(annotator, None, segmentation=(sent[0]["filename"], content))
@@ -328,15 +334,21 @@ def test_downloaded_smooth_segmentation_opens_back_exactly(any_annotator):
     np.testing.assert_array_equal(opened.label_volume(), saved.label_volume())
 
 
+def test_an_unusable_segmentation_says_why_and_keeps_the_annotation(annotator):
+    state = edit(annotator, None, axis=0, path=stroke_path(annotator, 0, [(7, 7)]))["state"]
+    result = edit(annotator, state, segmentation=("broken.nii.gz", bytes(range(256)) * 4))
+    assert result["state"] is dash.no_update and result["slices"] == [dash.no_update] * 3
+    assert "broken.nii.gz" in result["message"] and result["message_color"] == "warning"
+    assert "\n" not in result["message"]
+
+
 def test_download_of_empty_annotation_says_so(annotator):
-    sent, message, is_open = call(
-        annotator.download, "ann-download-button.n_clicks", 1, None, session(annotator)
-    )
+    sent, message, is_open = panels.download(annotator.context, None, session(annotator))
     assert sent is dash.no_update and "empty" in message and is_open
 
 
 def test_boundaries_follow_the_slice_and_skip_when_hidden(annotator):
-    boundary = annotator._boundary_callback(0)
+    boundary = overlays.boundary_callback(annotator.context, 0)
     case = session(annotator)
     result = boundary({"index": 2}, True, None, case)
     assert result["index"] == 2 and result["uri"].startswith("data:image/png")
@@ -356,10 +368,10 @@ def test_3d_view_has_outline_and_one_mesh_per_label(annotator):
         "state"
     ]
     case = session(annotator)
-    figure = call(annotator.figure_3d, "ann-annotation-3d.data", state, True, case)
+    figure = panels.figure_3d(annotator.context, state, True, case)
     names = [trace["name"] for trace in figure["data"]]
     assert len(figure["data"]) == 3, names
-    hidden = call(annotator.figure_3d, "ann-show-3d.value", state, False, case)
+    hidden = panels.figure_3d(annotator.context, state, False, case)
     assert hidden["data"] == [] and not hidden["layout"]["xaxis"]["visible"]
     assert "Turn on 3D view" in hidden["layout"]["annotations"][0]["text"]
 
@@ -386,39 +398,40 @@ def test_two_instances_in_one_app_do_not_clash(small_case, tmp_path):
     assert len(outputs) == len(set(outputs))
 
 
-def test_parse_stroke_path():
-    np.testing.assert_array_equal(parse_stroke_path("M1.5,2L3,-4e1"), [[1.5, 2], [3, -40]])
-    with pytest.raises(ValueError):
-        parse_stroke_path(None)
-
-
 def test_statistics_follow_the_spacing_and_export_csv(annotator):
     path = stroke_path(annotator, 0, [(7, 4), (7, 13)])
     state = edit(annotator, None, axis=0, path=path, label=2)["state"]
     case = session(annotator)
-    is_open, table, chart = annotator.statistics_view(state, True, case)
+    is_open, table, chart = panels.statistics_view(annotator.context, state, True, case)
     assert is_open and chart.data[0].x == ("Oedema",)
     labels = Annotation.from_state(annotator.superpixels, state).label_volume()
     voxels = int((labels == 2).sum())
     expected_ml = voxels * np.prod(annotator.volume.spacing) / 1000
     assert chart.data[0].y == (pytest.approx(expected_ml),)
-    sent = call(annotator.statistics_download, "ann-statistics-csv.n_clicks", 1, state, case)
+    sent = panels.statistics_download(annotator.context, state, case)
     header, row = sent["content"].splitlines()
     assert sent["filename"] == "small_statistics.csv"
     assert header.startswith("label,voxels,volume_mm3,volume_ml,superpixels,mean_small")
     assert row.startswith(f"2,{voxels},")
-    assert annotator.statistics_view(state, False, case) == (False, dash.no_update, dash.no_update)
+    assert panels.statistics_view(annotator.context, state, False, case) == (
+        False,
+        dash.no_update,
+        dash.no_update,
+    )
 
 
 @pytest.mark.parametrize("request_", [None, [], ["3"], [10_000], [-1], [True], "x"], ids=str)
 def test_malformed_stale_requests_are_ignored(annotator, request_):
     with pytest.raises(dash.exceptions.PreventUpdate):
-        annotator._stale_callback(0)(request_, None, None, session(annotator))
+        overlays.stale_slice_callback(annotator.context, 0)(
+            request_, None, None, session(annotator)
+        )
 
 
 def test_superpixel_ids_of_a_slice_carry_their_coarse_regions(annotator):
     case = annotator.initial_case
-    result = annotator._ids_callback(0)([2, case.key], session(annotator))
+    superpixel_ids = overlays.superpixel_ids_callback(annotator.context, 0)
+    result = superpixel_ids([2, case.key], session(annotator))
     expected = np.unique(case.superpixels.labels[2])
     assert result["index"] == 2 and result["ids"] == expected[expected > 0].tolist()
     coarse = case.superpixels.coarse
@@ -426,7 +439,7 @@ def test_superpixel_ids_of_a_slice_carry_their_coarse_regions(annotator):
     assert result["coarse"] == list(expected_coarse)
     for request in ([2, "another-key"], [10_000, case.key], ["2", case.key], None, [2]):
         with pytest.raises(dash.exceptions.PreventUpdate):
-            annotator._ids_callback(0)(request, session(annotator))
+            superpixel_ids(request, session(annotator))
 
 
 def upload_url(content: bytes) -> str:
@@ -438,21 +451,27 @@ def open_scan(
     contents=None,
     filenames=None,
     *,
-    trigger="ann-upload.contents",
+    trigger="upload",
     size="4.5",
     saved=None,
     case=None,
+    context=None,
 ):
-    return call(
-        annotator.open_scan,
-        trigger,
+    """Call the open-scan callback as after a change of ``trigger`` (``"upload"``,
+    ``"size"`` or ``"saved"``)."""
+    context = context or annotator.context
+    return scans.open_scan(
+        context,
         lambda progress: None,
-        contents=contents,
-        size=size,
-        saved=saved,
-        filenames=filenames,
-        state=None,
-        case=case or session(annotator),
+        context.ids[trigger],
+        {
+            "contents": contents,
+            "size": size,
+            "saved": saved,
+            "filenames": filenames,
+            "state": None,
+            "case": case or session(annotator),
+        },
     )
 
 
@@ -478,11 +497,19 @@ def test_uploaded_scan_opens_as_a_new_case(annotator, tmp_path):
     ids=["empty", "random", "not-url", "too-big", "none"],
 )
 def test_bad_upload_says_why_and_keeps_the_case(annotator, contents, names, problem):
-    annotator.limits = dataclasses.replace(annotator.limits, max_bytes=1500)
-    result = open_scan(annotator, contents, names)
+    limited = dataclasses.replace(annotator.context, limits=Limits(max_bytes=1500))
+    result = open_scan(annotator, contents, names, context=limited)
     assert result["case"] is dash.no_update
     assert problem in result["message"] and result["message_color"] == "warning"
     assert "\n" not in result["message"]
+
+
+def test_uploads_read_as_modalities_of_one_scan(annotator, tmp_path):
+    shapes = {"flair.nii.gz": (12, 14, 16), "t1c.nii.gz": (12, 14, 16)}
+    volumes = scans.read_uploads(annotator.context, uploaded_scans(tmp_path, shapes), list(shapes))
+    assert [volume.name for volume in volumes] == ["flair", "t1c"]
+    assert volumes[0].data.shape == volumes[1].data.shape
+    assert sorted(volumes[0].data.shape) == [12, 14, 16]
 
 
 def uploaded_scans(tmp_path, shapes: dict) -> list[str]:
@@ -510,18 +537,35 @@ def test_two_uploaded_modalities_open_one_case_with_both(annotator, tmp_path):
 
 
 def test_new_size_maps_the_annotation_and_the_saved_size_restores_it(annotator):
-    chosen = open_scan(annotator, trigger="ann-size.value", size="3.5")
+    chosen = open_scan(annotator, trigger="size", size="3.5")
     assert chosen["message"].startswith("Superpixels recomputed")
     assert chosen["case"]["size"] == "3.5" and chosen["case"]["restore"] is False
     assert chosen["case"]["previous"] == session(annotator)
     # A page load asks for the size chosen last: the browser's annotation for it wins.
-    restored = open_scan(annotator, trigger="ann-saved.data", saved={"size": "3.5"})
+    restored = open_scan(annotator, trigger="saved", saved={"size": "3.5"})
     assert restored["case"]["key"] == chosen["case"]["key"]
     assert restored["case"]["restore"] is True and restored["case"]["previous"] is None
     assert restored["message"] is dash.no_update
     # The menu follows the case: no work.
-    followed = open_scan(annotator, trigger="ann-size.value", size="3.5", case=chosen["case"])
+    followed = open_scan(annotator, trigger="size", size="3.5", case=chosen["case"])
     assert followed["case"] is dash.no_update and followed["message"] is dash.no_update
+
+
+def test_undo_with_nothing_left_goes_back_to_the_previous_superpixels(annotator):
+    chosen = open_scan(annotator, trigger="size", size="3.5")["case"]
+    result = edit(annotator, chosen["state"], button="undo", case=chosen)
+    assert result["case"] == chosen["previous"] == session(annotator)
+    assert result["state"] is dash.no_update and result["slices"] == [dash.no_update] * 3
+    # With a step to undo, undo undoes it and the case stays.
+    new = annotator.case_of(chosen)
+    geometry = view_geometry(new.volume.spacing, 0)
+    path = f"M{7 * geometry['dx']},{7 * geometry['dy']}"
+    state = edit(annotator, chosen["state"], axis=0, path=path, case=chosen)["state"]
+    undone = edit(annotator, state, button="undo", case=chosen)
+    assert undone["case"] is dash.no_update and undone["state"] is not dash.no_update
+    # Without a previous case, undo with nothing left changes nothing.
+    nothing = edit(annotator, None, button="undo")
+    assert nothing["case"] is dash.no_update and nothing["state"] is dash.no_update
 
 
 def test_a_page_load_returns_to_the_scan_this_browser_showed_last(annotator, small_case, tmp_path):
@@ -533,7 +577,7 @@ def test_a_page_load_returns_to_the_scan_this_browser_showed_last(annotator, sma
         dash.Dash(__name__), volume, id="ann", superpixels=superpixels, cache_dir=tmp_path
     )
     saved = {"case": uploaded["case"]["key"], "size": "3.5"}
-    restored = open_scan(other, trigger="ann-saved.data", saved=saved)
+    restored = open_scan(other, trigger="saved", saved=saved)
     assert restored["case"]["key"] == uploaded["case"]["key"]  # the case wins over the size
     assert restored["case"]["restore"] is True and not restored["case"]["initial"]
     assert other.case_of(restored["case"]).volume.name == "mine"
@@ -541,11 +585,11 @@ def test_a_page_load_returns_to_the_scan_this_browser_showed_last(annotator, sma
 
 
 def test_a_saved_scan_gone_from_the_server_is_said_and_the_scan_shown_stays(annotator):
-    gone = open_scan(annotator, trigger="ann-saved.data", saved={"case": "0" * 32})
+    gone = open_scan(annotator, trigger="saved", saved={"case": "0" * 32})
     assert gone["message"] == CASE_GONE and gone["message_color"] == "warning"
     assert gone["case"] is dash.no_update
     # The saved size still counts: the scan shown opens at that size.
-    sized = open_scan(annotator, trigger="ann-saved.data", saved={"case": "0" * 32, "size": "3.5"})
+    sized = open_scan(annotator, trigger="saved", saved={"case": "0" * 32, "size": "3.5"})
     assert sized["message"] == CASE_GONE
     assert sized["case"]["size"] == "3.5" and sized["case"]["restore"] is True
     shown = annotator.case_of(sized["case"]).volume
@@ -557,12 +601,33 @@ def test_a_saved_scan_gone_from_the_server_is_said_and_the_scan_shown_stays(anno
     [None, "0" * 32, {"case": "../../etc/passwd"}, {"case": 5}, {"case": "A" * 32}, {"size": "x"}],
 )
 def test_malformed_saved_values_are_ignored(annotator, saved):
-    result = open_scan(annotator, trigger="ann-saved.data", saved=saved)
+    result = open_scan(annotator, trigger="saved", saved=saved)
     assert all(value is dash.no_update for value in result.values())
 
 
 def test_a_scan_gone_from_the_server_says_to_open_it_again(annotator):
     gone = {**session(annotator), "key": "0" * 32}
-    result = open_scan(annotator, trigger="ann-size.value", size="3.5", case=gone)
+    result = open_scan(annotator, trigger="size", size="3.5", case=gone)
     assert result["message"] == CASE_GONE and result["case"] is dash.no_update
     assert edit(annotator, None, button="undo", case=gone)["message"] == CASE_GONE
+    sent, message, is_open = panels.download(annotator.context, None, gone)
+    assert sent is dash.no_update and message == CASE_GONE and is_open
+
+
+def test_views_follow_the_case_and_the_modality(annotator, tmp_path):
+    shapes = {"flair.nii.gz": (12, 14, 16), "t1c.nii.gz": (12, 14, 16)}
+    opened = open_scan(annotator, uploaded_scans(tmp_path, shapes), list(shapes))["case"]
+    ids, slicers = annotator.ids, annotator.slicers
+    shown = scans.show_case(annotator.context, slicers, ids["case"], opened, 1)
+    shape = annotator.case_of(opened).shape
+    assert shown["slider_max"] == [n - 1 for n in shape]
+    assert shown["slider_value"] == [n // 2 for n in shape]
+    assert shown["modality"] == 0 and shown["name"] == "flair"  # a new case opens on the first
+    assert shown["preview"] is None and shown["fill_bar"] is False
+    switched = scans.show_case(annotator.context, slicers, ids["modality"], opened, 1)
+    assert switched["modality"] == 1 and switched["slider_value"] == [dash.no_update] * 3
+    assert switched["preview"] is dash.no_update
+    invalid = scans.show_case(annotator.context, slicers, ids["modality"], opened, 7)
+    assert invalid["modality"] == 0
+    with pytest.raises(dash.exceptions.PreventUpdate):
+        scans.show_case(annotator.context, slicers, ids["case"], {"key": "0" * 32}, 0)

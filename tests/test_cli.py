@@ -8,9 +8,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from superpixel_annotator.serve import startup
 from superpixel_annotator.core.cache import CACHE_LIMIT_VARIABLE
 from superpixel_annotator.core.image_files import DEFAULT_LIMITS, Limits
+from superpixel_annotator.serve import startup
 from superpixel_annotator.serve.cli import build_parser, main
 
 

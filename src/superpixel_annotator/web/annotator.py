@@ -88,18 +88,16 @@ class VolumeAnnotator:
         volumes = [volume] if isinstance(volume, Volume) else list(volume)
         check_modalities(volumes)
         cache_limit_bytes()  # a malformed limit stops the start, not the first upload
-        self.cache_dir = cache_directory(cache_dir)
-        self.limits = limits or Limits()
-        self.initial_case = open_case(volumes, self.cache_dir, superpixels)
-        self.cases = CaseStore(self.cache_dir, pinned=[self.initial_case])
-        self.labels = tuple(labels)
+        cache_dir = cache_directory(cache_dir)
+        self.initial_case = open_case(volumes, cache_dir, superpixels)
+        cases = CaseStore(cache_dir, pinned=[self.initial_case])
         self.context = AnnotatorContext(
             ids=self.ids,
-            cases=self.cases,
-            cache_dir=self.cache_dir,
-            labels=self.labels,
-            limits=self.limits,
-            segmentations=Segmentations(self.cases),
+            cases=cases,
+            cache_dir=cache_dir,
+            labels=tuple(labels),
+            limits=limits or Limits(),
+            segmentations=Segmentations(cases),
         )
         register_scripts()
         session = (self.ids["case"], self.ids["modality"])
@@ -120,6 +118,21 @@ class VolumeAnnotator:
         overlays.register(app, self.context, self.slicers)
         panels.register(app, self.context)
         browser.register(app, self.ids, self.slicers)
+
+    @property
+    def labels(self) -> tuple[LabelClass, ...]:
+        """The label palette."""
+        return self.context.labels
+
+    @property
+    def limits(self) -> Limits:
+        """The largest upload accepted."""
+        return self.context.limits
+
+    @property
+    def cache_dir(self) -> Path:
+        """Where superpixels and opened scans are cached."""
+        return self.context.cache_dir
 
     @property
     def volume(self) -> Volume:

@@ -53,13 +53,13 @@ def register(app: dash.Dash, context: AnnotatorContext, slicers: Sequence[Sessio
             State(ids.view("boundary-slice", axis), "data"),
             case,
             prevent_initial_call=True,
-        )(_boundaries(context, axis))
+        )(boundary_callback(context, axis))
         app.callback(
             Output(ids.view("ids", axis), "data"),
             Input(ids.view("ids-request", axis), "data"),
             case,
             prevent_initial_call=True,
-        )(_superpixel_ids(context, axis))
+        )(superpixel_ids_callback(context, axis))
         app.callback(
             Output(ids.view("annotation-slices", axis), "data", allow_duplicate=True),
             Input(ids.view("stale-request", axis), "data"),
@@ -67,10 +67,10 @@ def register(app: dash.Dash, context: AnnotatorContext, slicers: Sequence[Sessio
             State(ids["fill-preview"], "data"),
             case,
             prevent_initial_call=True,
-        )(_stale_slice(context, axis))
+        )(stale_slice_callback(context, axis))
 
 
-def _stale_slice(context: AnnotatorContext, axis: int):
+def stale_slice_callback(context: AnnotatorContext, axis: int):
     def render_stale(request, state, preview, case_data) -> dash.Patch:
         """The overlay of the stale slice a view asks for."""
         session = context.edit_session(case_data, state, preview)
@@ -87,7 +87,7 @@ def _stale_slice(context: AnnotatorContext, axis: int):
     return render_stale
 
 
-def _superpixel_ids(context: AnnotatorContext, axis: int):
+def superpixel_ids_callback(context: AnnotatorContext, axis: int):
     def superpixel_ids(request, case_data) -> dict:
         """The superpixel ids of a slice, and the coarse region of each id present."""
         if not isinstance(request, list) or len(request) != 2:
@@ -111,7 +111,7 @@ def _superpixel_ids(context: AnnotatorContext, axis: int):
     return superpixel_ids
 
 
-def _boundaries(context: AnnotatorContext, axis: int):
+def boundary_callback(context: AnnotatorContext, axis: int):
     def boundary_slice(state, show, current, case_data) -> dict:
         """The superpixel borders of the slice a view moved to, while they are shown."""
         if not show or not isinstance(state, dict):
