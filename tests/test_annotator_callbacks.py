@@ -631,3 +631,44 @@ def test_views_follow_the_case_and_the_modality(annotator, tmp_path):
     assert invalid["modality"] == 0
     with pytest.raises(dash.exceptions.PreventUpdate):
         scans.show_case(annotator.context, slicers, ids["case"], {"key": "0" * 32}, 0)
+
+
+# The component ids of an annotator with id "ann" in version 0.1.0: host apps may target
+# them, so every one of them stays.
+IDS_OF_0_1_0 = [
+    *(
+        f"ann-{name}"
+        for name in (
+            "annotation annotation-3d annotation-statistics case contrast download "
+            "download-button fill fill-accept fill-bar fill-discard fill-preview fill-text fine "
+            "help help-button label message modality name opacity open-segmentation progress "
+            "redo root saved shortcuts show-3d show-annotation show-boundaries show-statistics "
+            "size statistics statistics-chart statistics-csv statistics-download "
+            "statistics-table storage-prefix undo upload view-3d"
+        ).split()
+    ),
+    *(
+        f"ann-{name}-{axis}"
+        for name in (
+            "annotation-slices boundary-slice geometry ids ids-request stale-request stroke "
+            "stroke-config view"
+        ).split()
+        for axis in range(3)
+    ),
+]
+
+
+def layout_ids(component) -> set:
+    """The ids of a layout's components."""
+    found = {component.id} if isinstance(getattr(component, "id", None), str) else set()
+    children = getattr(component, "children", None)
+    for child in children if isinstance(children, (list, tuple)) else [children]:
+        if hasattr(child, "to_plotly_json"):
+            found |= layout_ids(child)
+    return found
+
+
+def test_the_component_ids_of_0_1_0_are_kept(annotator):
+    ids = layout_ids(annotator.layout)
+    assert [name for name in IDS_OF_0_1_0 if name not in ids] == []
+    assert set(annotator.ids.for_browser().values()) <= ids
