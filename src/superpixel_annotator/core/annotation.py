@@ -9,50 +9,41 @@ changes), so it can travel with the user's session; :meth:`Annotation.to_state` 
 
 from __future__ import annotations
 
-import base64
-import binascii
-import io
-import zlib
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Sequence
 
 import numpy as np
 
 from .autofill import DEFAULT_ENRICHMENT, grow_labels, superpixel_graph
+from .client_state import (
+    ERASED,
+    MAX_HISTORY,
+    AnnotationStateError,
+    Change,
+    read_state,
+    write_state,
+)
 from .geometry import polyline_voxels, section
 from .outlines import superpixel_segmentation
 from .palette import MAX_LABEL
 from .superpixels import Superpixels
 
+__all__ = [
+    "ERASED",
+    "LEVELS",
+    "MAX_HISTORY",
+    "Annotation",
+    "AnnotationStateError",
+    "Change",
+    "split_marks",
+]
 LEVELS = ("coarse", "fine")
-MAX_HISTORY = 200
-ERASED = -1
-"""The mark of a superpixel the user erased, in :meth:`Annotation.marked_labels`."""
 _VOTE_SLAB_VOXELS = 1 << 20
-
-
-class AnnotationStateError(ValueError):
-    """A serialized annotation state that does not fit these superpixels."""
 
 
 def split_marks(marks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The labels (uint8) and the erased superpixels (bool) of marked labels (see
     :meth:`Annotation.marked_labels`)."""
     return np.maximum(marks, 0).astype(np.uint8), marks == ERASED
-
-
-@dataclass(frozen=True)
-class Change:
-    """One undoable step: superpixels ``ids`` went from marked labels ``before`` to ``after``
-    (int16: a label, or :data:`ERASED`).
-
-    ``filled`` marks a step of :meth:`Annotation.autofill` rather than of the user.
-    """
-
-    ids: np.ndarray
-    before: np.ndarray
-    after: np.ndarray
-    filled: bool = False
 
 
 class Annotation:
@@ -364,98 +355,48 @@ class Annotation:
         return superpixel_segmentation(self.superpixels, self.superpixel_labels, self.erased)
 
     def to_state(self) -> str:
-        """Serialize labels, erased marks and history into a compact ASCII string."""
-        arrays = {"labels": self.superpixel_labels, "erased": self.erased}
-        for stack_name, stack in (("undo", self._undo), ("redo", self._redo)):
-            arrays[f"{stack_name}_sizes"] = np.array([c.ids.size for c in stack], np.int64)
-            arrays[f"{stack_name}_filled"] = np.array([c.filled for c in stack], bool)
-            for field in ("ids", "before", "after"):
-                parts = [getattr(c, field) for c in stack]
-                dtype = np.int32 if field == "ids" else np.int16
-                arrays[f"{stack_name}_{field}"] = np.concatenate(parts or [np.zeros(0)]).astype(
-                    dtype
-                )
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        return base64.b64encode(zlib.compress(buffer.getvalue(), 6)).decode("ascii")
+        """Serialize labels, erased marks and history into a compact ASCII string (see
+        :mod:`~superpixel_annotator.core.client_state`)."""
+        return write_state(self.superpixel_labels, self.erased, self._undo, self._redo)
 
     @classmethod
-    def from_state(cls, superpixels: Superpixels, state: str | None) -> Annotation:
+    def from_state(
+        cls,
+        superpixels: Superpixels,
+        state: str | None,
+        *,
+        labels: Collection[int] | None = None,
+    ) -> Annotation:
         """Rebuild an annotation from :meth:`to_state` output (``None`` gives an empty one).
+
+        The work is bounded by the superpixel count whatever ``state`` holds (see
+        :func:`~superpixel_annotator.core.client_state.read_state`).
+
+        Parameters
+        ----------
+        superpixels : Superpixels
+            The partition the state was written for.
+        state : str or None
+            The state, as the browser sent it.
+        labels : collection of int, optional
+            The label values the state may hold, such as a palette's (0, and erased marks in
+            the history, always may); by default 0 to ``MAX_LABEL``.
 
         Raises
         ------
         AnnotationStateError
-            If the string is not a state or does not fit ``superpixels``.
+            If the string is not a state, does not fit ``superpixels`` or holds labels not in
+            ``labels``.
         """
         annotation = cls(superpixels)
         if state is None:
             return annotation
-        try:
-            raw = zlib.decompress(base64.b64decode(state, validate=True))
-            with np.load(io.BytesIO(raw), allow_pickle=False) as arrays:
-                labels = arrays["labels"]
-                stacks = {
-                    name: _split_changes(arrays, name, superpixels.count)
-                    for name in ("undo", "redo")
-                }
-                erased = (
-                    arrays["erased"]
-                    if "erased" in arrays.files
-                    else _erased_by_history(stacks["undo"], labels.shape)
-                )
-        except (binascii.Error, zlib.error, ValueError, KeyError, OSError, TypeError) as error:
-            raise AnnotationStateError(f"not an annotation state ({error})") from None
-        shape = annotation.superpixel_labels.shape
-        if labels.dtype != np.uint8 or labels.shape != shape or erased.shape != shape:
-            raise AnnotationStateError("annotation state does not fit these superpixels")
-        annotation.superpixel_labels[:] = labels
+        read = read_state(state, superpixels.count, labels)
+        annotation.superpixel_labels[:] = read.labels
         annotation.superpixel_labels[0] = 0
-        annotation.erased[:] = erased.astype(bool) & (annotation.superpixel_labels == 0)
-        annotation._undo, annotation._redo = stacks["undo"], stacks["redo"]
+        annotation.erased[:] = read.erased & (annotation.superpixel_labels == 0)
+        annotation._undo, annotation._redo = read.undo, read.redo
         return annotation
-
-
-def _erased_by_history(undo: list[Change], shape: tuple[int]) -> np.ndarray:
-    """The erased superpixels of a state written before erased marks were kept: those the
-    user's last step touching them set to 0."""
-    erased = np.zeros(shape, bool)
-    for change in undo:
-        erased[change.ids] = (change.after == 0) & (not change.filled)
-    return erased
-
-
-def _split_changes(arrays, name: str, count: int) -> list[Change]:
-    sizes = arrays[f"{name}_sizes"]
-    ids, before, after = (arrays[f"{name}_{field}"] for field in ("ids", "before", "after"))
-    # States written before autofill existed have no "filled" flags: all steps were the user's.
-    filled_key = f"{name}_filled"
-    filled = arrays[filled_key] if filled_key in arrays.files else np.zeros(sizes.size, bool)
-    if (
-        sizes.sum() != ids.size
-        or not (ids.size == before.size == after.size)
-        or filled.shape != sizes.shape
-    ):
-        raise ValueError("history arrays disagree")
-    if ids.size and (ids.min() < 1 or ids.max() > count):
-        raise ValueError("history names superpixels that do not exist")
-    marks = np.concatenate([before, after])
-    if marks.size and (marks.min() < ERASED or marks.max() > MAX_LABEL):
-        raise ValueError("history holds labels out of range")
-    if not sizes.size:
-        return []
-    bounds = np.cumsum(sizes)[:-1]
-    return [
-        Change(i.astype(np.int64), b.astype(np.int16), a.astype(np.int16), bool(f))
-        for i, b, a, f in zip(
-            np.split(ids, bounds),
-            np.split(before, bounds),
-            np.split(after, bounds),
-            filled,
-            strict=True,
-        )
-        if i.size
-    ]
 
 
 def _majority_labels(superpixels: Superpixels, labels: np.ndarray) -> np.ndarray:

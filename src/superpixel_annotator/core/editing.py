@@ -17,13 +17,16 @@ import numpy as np
 
 from .annotation import Annotation, split_marks
 from .cases import Case, CaseStore, is_json_int
-from .geometry import other_axes, view_geometry, view_to_voxels
+from .geometry import other_axes, polyline_length, section, view_geometry, view_to_voxels
 from .image_files import Limits, VolumeError
 from .outlines import superpixel_segmentation
 from .palette import MAX_LABEL
 from .segmentation_io import read_segmentation_bytes
 
 MAX_STROKE_VERTICES = 5000
+MAX_STROKE_LENGTH_VOXELS = 20_000
+"""The longest stroke painted, in voxels along its path once clipped to the slice (over 80
+times across a 240-voxel slice): the work of a stroke is linear in its length."""
 PREVIEW_VALUE = 255
 """The palette index of what Fill proposes before the user accepts it."""
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
@@ -46,7 +49,9 @@ def parse_stroke_path(path: str) -> np.ndarray:
     return numbers.reshape(-1, 2)
 
 
-def proposal_arrays(preview, count: int) -> tuple[np.ndarray, np.ndarray]:
+def proposal_arrays(
+    preview, count: int, *, labels: Collection[int] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """The (ids, labels) of a Fill preview sent back by the browser; empty when there is none
     or it is malformed.
 
@@ -56,20 +61,25 @@ def proposal_arrays(preview, count: int) -> tuple[np.ndarray, np.ndarray]:
         ``{"ids": [...], "labels": [...]}`` as :meth:`EditSession.propose_fill` made it.
     count : int
         The number of superpixels of the case.
+    labels : collection of int, optional
+        The palette's label values: a preview with others is dropped (0 is always allowed).
+        By default 0 to ``MAX_LABEL``.
     """
     if not isinstance(preview, dict):
         return _NO_PROPOSAL
     try:
         ids = np.asarray(preview.get("ids"), dtype=np.int64)
-        labels = np.asarray(preview.get("labels"), dtype=np.int64)
-    except (TypeError, ValueError):
+        values = np.asarray(preview.get("labels"), dtype=np.int64)
+    except (TypeError, ValueError, OverflowError):
         return _NO_PROPOSAL
-    valid = ids.ndim == 1 and ids.shape == labels.shape
+    valid = ids.ndim == 1 and ids.shape == values.shape
     if not valid or (ids.size and (ids.min() < 1 or ids.max() > count)):
         return _NO_PROPOSAL
-    if labels.size and (labels.min() < 0 or labels.max() > MAX_LABEL):
+    if values.size and (values.min() < 0 or values.max() > MAX_LABEL):
         return _NO_PROPOSAL
-    return ids, labels.astype(np.uint8)
+    if labels is not None and not np.isin(values, [0, *labels]).all():
+        return _NO_PROPOSAL
+    return ids, values.astype(np.uint8)
 
 
 def shown_labels(annotation: Annotation, proposal: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
@@ -112,23 +122,24 @@ class EditSession:
     state : str or None
         The annotation state (see :meth:`Annotation.to_state`).
     label_values : collection of int
-        The palette's label values; 0 (the eraser) is always allowed.
+        The palette's label values; 0 (the eraser) is always allowed. A state or a preview
+        holding other labels is refused.
     preview : dict, optional
         The Fill proposal on screen, if any (see :func:`proposal_arrays`).
 
     Raises
     ------
     AnnotationStateError
-        When ``state`` does not fit the case's superpixels.
+        When ``state`` does not fit the case's superpixels or holds labels not in the palette.
     """
 
     def __init__(
         self, case: Case, state: str | None, label_values: Collection[int], preview=None
     ) -> None:
         self.case = case
-        self.annotation = Annotation.from_state(case.superpixels, state)
         self.label_values = frozenset(label_values)
-        self.proposal = proposal_arrays(preview, case.superpixels.count)
+        self.annotation = Annotation.from_state(case.superpixels, state, labels=self.label_values)
+        self.proposal = proposal_arrays(preview, case.superpixels.count, labels=self.label_values)
         self.shown_before = shown_labels(self.annotation, self.proposal)
 
     def stroke(self, axis: int, index, path, label, level: str = "coarse") -> np.ndarray:
@@ -152,7 +163,9 @@ class EditSession:
         Raises
         ------
         ValueError
-            When the label, slice or path is not usable; the message says which.
+            When the label, slice or path is not usable, such as a path of more than
+            :data:`MAX_STROKE_VERTICES` vertices or longer than
+            :data:`MAX_STROKE_LENGTH_VOXELS`; the message says which.
         """
         if not is_json_int(label) or label not in {0} | self.label_values:
             raise ValueError(f"unknown label {label!r}")
@@ -162,6 +175,9 @@ class EditSession:
         if len(xy) > MAX_STROKE_VERTICES:
             raise ValueError("stroke has too many points")
         points = view_to_voxels(xy, view_geometry(self.case.volume.spacing, axis))
+        shape = section(self.case.superpixels.labels, axis, index).shape
+        if polyline_length(points, shape) > MAX_STROKE_LENGTH_VOXELS:
+            raise ValueError("stroke is too long")
         return self.annotation.paint(axis, index, points, label, level)
 
     def propose_fill(self) -> FillProposal | None:
@@ -206,7 +222,13 @@ class EditSession:
             When the file is unusable, not on the scan's grid, or holds labels outside the
             palette; one line naming the file.
         """
-        segmentation = read_segmentation_bytes(content, filename, self.case.volume, limits=limits)
+        segmentation = read_segmentation_bytes(
+            content,
+            filename,
+            self.case.volume,
+            limits=limits,
+            max_marks=self.case.superpixels.count + 1,
+        )
         labels = segmentation.labels
         unknown = sorted(set(np.unique(labels).tolist()) - {0} - self.label_values)
         if unknown:

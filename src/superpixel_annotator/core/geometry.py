@@ -61,8 +61,25 @@ def view_to_voxels(xy: np.ndarray, geometry: dict) -> np.ndarray:
     return np.column_stack([rows, cols])
 
 
+def clip_to_slice(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Points as an (n, 2) float array of (row, col), those outside a slice of ``shape``
+    moved to its border."""
+    upper = np.asarray(shape) - 1
+    return np.clip(np.asarray(points, dtype=np.float64).reshape(-1, 2), 0, upper)
+
+
+def polyline_length(points: np.ndarray, shape: tuple[int, int]) -> float:
+    """The length in voxels of a polyline of (row, col) vertices once clipped to a slice of
+    ``shape`` (see :func:`clip_to_slice`)."""
+    steps = np.diff(clip_to_slice(points, shape), axis=0)
+    return float(np.hypot(steps[:, 0], steps[:, 1]).sum())
+
+
 def polyline_voxels(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """The (row, col) voxels of a 2D image that a polyline passes through.
+
+    The work is linear in the polyline's length once clipped (see :func:`polyline_length`)
+    plus its number of vertices.
 
     Parameters
     ----------
@@ -76,16 +93,19 @@ def polyline_voxels(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     -------
     ndarray of int, shape (m, 2)
         Unique voxel coordinates along the polyline, sampled :data:`SAMPLES_PER_VOXEL` times
-        per voxel.
+        per voxel, sorted by row then column.
     """
-    upper = np.asarray(shape) - 1
-    points = np.clip(np.asarray(points, dtype=np.float64).reshape(-1, 2), 0, upper)
-    samples = [points[:1]]
-    for start, stop in zip(points[:-1], points[1:], strict=True):
-        steps = max(1, int(np.ceil(np.abs(stop - start).max() * SAMPLES_PER_VOXEL)))
-        fractions = np.arange(1, steps + 1)[:, None] / steps
-        samples.append(start + fractions * (stop - start))
-    return np.unique(np.rint(np.concatenate(samples)).astype(np.int64), axis=0)
+    points = clip_to_slice(points, shape)
+    deltas = np.diff(points, axis=0)
+    steps = np.ceil(np.abs(deltas).max(axis=1) * SAMPLES_PER_VOXEL).astype(np.int64)
+    steps = np.maximum(steps, 1)
+    segment = np.repeat(np.arange(steps.size), steps)
+    first = np.repeat(np.cumsum(steps) - steps, steps)
+    fractions = (np.arange(segment.size) - first + 1) / steps[segment]
+    samples = points[segment] + fractions[:, None] * deltas[segment]
+    rows, cols = np.rint(np.concatenate([points[:1], samples])).astype(np.int64).T
+    width = int(shape[1])
+    return np.column_stack(np.divmod(np.unique(rows * width + cols), width))
 
 
 def bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
