@@ -1,4 +1,6 @@
 import dataclasses
+import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -400,3 +402,24 @@ def test_brats_whole_tumour_is_achievable():
     labelled = result.labels > 0
     assert labelled[brain].all() and (labelled & ~brain).sum() < 100  # only filled holes
     assert achievable_segmentation_accuracy(result.labels, truth) >= 0.91
+
+
+def cache_name_of_0_1_0(volume: Volume, params: dict) -> str:
+    """The superpixel file name version 0.1.0 gave a single-modality scan."""
+    key = json.dumps([4, {**sp.DEFAULT_PARAMS, **params}, []], sort_keys=True).encode()
+    return f"{volume.content_hash}-{hashlib.sha256(key).hexdigest()[:16]}.npz"
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (3.0, 1.5, 1.5), (2.0, 2.0, 2.0)])
+def test_cache_files_of_earlier_versions_are_still_read(tmp_path, spacing):
+    volume, _, _ = skull_stripped()
+    volume = dataclasses.replace(volume, spacing=spacing)
+    load_or_compute_superpixels(volume, tmp_path)
+    assert [path.name for path in tmp_path.iterdir()] == [cache_name_of_0_1_0(volume, {})]
+
+
+def test_scans_of_coarse_voxels_get_a_cache_file_of_their_own(tmp_path):
+    volume, _, _ = skull_stripped()
+    volume = dataclasses.replace(volume, spacing=(5.0, 5.0, 5.0))
+    load_or_compute_superpixels(volume, tmp_path)
+    assert [path.name for path in tmp_path.iterdir()] != [cache_name_of_0_1_0(volume, {})]

@@ -7,9 +7,12 @@ import math
 import os
 import re
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from .npz import ArchiveError, read_member
 
 CACHE_VARIABLE = "SUPERPIXEL_ANNOTATOR_CACHE"
 
@@ -124,7 +127,8 @@ def trim_cache(cache_dir: Path, keep: Path) -> list[Path]:
 
 def write_npz_atomically(path: Path, arrays: dict, save=np.savez) -> None:
     """Write ``arrays`` with ``save`` (``np.savez`` or ``np.savez_compressed``) to a temporary
-    file beside ``path``, then rename it, so readers never see a partial file.
+    file beside ``path``, flush it to disk, then rename it, so that readers never see a partial
+    file, even after a power failure.
 
     Raises
     ------
@@ -136,6 +140,91 @@ def write_npz_atomically(path: Path, arrays: dict, save=np.savez) -> None:
     try:
         with os.fdopen(descriptor, "wb") as file:
             save(file, **arrays)
+            file.flush()
+            os.fsync(file.fileno())
         os.replace(temporary, path)
     finally:
         Path(temporary).unlink(missing_ok=True)
+    _sync_directory(path.parent)
+
+
+def _sync_directory(directory: Path) -> None:
+    """Flush a rename in ``directory`` to disk, where the system can (not on Windows)."""
+    try:
+        descriptor = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+class CacheFileError(ValueError):
+    """A cache file that is damaged or not as this version writes it."""
+
+
+class CacheArchive:
+    """A ``.npz`` file of the cache opened to read arrays of bounded size.
+
+    Each array's size is checked against a bound from its zip entry and its ``.npy`` header
+    before it is read, so that a damaged or forged file costs no more than the bound.
+
+    Parameters
+    ----------
+    path : Path
+        The file.
+
+    Raises
+    ------
+    FileNotFoundError
+        When there is no file at ``path``.
+    CacheFileError
+        When it is not a zip file.
+    """
+
+    def __init__(self, path: Path) -> None:
+        try:
+            self._zip = zipfile.ZipFile(path)
+        except FileNotFoundError:
+            raise
+        except (OSError, zipfile.BadZipFile, ValueError, EOFError) as error:
+            raise CacheFileError(f"{path}: {error}") from None
+        self._path = path
+
+    def __enter__(self) -> CacheArchive:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._zip.close()
+
+    def array(self, name: str, max_bytes: int, *, stored: bool = False) -> np.ndarray:
+        """The array saved as ``name``, refused when its data would exceed ``max_bytes``.
+
+        Parameters
+        ----------
+        name : str
+            The keyword it was saved with by ``np.savez``.
+        max_bytes : int
+            The most bytes its data may take.
+        stored : bool
+            Whether it must be stored uncompressed (as ``np.savez`` writes), so that it is no
+            larger than the file.
+
+        Returns
+        -------
+        ndarray
+
+        Raises
+        ------
+        CacheFileError
+            When it is missing, too large, or unreadable.
+        """
+        try:
+            return read_member(
+                self._zip, self._zip.getinfo(f"{name}.npy"), max_bytes, stored=stored
+            )
+        except (KeyError, ArchiveError) as error:
+            raise CacheFileError(f"{self._path}: {name}: {error}") from None

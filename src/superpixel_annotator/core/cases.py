@@ -21,14 +21,28 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+from nibabel import orientations
 
-from .cache import cache_directory, mark_cache_file_used, trim_cache, write_npz_atomically
+from .cache import (
+    CacheArchive,
+    CacheFileError,
+    cache_directory,
+    mark_cache_file_used,
+    trim_cache,
+    write_npz_atomically,
+)
+from .image_files import DEFAULT_LIMITS
 from .meshes import outline_mesh
 from .superpixels import Superpixels, complete_params, load_or_compute_superpixels
 from .volume import Volume
 
 # Cases held in memory per process; a 240x240x155 case takes about 70 MB.
 MAX_CASES_IN_MEMORY = 4
+# The most bytes of the small arrays of a case file; a modality's intensities are bounded by
+# the largest image accepted (DEFAULT_LIMITS), as float32.
+_MAX_NAMES_BYTES = 2**20
+_MAX_GEOMETRY_BYTES = 2**10
+_MAX_PARAMS_BYTES = 2**16
 
 
 class CaseNotFoundError(KeyError):
@@ -231,23 +245,79 @@ def _keep_on_disk(cache_dir: Path, case: Case) -> None:
 
 
 def _read_case(cache_dir: Path, key: str) -> Case:
+    """The case ``key`` from its file in the cache; a damaged file is removed and counts as
+    missing, so that the case is written again when opened again."""
     if not is_case_key(key):
         raise CaseNotFoundError(key)
+    path = _volumes_path(cache_dir, key)
     try:
-        stored = np.load(_volumes_path(cache_dir, key), allow_pickle=False)
+        volumes, params = _read_case_file(path)
+        if case_key(volumes, params) != key:
+            raise CacheFileError(f"{path}: holds another case")
     except FileNotFoundError:  # never written here, or removed by the cache's bound
         raise CaseNotFoundError(key) from None
-    with stored:
-        names = [str(name) for name in stored["names"]]
-        volumes = tuple(
-            Volume(
-                data=stored[f"data{index}"],
-                spacing=tuple(float(s) for s in stored["spacing"]),
-                affine=stored["affine"],
-                source_ornt=stored["source_ornt"],
-                name=name,
-            )
-            for index, name in enumerate(names)
-        )
-        params = json.loads(str(stored["params"]))
+    except CacheFileError:  # truncated, foreign or forged
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise CaseNotFoundError(key) from None
     return open_case(volumes, cache_dir, **params)
+
+
+def _read_case_file(path: Path) -> tuple[tuple[Volume, ...], dict]:
+    """The modalities and superpixel parameters in a case file, checked to be as
+    :func:`_keep_on_disk` writes them.
+
+    Raises
+    ------
+    FileNotFoundError
+        When there is no file.
+    CacheFileError
+        When it is damaged or not a case file.
+    """
+    with CacheArchive(path) as stored:
+        names = stored.array("names", _MAX_NAMES_BYTES, stored=True)
+        spacing = stored.array("spacing", _MAX_GEOMETRY_BYTES, stored=True)
+        affine = stored.array("affine", _MAX_GEOMETRY_BYTES, stored=True)
+        source_ornt = stored.array("source_ornt", _MAX_GEOMETRY_BYTES, stored=True)
+        params = stored.array("params", _MAX_PARAMS_BYTES, stored=True)
+        fitting = (
+            names.ndim == 1
+            and names.size > 0
+            and names.dtype.kind == "U"
+            and spacing.shape == (3,)
+            and affine.shape == (4, 4)
+            and np.isfinite(affine).all()
+            and source_ornt.shape == (3, 2)
+            and np.array_equal(source_ornt, orientations.io_orientation(affine))
+            and params.shape == ()
+            and params.dtype.kind == "U"
+        )
+        if not fitting:
+            raise CacheFileError(f"{path}: not a case file")
+        max_bytes = DEFAULT_LIMITS.max_voxels * np.dtype(np.float32).itemsize
+        data = [stored.array(f"data{i}", max_bytes, stored=True) for i in range(len(names))]
+    shape = data[0].shape
+    if len(shape) != 3 or not all(_is_intensities(array, shape) for array in data):
+        raise CacheFileError(f"{path}: not a case file")
+    try:
+        params = complete_params(json.loads(str(params)))
+    except (ValueError, TypeError):
+        raise CacheFileError(f"{path}: not a case file") from None
+    volumes = tuple(
+        Volume(
+            data=array,
+            spacing=tuple(float(s) for s in spacing),
+            affine=affine.astype(np.float64),
+            source_ornt=source_ornt,
+            name=str(name),
+        )
+        for array, name in zip(data, names, strict=True)
+    )
+    return volumes, params
+
+
+def _is_intensities(array: np.ndarray, shape: tuple[int, ...]) -> bool:
+    """Whether ``array`` is a modality's intensities as :class:`Volume` holds them."""
+    return array.dtype == np.float32 and array.shape == shape and array.flags.c_contiguous

@@ -11,6 +11,7 @@ import binascii
 import gzip
 import io
 import itertools
+import math
 import os
 import re
 from collections.abc import Sequence
@@ -30,7 +31,7 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _NIFTI1_MAGIC = (344, b"n+1\x00")
 _NIFTI2_MAGIC = (4, b"n+2\x00")
 _MGH_VERSION = b"\x00\x00\x00\x01"
-_HEADER_PEEK_BYTES = 348
+_HEADER_PEEK_BYTES = 540
 
 
 class VolumeError(ValueError):
@@ -51,13 +52,17 @@ class Limits:
         Largest file size in bytes (default 1 GB = 10**9 bytes).
     max_voxels : int
         Largest number of voxels of the 3D volume shown (default 2**27, about 134 M).
+    max_header_bytes : int
+        Largest NIfTI header with its extensions, which are read whole, in bytes (default
+        2**26 = 64 MB; the superpixel marks of an image of ``max_voxels`` take at most 13 MB).
     """
 
     max_bytes: int = 1_000_000_000
     max_voxels: int = 2**27
+    max_header_bytes: int = 2**26
 
     def __post_init__(self) -> None:
-        if self.max_bytes < 1 or self.max_voxels < 1:
+        if min(self.max_bytes, self.max_voxels, self.max_header_bytes) < 1:
             raise ValueError(f"limits must be positive, got {self}")
 
     def check_size(self, size: int, filename: str) -> None:
@@ -82,7 +87,7 @@ class Limits:
         VolumeError
             Naming the shape, its voxel count and the limit.
         """
-        voxels = int(np.prod(shape, dtype=np.int64))
+        voxels = math.prod(int(length) for length in shape)
         if voxels > self.max_voxels:
             raise VolumeError(
                 f"{filename}: {'x'.join(map(str, shape))} = {voxels:,} voxels is over "
@@ -130,12 +135,31 @@ def open_image_bytes(content: bytes, filename: str, limits: Limits) -> tuple[Spa
         head = stream.read(_HEADER_PEEK_BYTES)
         stream.seek(0)
         image_class = _image_class(head)
-        image = image_class.from_stream(stream) if image_class else None
+        header_bytes = _nifti_header_bytes(head, image_class)
     except Exception as error:  # gzip, zlib and nibabel raise many types for bad content
         raise VolumeError(f"{filename}: not a readable image ({_reason(error)})") from None
-    if image is None:
+    if image_class is None:
         raise VolumeError(f"{filename}: not a readable image (not NIfTI-1, NIfTI-2 or MGH)")
+    if not header_bytes <= limits.max_header_bytes:
+        raise VolumeError(
+            f"{filename}: the header and its extensions take {file_size(header_bytes)}, over "
+            f"the limit of {file_size(limits.max_header_bytes)}"
+        )
+    try:
+        image = image_class.from_stream(stream)
+    except Exception as error:
+        raise VolumeError(f"{filename}: not a readable image ({_reason(error)})") from None
     return image, filename
+
+
+def _nifti_header_bytes(head: bytes, image_class: type[SpatialImage] | None) -> float:
+    """The bytes before a NIfTI file's voxels, its header and extensions, from the start of
+    the file; 0 for other formats."""
+    if image_class not in (nib.Nifti1Image, nib.Nifti2Image):
+        return 0
+    header_class = image_class.header_class
+    header = header_class(head[: header_class.template_dtype.itemsize], check=False)
+    return float(header["vox_offset"])
 
 
 def _image_class(head: bytes) -> type[SpatialImage] | None:

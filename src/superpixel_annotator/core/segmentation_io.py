@@ -35,6 +35,9 @@ from .volume import Volume
 
 _MARKS_TAG = b"superpixel-annotator superpixel marks, int16, zlib, base64\n"
 _COMMENT_EXTENSION = 6
+# zlib's wrapper and block headers: compressed data is at most this much, and 1 %, larger
+# than the data.
+_ZLIB_OVERHEAD_BYTES = 64
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,7 +57,11 @@ class Segmentation:
 
 
 def read_segmentation(
-    path: str | os.PathLike, volume: Volume, *, limits: Limits = DEFAULT_LIMITS
+    path: str | os.PathLike,
+    volume: Volume,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+    max_marks: int | None = None,
 ) -> Segmentation:
     """Read a label map drawn on ``volume`` (for instance one :func:`save_segmentation` wrote).
 
@@ -66,6 +73,11 @@ def read_segmentation(
         The scan the labels belong to.
     limits : Limits
         The largest file accepted.
+    max_marks : int, optional
+        The most superpixel marks expected: the superpixel count + 1 (see
+        :meth:`~superpixel_annotator.core.annotation.Annotation.marked_labels`); default: the
+        volume's voxel count + 1. More marks than that count as none, and are never
+        decompressed beyond it.
 
     Returns
     -------
@@ -79,18 +91,25 @@ def read_segmentation(
         integers from 0 to :data:`MAX_LABEL`; one line naming the file.
     """
     image, filename = open_image_path(path, limits)
-    return Segmentation(_labels_from_image(image, filename, volume), _superpixel_marks(image))
+    labels = _labels_from_image(image, filename, volume)
+    return Segmentation(labels, _superpixel_marks(image, _marks_cap(max_marks, volume)))
 
 
 def read_segmentation_bytes(
-    content: bytes, filename: str, volume: Volume, *, limits: Limits = DEFAULT_LIMITS
+    content: bytes,
+    filename: str,
+    volume: Volume,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+    max_marks: int | None = None,
 ) -> Segmentation:
     """Read a label map held in memory, such as an upload; see :func:`read_segmentation`.
 
     ``content`` and ``filename`` are as for :func:`read_volume_bytes`.
     """
     image, filename = open_image_bytes(content, filename, limits)
-    return Segmentation(_labels_from_image(image, filename, volume), _superpixel_marks(image))
+    labels = _labels_from_image(image, filename, volume)
+    return Segmentation(labels, _superpixel_marks(image, _marks_cap(max_marks, volume)))
 
 
 def save_segmentation(
@@ -130,9 +149,14 @@ def save_segmentation(
     nib.save(image, os.fspath(path))
 
 
-def _superpixel_marks(image: SpatialImage) -> np.ndarray | None:
+def _marks_cap(max_marks: int | None, volume: Volume) -> int:
+    """The most marks to read: ``max_marks``, else one per voxel and one for id 0."""
+    return volume.data.size + 1 if max_marks is None else max(int(max_marks), 0)
+
+
+def _superpixel_marks(image: SpatialImage, max_marks: int) -> np.ndarray | None:
     """The superpixel marks :func:`save_segmentation` stored in ``image``; None when there are
-    none or they cannot be decoded."""
+    none, more than ``max_marks``, or they cannot be decoded."""
     contents = [
         extension.get_content()
         for extension in getattr(image.header, "extensions", ())
@@ -141,11 +165,18 @@ def _superpixel_marks(image: SpatialImage) -> np.ndarray | None:
     marked = [c for c in contents if isinstance(c, bytes) and c.startswith(_MARKS_TAG)]
     if not marked:
         return None
+    encoded = marked[0][len(_MARKS_TAG) :]
+    max_raw = 2 * max_marks
+    if len(encoded) // 4 * 3 > max_raw + max_raw // 100 + _ZLIB_OVERHEAD_BYTES:
+        return None
+    decompressor = zlib.decompressobj()
     try:
-        raw = zlib.decompress(base64.b64decode(marked[0][len(_MARKS_TAG) :], validate=True))
+        raw = decompressor.decompress(base64.b64decode(encoded, validate=True), max_raw + 1)
     except (binascii.Error, zlib.error):
         return None
-    return None if len(raw) % 2 else np.frombuffer(raw, "<i2").astype(np.int16)
+    if len(raw) > max_raw or not decompressor.eof or len(raw) % 2:
+        return None
+    return np.frombuffer(raw, "<i2").astype(np.int16)
 
 
 def _labels_from_image(image: SpatialImage, filename: str, volume: Volume) -> np.ndarray:

@@ -3,11 +3,58 @@ eight closest centres, and connected supervoxels (see :func:`.superpixels.comput
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 
 # Supervoxel fragments smaller than this fraction of a grid cell are merged into a neighbour.
 MIN_FRAGMENT_FRACTION = 0.25
+MIN_SUPERPIXEL_VOXELS = 8
+"""The fewest voxels in a cell of the SLIC grid, whatever the voxel size (see
+:func:`grid_steps`)."""
+
+
+def grid_steps(spacing: tuple[float, float, float], size: float) -> list[float]:
+    """The SLIC grid's step along each axis, in voxels.
+
+    A step is ``size`` mm, at least 1 voxel. When a grid cell would then hold fewer than
+    :data:`MIN_SUPERPIXEL_VOXELS` voxels (voxels larger than about ``size / 2`` mm), every
+    step grows by the same factor until it holds that many. The grid then has at most about
+    voxels / 8 cells, and as SLIC may split a cell's cluster into pieces, of which those
+    under a quarter cell are merged, an image of coarse voxels has at most about voxels / 4
+    supervoxels (noise at 5 mm: one per 4 voxels of the head, against one per voxel without
+    the minimum). Scans whose cells already hold as many voxels are unchanged: 1 mm (4.5
+    voxels per step at the default size of 4.5 mm), 2 mm isotropic (2.25), and the bundled
+    phantom (1.5x1.5x3 mm: 13.5 voxels per cell).
+
+    Parameters
+    ----------
+    spacing : tuple of 3 float
+        Voxel size in mm.
+    size : float
+        Grid spacing in mm.
+
+    Returns
+    -------
+    list of 3 float
+    """
+    steps = _size_steps(spacing, size)
+    cell = math.prod(steps)
+    if cell < MIN_SUPERPIXEL_VOXELS:
+        steps = [step * (MIN_SUPERPIXEL_VOXELS / cell) ** (1 / 3) for step in steps]
+    return steps
+
+
+def grid_is_enlarged(spacing: tuple[float, float, float], size: float) -> bool:
+    """Whether :func:`grid_steps` enlarges the grid of these voxels to reach
+    :data:`MIN_SUPERPIXEL_VOXELS` (scans of voxels larger than about ``size / 2`` mm)."""
+    return math.prod(_size_steps(spacing, size)) < MIN_SUPERPIXEL_VOXELS
+
+
+def _size_steps(spacing: tuple[float, float, float], size: float) -> list[float]:
+    """Steps of ``size`` mm in voxels, at least 1 voxel each."""
+    return [max(1.0, size / s) for s in spacing]
 
 
 def slic(
@@ -24,7 +71,7 @@ def slic(
     in the units of ``compactness``.
     """
     shape = mask.shape
-    steps = [max(1.0, size / s) for s in spacing]
+    steps = grid_steps(spacing, size)
     positions = [(np.arange(n) + 0.5) / step for n, step in zip(shape, steps, strict=True)]
     cells = tuple(p.astype(np.int64) for p in positions)
     upper_half = tuple((p % 1 >= 0.5).astype(np.int64) for p in positions)

@@ -31,10 +31,17 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.filters import threshold_otsu
 
-from .cache import cache_directory, mark_cache_file_used, trim_cache, write_npz_atomically
+from .cache import (
+    CacheArchive,
+    CacheFileError,
+    cache_directory,
+    mark_cache_file_used,
+    trim_cache,
+    write_npz_atomically,
+)
 from .geometry import bounding_box
 from .regions import merge_regions
-from .slic import label_extents, slic
+from .slic import MIN_SUPERPIXEL_VOXELS, grid_is_enlarged, label_extents, slic
 from .volume import Volume
 
 _CACHE_VERSION = 4
@@ -197,7 +204,8 @@ def compute_superpixels(
     volumes : Volume or sequence of Volume
         The scan, or co-registered scans of one head (same shape and spacing).
     size : float
-        Grid spacing in mm, about the supervoxel diameter.
+        Grid spacing in mm, about the supervoxel diameter, but a grid cell holds at least
+        :data:`.slic.MIN_SUPERPIXEL_VOXELS` voxels (see :func:`.slic.grid_steps`).
     compactness : float
         Weight of distance against intensity, in intensity standard deviations per ``size``.
     sigma : float
@@ -404,7 +412,11 @@ def load_or_compute_superpixels(
     params = complete_params(params)
     cache_dir = cache_directory(cache_dir)
     hashes = [volume.content_hash for volume in volumes]
-    key = json.dumps([_CACHE_VERSION, params, hashes[1:]], sort_keys=True).encode()
+    key_parts = [_CACHE_VERSION, params, hashes[1:]]
+    # Files of scans the minimum cell leaves alone keep the names earlier versions gave them.
+    if grid_is_enlarged(volumes[0].spacing, params["size"]):
+        key_parts.append({"min_superpixel_voxels": MIN_SUPERPIXEL_VOXELS})
+    key = json.dumps(key_parts, sort_keys=True).encode()
     path = Path(cache_dir) / f"{hashes[0]}-{hashlib.sha256(key).hexdigest()[:16]}.npz"
     cached = _read_cache(path, volumes[0], params)
     if cached is not None:
@@ -429,16 +441,22 @@ def _write_cache(path: Path, superpixels: Superpixels) -> None:
 
 
 def _read_cache(path: Path, volume: Volume, params: dict) -> Superpixels | None:
-    """The cached supervoxels of ``volume`` at ``path``, or None if absent, unreadable or not
-    fitting."""
+    """The cached supervoxels of ``volume`` at ``path``, or None if absent, damaged or not
+    fitting; each array's size is checked before it is read."""
+    int32 = np.dtype(np.int32)
     try:
-        with np.load(path) as stored:
-            labels, extents, coarse = stored["labels"], stored["extents"], stored["coarse"]
-    except Exception:  # a missing, truncated or foreign file: recompute
+        with CacheArchive(path) as stored:
+            labels = stored.array("labels", volume.data.size * int32.itemsize)
+            if labels.shape != volume.data.shape or labels.dtype != int32 or labels.min() < 0:
+                return None
+            rows = int(labels.max()) + 1
+            extents = stored.array("extents", rows * 6 * int32.itemsize)
+            coarse = stored.array("coarse", rows * int32.itemsize)
+    except (OSError, CacheFileError):  # missing, or truncated or foreign: recompute
         return None
-    if labels.shape != volume.data.shape or labels.dtype != np.int32 or extents.shape[1:] != (3, 2):
+    if extents.shape != (rows, 3, 2) or extents.dtype != int32:
         return None
-    if coarse.shape != (len(extents),) or coarse.dtype != np.int32:
+    if coarse.shape != (rows,) or coarse.dtype != int32:
         return None
     mark_cache_file_used(path)
     return Superpixels(labels, params, extents, coarse, tuple(map(float, volume.spacing)))
