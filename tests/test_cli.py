@@ -12,6 +12,8 @@ from superpixel_annotator.core.cache import CACHE_LIMIT_VARIABLE
 from superpixel_annotator.core.image_files import DEFAULT_LIMITS, Limits
 from superpixel_annotator.serve import startup
 from superpixel_annotator.serve.cli import build_parser, main
+from superpixel_annotator.web.limits import DEFAULT_SERVER_LIMITS
+from superpixel_annotator.web.security import DEFAULT_FRAME_ANCESTORS
 
 
 class FakeApp:
@@ -47,6 +49,8 @@ def test_help_names_the_options():
     help_text = build_parser().format_help()
     for option in ("--host", "--port", "--debug", "--volume", "--max-upload-mb", "--max-voxels"):
         assert option in help_text
+    for option in ("--max-files", "--max-upload-total-mb", "--max-jobs", "--frame-ancestors"):
+        assert option in help_text
     assert "FILE ..." in help_text
 
 
@@ -56,7 +60,12 @@ def test_several_files_are_modalities_of_one_case(tmp_path, created, capsys):
     assert main([flair, t1c, "--port", "8123", "--host", "0.0.0.0"]) == 0
     (app,) = created
     assert [volume.name for volume in app.volumes] == ["FLAIR", "T1c"]
-    assert app.options == {"limits": DEFAULT_LIMITS, "background_manager": None}
+    assert app.options == {
+        "limits": DEFAULT_LIMITS,
+        "server_limits": DEFAULT_SERVER_LIMITS,
+        "frame_ancestors": DEFAULT_FRAME_ANCESTORS,
+        "background_manager": None,
+    }
     assert app.run_with["port"] == 8123 and app.run_with["host"] == "0.0.0.0"
     output = capsys.readouterr()
     assert "http://127.0.0.1:8123/" in output.out and output.err == ""

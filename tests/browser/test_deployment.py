@@ -131,7 +131,9 @@ def server(cache_dir):
     port = free_port()
     process = subprocess.Popen(
         here(exec_form(arguments_of("ENTRYPOINT")[-1])),
-        env=server_env(cache_dir, PORT=str(port), WEB_CONCURRENCY="2"),
+        env=server_env(
+            cache_dir, PORT=str(port), WEB_CONCURRENCY="2", SUPERPIXEL_ANNOTATOR_DEBUG_HEADERS="1"
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -261,6 +263,24 @@ def test_bad_file_stops_the_launcher_with_one_line(tmp_path, cache_dir, name, co
     assert len(lines) == 1 and lines[0].startswith(f"superpixel-annotator: {path}: {problem}"), (
         result.stderr
     )
+
+
+def test_pages_satisfy_their_content_security_policy(page, server, sample):
+    url, _ = server
+    page.add_init_script(
+        "window.cspViolations = [];"
+        "document.addEventListener('securitypolicyviolation', (event) =>"
+        "  window.cspViolations.push(event.violatedDirective + ' ' + event.blockedURI));"
+    )
+    headers = page.goto(url).headers
+    assert headers["x-content-type-options"] == "nosniff"
+    assert "frame-ancestors 'self'" in headers["content-security-policy"]
+    open_annotator(page, url, sample)
+    stroke_above_centre(page, sample)
+    page.click("#annotator-show-3d")
+    page.wait_for_timeout(1000)
+    assert page.evaluate("window.cspViolations") == []
+    assert not [e for e in page_errors(page) if "Content Security Policy" in e]
 
 
 def test_upload_is_computed_in_the_background_and_served_by_any_worker(

@@ -31,6 +31,13 @@ graceful_timeout = 20
 preload_app = True
 proc_name = "superpixel-annotator"
 
+# Request bodies are bounded by the app (Flask's MAX_CONTENT_LENGTH, from the upload limits);
+# gunicorn bounds the rest. The app's URLs are short; headers leave room for a portal's
+# cookies.
+limit_request_line = 4094
+limit_request_fields = 50
+limit_request_field_size = 8190
+
 accesslog = "-"
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms worker=%(p)s'
 errorlog = "-"

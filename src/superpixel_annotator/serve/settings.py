@@ -17,17 +17,29 @@ from dataclasses import dataclass
 
 from ..core.cache import CACHE_LIMIT_VARIABLE, CACHE_VARIABLE
 from ..core.image_files import DEFAULT_LIMITS, Limits
+from ..web.limits import DEFAULT_SERVER_LIMITS, ServerLimits
+from ..web.security import DEFAULT_FRAME_ANCESTORS, FRAME_SOURCES
 
 FILE_VARIABLE = "SUPERPIXEL_ANNOTATOR_FILE"
 BROKER_VARIABLE = "SUPERPIXEL_ANNOTATOR_CELERY_BROKER"
 VOLUME_VARIABLE = "SUPERPIXEL_ANNOTATOR_VOLUME"
 MAX_UPLOAD_VARIABLE = "SUPERPIXEL_ANNOTATOR_MAX_UPLOAD_MB"
 MAX_VOXELS_VARIABLE = "SUPERPIXEL_ANNOTATOR_MAX_VOXELS"
+MAX_FILES_VARIABLE = "SUPERPIXEL_ANNOTATOR_MAX_FILES"
+MAX_TOTAL_VARIABLE = "SUPERPIXEL_ANNOTATOR_MAX_UPLOAD_TOTAL_MB"
+MAX_JOBS_VARIABLE = "SUPERPIXEL_ANNOTATOR_MAX_JOBS"
+QUEUE_VARIABLE = "SUPERPIXEL_ANNOTATOR_QUEUE_SECONDS"
+FRAME_VARIABLE = "SUPERPIXEL_ANNOTATOR_FRAME_ANCESTORS"
 ENVIRONMENT = {
     FILE_VARIABLE: f"the scan's files, separated by {os.pathsep!r} (as FILE ...)",
     VOLUME_VARIABLE: "as --volume",
     MAX_UPLOAD_VARIABLE: "as --max-upload-mb",
     MAX_VOXELS_VARIABLE: "as --max-voxels",
+    MAX_FILES_VARIABLE: "as --max-files",
+    MAX_TOTAL_VARIABLE: "as --max-upload-total-mb",
+    MAX_JOBS_VARIABLE: "as --max-jobs",
+    QUEUE_VARIABLE: "as --queue-seconds",
+    FRAME_VARIABLE: "as --frame-ancestors",
     BROKER_VARIABLE: "as --celery-broker",
     CACHE_VARIABLE: "the cache directory, shared by the workers",
     CACHE_LIMIT_VARIABLE: "the cache's bound in MB (default 5000)",
@@ -53,12 +65,18 @@ class Settings:
         The largest file and image accepted, at start-up and for uploads.
     celery_broker : str or None
         Compute superpixels of uploads on Celery workers through this broker.
+    server_limits : ServerLimits
+        Files and bytes per upload, superpixel jobs at once and their queue.
+    frame_ancestors : str
+        Who may show the app in a frame, as CSP sources.
     """
 
     files: tuple[str, ...] = ()
     volume_index: int = 0
     limits: Limits = DEFAULT_LIMITS
     celery_broker: str | None = None
+    server_limits: ServerLimits = DEFAULT_SERVER_LIMITS
+    frame_ancestors: str = DEFAULT_FRAME_ANCESTORS
 
     def to_environment(self) -> dict[str, str]:
         """The settings as environment variables (see :func:`settings_from_environment`)."""
@@ -66,7 +84,13 @@ class Settings:
             VOLUME_VARIABLE: str(self.volume_index),
             MAX_UPLOAD_VARIABLE: repr(self.limits.max_bytes / 1e6),
             MAX_VOXELS_VARIABLE: str(self.limits.max_voxels),
+            MAX_FILES_VARIABLE: str(self.server_limits.max_files),
+            MAX_JOBS_VARIABLE: str(self.server_limits.max_jobs),
+            QUEUE_VARIABLE: repr(self.server_limits.queue_seconds),
+            FRAME_VARIABLE: self.frame_ancestors,
         }
+        if self.server_limits.max_total_bytes is not None:
+            variables[MAX_TOTAL_VARIABLE] = repr(self.server_limits.max_total_bytes / 1e6)
         if self.files:
             variables[FILE_VARIABLE] = os.pathsep.join(self.files)
         if self.celery_broker:
@@ -93,6 +117,16 @@ def number_at_least(minimum: int, convert: Callable[[str], int | float]) -> Call
 _VOLUME = number_at_least(0, int)
 _MAX_UPLOAD_MB = number_at_least(1, float)
 _MAX_VOXELS = number_at_least(1, int)
+_COUNT = number_at_least(1, int)
+_SECONDS = number_at_least(0, float)
+
+
+def _frame_ancestors(text: str) -> str:
+    """An argparse type: CSP sources, space-separated."""
+    text = " ".join(text.split())
+    if not FRAME_SOURCES.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"not a list of CSP sources: {text!r}")
+    return text
 
 
 def add_scan_arguments(parser: argparse.ArgumentParser) -> None:
@@ -126,6 +160,7 @@ def add_scan_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="V",
         help="largest number of voxels of a volume (default %(default)d)",
     )
+    add_request_arguments(parser)
     parser.add_argument(
         "--celery-broker",
         default=os.environ.get(BROKER_VARIABLE) or None,
@@ -136,6 +171,52 @@ def add_scan_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_request_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags that bound what requests may ask: files per upload, jobs, framing."""
+    defaults = DEFAULT_SERVER_LIMITS
+    parser.add_argument(
+        "--max-files",
+        type=_COUNT,
+        default=defaults.max_files,
+        metavar="N",
+        help="most files in one upload (default %(default)d)",
+    )
+    parser.add_argument(
+        "--max-upload-total-mb",
+        type=_MAX_UPLOAD_MB,
+        metavar="M",
+        help="most MB of all files of one upload (default twice --max-upload-mb); with "
+        "--max-files, it bounds every request body",
+    )
+    parser.add_argument(
+        "--max-jobs",
+        type=_COUNT,
+        default=defaults.max_jobs,
+        metavar="N",
+        help="most superpixel computations at once per server, one per browser; more wait "
+        "(default %(default)d)",
+    )
+    parser.add_argument(
+        "--queue-seconds",
+        type=_SECONDS,
+        default=defaults.queue_seconds,
+        metavar="S",
+        help="how long a computation waits for its turn before it is refused (default %(default)g)",
+    )
+    parser.add_argument(
+        "--frame-ancestors",
+        type=_frame_ancestors,
+        default=DEFAULT_FRAME_ANCESTORS,
+        metavar="SOURCES",
+        help="who may show the app in a frame, as Content-Security-Policy sources, e.g. "
+        "\"'self' https://portal.example.org\" (default %(default)s)",
+    )
+
+
+def _megabytes(value: float | None) -> int | None:
+    return None if value is None else round(value * 1e6)
+
+
 def settings_from_arguments(args: argparse.Namespace) -> Settings:
     """The settings that flags added by :func:`add_scan_arguments` give."""
     return Settings(
@@ -143,6 +224,13 @@ def settings_from_arguments(args: argparse.Namespace) -> Settings:
         volume_index=args.volume,
         limits=Limits(max_bytes=round(args.max_upload_mb * 1e6), max_voxels=args.max_voxels),
         celery_broker=args.celery_broker,
+        server_limits=ServerLimits(
+            max_files=args.max_files,
+            max_total_bytes=_megabytes(args.max_upload_total_mb),
+            max_jobs=args.max_jobs,
+            queue_seconds=args.queue_seconds,
+        ),
+        frame_ancestors=args.frame_ancestors,
     )
 
 
@@ -164,9 +252,18 @@ def settings_from_environment(environ: Mapping[str, str] = os.environ) -> Settin
 
     max_mb = read(MAX_UPLOAD_VARIABLE, _MAX_UPLOAD_MB, DEFAULT_LIMITS.max_bytes / 1e6)
     max_voxels = read(MAX_VOXELS_VARIABLE, _MAX_VOXELS, DEFAULT_LIMITS.max_voxels)
+    defaults = DEFAULT_SERVER_LIMITS
+    server_limits = ServerLimits(
+        max_files=read(MAX_FILES_VARIABLE, _COUNT, defaults.max_files),
+        max_total_bytes=_megabytes(read(MAX_TOTAL_VARIABLE, _MAX_UPLOAD_MB, None)),
+        max_jobs=read(MAX_JOBS_VARIABLE, _COUNT, defaults.max_jobs),
+        queue_seconds=read(QUEUE_VARIABLE, _SECONDS, defaults.queue_seconds),
+    )
     return Settings(
         files=tuple(path for path in environ.get(FILE_VARIABLE, "").split(os.pathsep) if path),
         volume_index=read(VOLUME_VARIABLE, _VOLUME, 0),
         limits=Limits(max_bytes=round(max_mb * 1e6), max_voxels=max_voxels),
         celery_broker=environ.get(BROKER_VARIABLE) or None,
+        server_limits=server_limits,
+        frame_ancestors=read(FRAME_VARIABLE, _frame_ancestors, DEFAULT_FRAME_ANCESTORS),
     )

@@ -33,4 +33,10 @@ def start(settings: Settings, manager: dash.CeleryManager | None = None) -> dash
     )
     shown = ", ".join(f"{volume.name} {volume.data.shape}" for volume in volumes)
     print(f"Preparing {shown} ...", flush=True)
-    return create_app(volumes, limits=settings.limits, background_manager=manager)
+    return create_app(
+        volumes,
+        frame_ancestors=settings.frame_ancestors,
+        limits=settings.limits,
+        server_limits=settings.server_limits,
+        background_manager=manager,
+    )

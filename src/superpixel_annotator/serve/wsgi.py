@@ -7,6 +7,10 @@ environment. A file that cannot be opened or a malformed setting stops the serve
 one-line message on stderr and exit status 4, gunicorn's "app failed to load" code: a
 preloading master exits with it, and a master whose workers load the app halts on it
 instead of restarting them forever.
+
+With ``SUPERPIXEL_ANNOTATOR_DEBUG_HEADERS=1`` each response names its worker process in
+``X-Worker-Pid`` (the deployment tests use it to see several workers answer); otherwise no
+response says anything about the server's processes.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from .settings import settings_from_environment
 from .startup import STARTUP_ERRORS, background_manager, start
 
 APP_LOAD_ERROR = 4
+DEBUG_HEADERS_VARIABLE = "SUPERPIXEL_ANNOTATOR_DEBUG_HEADERS"
 
 
 def with_worker_pid(wsgi_app: Callable) -> Callable:
@@ -41,7 +46,8 @@ try:
 except STARTUP_ERRORS as error:
     print(f"superpixel-annotator: {error}", file=sys.stderr, flush=True)
     raise SystemExit(APP_LOAD_ERROR) from None
-app.server.wsgi_app = with_worker_pid(app.server.wsgi_app)
+if os.environ.get(DEBUG_HEADERS_VARIABLE) == "1":
+    app.server.wsgi_app = with_worker_pid(app.server.wsgi_app)
 server = app.server
 # The Celery app whose workers run the background callbacks (None without a broker).
 celery_app = _manager.handle if _manager else None

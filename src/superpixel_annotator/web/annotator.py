@@ -30,7 +30,9 @@ from .callbacks import browser, editing, overlays, panels, scans
 from .context import AnnotatorContext
 from .ids import AnnotatorIds
 from .layout import LayoutBuilder
+from .limits import DEFAULT_SERVER_LIMITS, ServerLimits
 from .scripts import register_scripts
+from .security import answer_malformed_callbacks, bound_logs, limit_request_body
 from .slicer import SessionSlicer
 
 
@@ -57,6 +59,10 @@ class VolumeAnnotator:
         processes serving one app must share it.
     limits : Limits, optional
         Maximum size of uploaded files; default ``Limits()``.
+    server_limits : ServerLimits, optional
+        Most files and bytes per upload and superpixel jobs at once. The largest upload
+        bounds every request body (Flask's ``MAX_CONTENT_LENGTH``) unless the app has a
+        bound already.
     background_manager : dash background callback manager, optional
         Runs superpixel computation for uploads; default a ``DiskcacheManager`` in the cache
         directory (no extra service). Pass a ``CeleryManager`` to use Celery workers.
@@ -81,6 +87,7 @@ class VolumeAnnotator:
         labels: Sequence[LabelClass] = DEFAULT_LABELS,
         cache_dir: str | Path | None = None,
         limits: Limits | None = None,
+        server_limits: ServerLimits = DEFAULT_SERVER_LIMITS,
         background_manager=None,
     ) -> None:
         self.id = id
@@ -98,7 +105,11 @@ class VolumeAnnotator:
             labels=tuple(labels),
             limits=limits or Limits(),
             segmentations=Segmentations(cases),
+            server_limits=server_limits,
         )
+        limit_request_body(app.server, server_limits.request_bytes(self.context.limits))
+        bound_logs(app.server)
+        answer_malformed_callbacks(app.server)
         register_scripts()
         session = (self.ids["case"], self.ids["modality"])
         self.slicers = [

@@ -16,6 +16,7 @@ from dash import html
 
 from ..core.volume import Volume, load_modalities, load_volume
 from .annotator import VolumeAnnotator
+from .security import DEFAULT_FRAME_ANCESTORS, add_security_headers
 
 SAMPLE_FILE = "head_phantom.nii.gz"
 BOOTSTRAP_ROUTE = "/_superpixel_annotator/bootstrap.min.css"
@@ -72,7 +73,10 @@ def celery_manager(broker_url: str) -> dash.CeleryManager:
 
 
 def create_app(
-    volumes: Volume | Sequence[Volume] | str | os.PathLike | None = None, **options: Any
+    volumes: Volume | Sequence[Volume] | str | os.PathLike | None = None,
+    *,
+    frame_ancestors: str = DEFAULT_FRAME_ANCESTORS,
+    **options: Any,
 ) -> dash.Dash:
     """Build the standalone annotator app.
 
@@ -81,9 +85,11 @@ def create_app(
     volumes : Volume, sequence of Volume, path or None
         The scan to open (several volumes: co-registered modalities); ``None`` opens the
         bundled sample.
+    frame_ancestors : str
+        Who may show the app in a frame (see :func:`add_security_headers`).
     **options
         Passed to :class:`VolumeAnnotator` (``labels``, ``cache_dir``, ``superpixels``,
-        ``limits``, ``background_manager``, e.g. :func:`celery_manager`).
+        ``limits``, ``server_limits``, ``background_manager``, e.g. :func:`celery_manager`).
 
     Returns
     -------
@@ -103,6 +109,7 @@ def create_app(
     app.layout = dbc.Container(
         [html.H5("Superpixel annotator", className="my-2"), annotator.layout], fluid=True
     )
+    add_security_headers(app, frame_ancestors)
     # Dash sets up its script bundles on the first request and refuses concurrent ones
     # meanwhile (plotly/dash#3971); a threaded server's first page load would hit that.
     app.server.test_client().get("/")

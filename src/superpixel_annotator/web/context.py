@@ -24,6 +24,8 @@ from ..core.overlays import indexed_png_uri, label_palette
 from ..core.palette import LabelClass
 from ..core.superpixels import DEFAULT_PARAMS
 from .ids import AnnotatorIds
+from .jobs import JobSlots
+from .limits import DEFAULT_SERVER_LIMITS, ServerLimits
 
 SIZE_OPTIONS = {"Fine": 3.5, "Medium": DEFAULT_PARAMS["size"], "Coarse": 6.5}
 # The colour of what Fill proposes before the user accepts it.
@@ -53,6 +55,8 @@ class AnnotatorContext:
         The largest upload accepted.
     segmentations : Segmentations
         Recent label volumes, shared by every feature that shows or saves them.
+    server_limits : ServerLimits
+        The bounds of uploads and of jobs at once.
     """
 
     ids: AnnotatorIds
@@ -61,6 +65,13 @@ class AnnotatorContext:
     labels: tuple[LabelClass, ...]
     limits: Limits
     segmentations: Segmentations
+    server_limits: ServerLimits = DEFAULT_SERVER_LIMITS
+
+    @property
+    def jobs(self) -> JobSlots:
+        """The turns of superpixel jobs, shared through the cache directory."""
+        limits = self.server_limits
+        return JobSlots(self.cache_dir / "jobs", limits.max_jobs, limits.queue_seconds)
 
     @property
     def label_values(self) -> frozenset[int]:

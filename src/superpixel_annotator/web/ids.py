@@ -53,6 +53,7 @@ INSTANCE_PARTS = (
     "case",
     "storage-prefix",
     "saved",
+    "session",
     "browser-config",
     "shortcuts",
     "download",

@@ -391,6 +391,7 @@ class LayoutBuilder:
             dcc.Store(id=ids["case"], data=initial),
             dcc.Store(id=ids["storage-prefix"], data=f"superpixel-annotator:{ids.prefix}:"),
             dcc.Store(id=ids["saved"]),
+            dcc.Store(id=ids["session"], storage_type="local"),
             dcc.Store(id=ids["annotation-3d"], storage_type="memory"),
             dcc.Store(id=ids["browser-config"], data=self.browser_config),
             dcc.Store(id=ids["shortcuts"]),

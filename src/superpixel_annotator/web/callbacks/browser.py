@@ -26,8 +26,9 @@ def register(app: dash.Dash, ids: AnnotatorIds, slicers: Sequence[SessionSlicer]
 
 
 def _register_storage(app: dash.Dash, ids: AnnotatorIds) -> None:
-    """Entering a case, restoring what this browser showed last, saving the annotation, and
-    passing the annotation to the panels while they are shown."""
+    """Entering a case, restoring what this browser showed last, naming the browser's
+    session (see :mod:`..jobs`), saving the annotation, and passing the annotation to the
+    panels while they are shown."""
     case = State(ids["case"], "data")
     app.clientside_callback(
         browser_function("enterCase"),
@@ -44,6 +45,12 @@ def _register_storage(app: dash.Dash, ids: AnnotatorIds) -> None:
         Output(ids["saved"], "data"),
         Input(ids["storage-prefix"], "data"),
         case,
+    )
+    app.clientside_callback(
+        browser_function("sessionId"),
+        Output(ids["session"], "data"),
+        Input(ids["storage-prefix"], "data"),
+        State(ids["session"], "data"),
     )
     app.clientside_callback(
         browser_function("saveAnnotation"),

@@ -131,6 +131,7 @@ def _stroke(context, session: EditSession, axis: int, inputs: dict):
 
 def _open_segmentation(context: AnnotatorContext, session: EditSession, axis, inputs: dict):
     name = inputs["segmentation_name"]
+    name = name if isinstance(name, str) else "segmentation"
     content = decode_data_url(inputs["segmentation"], name, context.limits)
     return session.open_segmentation(content, name, context.limits)
 

@@ -26,6 +26,7 @@ from ..context import (
     size_option,
     valid_modality,
 )
+from ..jobs import QUEUED, JobRefused
 from ..layout import contrast_range, modality_options, modality_style
 from ..slicer import SessionSlicer, is_window
 
@@ -44,6 +45,7 @@ def register(
             "filenames": State(ids["upload"], "filename"),
             "state": State(ids["annotation"], "data"),
             "case": State(ids["case"], "data"),
+            "session": State(ids["session"], "data"),
         },
         background=True,
         manager=manager,
@@ -103,29 +105,47 @@ def open_scan(context: AnnotatorContext, set_progress, trigger, inputs: dict) ->
             return result
     else:
         size = size_option(inputs["size"]) or DEFAULT_PARAMS["size"]
+    uploading = trigger == context.ids["upload"]
+    try:
+        if uploading:
+            check_upload(context, inputs["contents"], inputs["filenames"])
+        with context.jobs.turn(inputs.get("session"), lambda: set_progress((0, QUEUED))):
+            opened = _compute(context, set_progress, inputs, size, uploading, restoring)
+    except (VolumeError, JobRefused) as error:
+        return {**result, **message(one_line(error), "warning")}
+    return {**result, **opened}
+
+
+def _compute(
+    context: AnnotatorContext, set_progress, inputs: dict, size, uploading: bool, restoring: bool
+) -> dict:
+    """What :func:`open_scan` shows after reading the uploads, or the session's case, and
+    computing their superpixels of ``size``."""
     set_progress((10, "Reading…"))
     try:
-        if trigger == context.ids["upload"]:
+        if uploading:
             volumes = read_uploads(context, inputs["contents"], inputs["filenames"])
             current, annotation = None, None
         else:
             current = context.case_of(inputs["case"])
             if current.superpixels.params.get("size") == size:
-                return result
-            annotation = Annotation.from_state(current.superpixels, inputs["state"])
+                return {}
+            annotation = Annotation.from_state(
+                current.superpixels, inputs["state"], labels=context.label_values
+            )
             volumes = list(current.volumes)
     except CaseNotFoundError:
-        return {**result, **message(CASE_GONE, "warning")}
+        return message(CASE_GONE, "warning")
     except (VolumeError, AnnotationStateError) as error:
-        return {**result, **message(one_line(error), "warning")}
+        return message(one_line(error), "warning")
     set_progress((30, "Computing superpixels…"))
     opened = open_case(volumes, context.cache_dir, size=size)
     set_progress((100, "Done"))
     if current is None:
-        return {**result, **_opened_uploads(opened, volumes)}
+        return _opened_uploads(opened, volumes)
     mapped = annotation.remapped(opened.superpixels)
     if restoring:
-        return {**result, "case": case_data(opened, state=mapped.to_state(), restore=True)}
+        return {"case": case_data(opened, state=mapped.to_state(), restore=True)}
     changed = int((mapped.label_volume() != annotation.label_volume()).sum())
     text = (
         f"Superpixels recomputed: {_count(opened)}. The annotation was mapped onto them "
@@ -133,7 +153,7 @@ def open_scan(context: AnnotatorContext, set_progress, trigger, inputs: dict) ->
     )
     previous = case_data(current, state=inputs["state"])
     opened_data = case_data(opened, state=mapped.to_state(), previous=previous)
-    return {**result, "case": opened_data, **message(text)}
+    return {"case": opened_data, **message(text)}
 
 
 def _count(case: Case) -> str:
@@ -157,8 +177,7 @@ def read_uploads(context: AnnotatorContext, contents, filenames) -> list[Volume]
     VolumeError
         Naming the file and the problem.
     """
-    if not isinstance(contents, list) or not isinstance(filenames, list) or not contents:
-        raise VolumeError("upload: no file received")
+    check_upload(context, contents, filenames)
     limits = context.limits
     volumes = [
         read_volume_bytes(decode_data_url(content, name, limits), name, limits=limits)
@@ -166,6 +185,20 @@ def read_uploads(context: AnnotatorContext, contents, filenames) -> list[Volume]
     ]
     check_modalities(volumes, filenames)
     return volumes
+
+
+def check_upload(context: AnnotatorContext, contents, filenames) -> None:
+    """Refuse an upload that is not a list of files and names, or is over the limits of
+    files and bytes per upload, before decoding any file.
+
+    Raises
+    ------
+    VolumeError
+        Saying which limit, and naming the file when one is to blame.
+    """
+    if not isinstance(contents, list) or not isinstance(filenames, list) or not contents:
+        raise VolumeError("upload: no file received")
+    context.server_limits.check_upload(contents, filenames, context.limits)
 
 
 def _view_outputs(ids, slicers: Sequence[SessionSlicer]) -> dict:

@@ -177,10 +177,20 @@
         event.preventDefault();
     }
 
+    // A random id of this browser, kept in local storage, so the server runs one job of it
+    // at a time (see web/jobs.py).
+    function sessionId(storagePrefix, current) {
+        if (typeof current === 'string' && /^[0-9a-f]{32}$/.test(current)) {
+            return current;
+        }
+        const bytes = window.crypto.getRandomValues(new Uint8Array(16));
+        return Array.from(bytes, (byte) => byte.toString(16).padStart(2, '0')).join('');
+    }
+
     window.dash_clientside = window.dash_clientside || {};
     window.dash_clientside.superpixel_annotator = Object.assign(
         window.dash_clientside.superpixel_annotator || {}, {
             composeOverlays, requestStale, publishState, passWhenShown, enterCase,
-            restoreCase, saveAnnotation, installShortcuts,
+            restoreCase, saveAnnotation, installShortcuts, sessionId,
         });
 })();
