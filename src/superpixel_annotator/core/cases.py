@@ -31,15 +31,14 @@ from .cache import (
     trim_cache,
     write_npz_atomically,
 )
-from .image_files import DEFAULT_LIMITS
 from .meshes import outline_mesh
 from .superpixels import Superpixels, complete_params, load_or_compute_superpixels
 from .volume import Volume
 
 # Cases held in memory per process; a 240x240x155 case takes about 70 MB.
 MAX_CASES_IN_MEMORY = 4
-# The most bytes of the small arrays of a case file; a modality's intensities are bounded by
-# the largest image accepted (DEFAULT_LIMITS), as float32.
+# The most bytes of the small arrays of a case file; a modality's intensities, stored
+# uncompressed, are bounded by the file's size.
 _MAX_NAMES_BYTES = 2**20
 _MAX_GEOMETRY_BYTES = 2**10
 _MAX_PARAMS_BYTES = 2**16
@@ -296,8 +295,8 @@ def _read_case_file(path: Path) -> tuple[tuple[Volume, ...], dict]:
         )
         if not fitting:
             raise CacheFileError(f"{path}: not a case file")
-        max_bytes = DEFAULT_LIMITS.max_voxels * np.dtype(np.float32).itemsize
-        data = [stored.array(f"data{i}", max_bytes, stored=True) for i in range(len(names))]
+        size = path.stat().st_size
+        data = [stored.array(f"data{i}", size, stored=True) for i in range(len(names))]
     shape = data[0].shape
     if len(shape) != 3 or not all(_is_intensities(array, shape) for array in data):
         raise CacheFileError(f"{path}: not a case file")

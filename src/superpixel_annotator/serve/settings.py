@@ -219,19 +219,7 @@ def _megabytes(value: float | None) -> int | None:
 
 def settings_from_arguments(args: argparse.Namespace) -> Settings:
     """The settings that flags added by :func:`add_scan_arguments` give."""
-    return Settings(
-        files=tuple(args.files),
-        volume_index=args.volume,
-        limits=Limits(max_bytes=round(args.max_upload_mb * 1e6), max_voxels=args.max_voxels),
-        celery_broker=args.celery_broker,
-        server_limits=ServerLimits(
-            max_files=args.max_files,
-            max_total_bytes=_megabytes(args.max_upload_total_mb),
-            max_jobs=args.max_jobs,
-            queue_seconds=args.queue_seconds,
-        ),
-        frame_ancestors=args.frame_ancestors,
-    )
+    return _settings(vars(args))
 
 
 def settings_from_environment(environ: Mapping[str, str] = os.environ) -> Settings:
@@ -250,20 +238,39 @@ def settings_from_environment(environ: Mapping[str, str] = os.environ) -> Settin
         except argparse.ArgumentTypeError as error:
             raise SettingError(f"{name}={text!r}: {error}") from None
 
-    max_mb = read(MAX_UPLOAD_VARIABLE, _MAX_UPLOAD_MB, DEFAULT_LIMITS.max_bytes / 1e6)
-    max_voxels = read(MAX_VOXELS_VARIABLE, _MAX_VOXELS, DEFAULT_LIMITS.max_voxels)
     defaults = DEFAULT_SERVER_LIMITS
-    server_limits = ServerLimits(
-        max_files=read(MAX_FILES_VARIABLE, _COUNT, defaults.max_files),
-        max_total_bytes=_megabytes(read(MAX_TOTAL_VARIABLE, _MAX_UPLOAD_MB, None)),
-        max_jobs=read(MAX_JOBS_VARIABLE, _COUNT, defaults.max_jobs),
-        queue_seconds=read(QUEUE_VARIABLE, _SECONDS, defaults.queue_seconds),
+    return _settings(
+        {
+            "files": [path for path in environ.get(FILE_VARIABLE, "").split(os.pathsep) if path],
+            "volume": read(VOLUME_VARIABLE, _VOLUME, 0),
+            "max_upload_mb": read(
+                MAX_UPLOAD_VARIABLE, _MAX_UPLOAD_MB, DEFAULT_LIMITS.max_bytes / 1e6
+            ),
+            "max_voxels": read(MAX_VOXELS_VARIABLE, _MAX_VOXELS, DEFAULT_LIMITS.max_voxels),
+            "celery_broker": environ.get(BROKER_VARIABLE) or None,
+            "max_files": read(MAX_FILES_VARIABLE, _COUNT, defaults.max_files),
+            "max_upload_total_mb": read(MAX_TOTAL_VARIABLE, _MAX_UPLOAD_MB, None),
+            "max_jobs": read(MAX_JOBS_VARIABLE, _COUNT, defaults.max_jobs),
+            "queue_seconds": read(QUEUE_VARIABLE, _SECONDS, defaults.queue_seconds),
+            "frame_ancestors": read(FRAME_VARIABLE, _frame_ancestors, DEFAULT_FRAME_ANCESTORS),
+        }
     )
+
+
+def _settings(values: dict) -> Settings:
+    """The settings of parsed values named as the flags' destinations."""
     return Settings(
-        files=tuple(path for path in environ.get(FILE_VARIABLE, "").split(os.pathsep) if path),
-        volume_index=read(VOLUME_VARIABLE, _VOLUME, 0),
-        limits=Limits(max_bytes=round(max_mb * 1e6), max_voxels=max_voxels),
-        celery_broker=environ.get(BROKER_VARIABLE) or None,
-        server_limits=server_limits,
-        frame_ancestors=read(FRAME_VARIABLE, _frame_ancestors, DEFAULT_FRAME_ANCESTORS),
+        files=tuple(values["files"]),
+        volume_index=values["volume"],
+        limits=Limits(
+            max_bytes=_megabytes(values["max_upload_mb"]), max_voxels=values["max_voxels"]
+        ),
+        celery_broker=values["celery_broker"],
+        server_limits=ServerLimits(
+            max_files=values["max_files"],
+            max_total_bytes=_megabytes(values["max_upload_total_mb"]),
+            max_jobs=values["max_jobs"],
+            queue_seconds=values["queue_seconds"],
+        ),
+        frame_ancestors=values["frame_ancestors"],
     )
