@@ -46,3 +46,25 @@ def small_case(oblique_affine) -> tuple[Volume, Superpixels]:
     empty = Volume.from_source_array(np.zeros((15, 6, 18), np.float32), oblique_affine, "small")
     data = np.where(labels > 0, 100.0 + labels, 0.0).astype(np.float32)
     return dataclasses.replace(empty, data=data), superpixels
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A PostgreSQL server for the session (see ``postgres.py``), or a skip saying why not."""
+    from postgres import PostgresUnavailable, start_server
+
+    try:
+        server = start_server()
+    except PostgresUnavailable as reason:
+        pytest.skip(str(reason))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request) -> str | None:
+    """Each label store test runs on both databases: ``None`` (the default, SQLite in the
+    labels folder), then a new database of the session's PostgreSQL server."""
+    if request.param == "sqlite":
+        return None
+    return request.getfixturevalue("postgres_server").create_database()

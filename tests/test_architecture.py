@@ -115,6 +115,20 @@ def core_web_imports(package: Path) -> list[str]:
     return found
 
 
+def store_web_imports(package: Path) -> list[str]:
+    store, layers = f"{package.name}.store", {f"{package.name}.web", f"{package.name}.serve"}
+    found = []
+    for name, tree in modules(package).items():
+        if name == store or name.startswith(store + "."):
+            is_package = (package.parent / Path(*name.split("."))).is_dir()
+            for module, alias in imported(name, tree, is_package):
+                full = f"{module}.{alias}" if alias else module
+                in_layer = any(full == layer or full.startswith(layer + ".") for layer in layers)
+                if in_layer or module.split(".")[0] in WEB_LIBRARIES:
+                    found.append(f"{name} imports {full}")
+    return found
+
+
 def private_imports(package: Path) -> list[str]:
     found = []
     for name, tree in modules(package).items():
@@ -141,6 +155,7 @@ RULES = {
     "function over 80 lines": long_functions,
     "import cycle": import_cycles,
     "core importing a web library": core_web_imports,
+    "store importing the web or serve layer or a web library": store_web_imports,
     "private name imported from another module": private_imports,
     "JavaScript function in a Python string": javascript_in_strings,
 }
@@ -168,6 +183,12 @@ BROKEN = {
         "c.py": "from .a import x\n",
     },
     "core importing a web library": {"core/view.py": "import plotly.graph_objects as go\n"},
+    "store importing the web or serve layer or a web library": {
+        "store/__init__.py": "",
+        "store/labels.py": "from ..web import ids\n",
+        "store/files.py": "from .. import serve\n",
+        "store/database.py": "import flask\n",
+    },
     "private name imported from another module": {"web.py": "from .core.model import _helper\n"},
     "JavaScript function in a Python string": {"js.py": 'CODE = """function(a) { return a; }"""\n'},
 }

@@ -1,0 +1,261 @@
+"""The label store's database: its tables, and an engine with the settings the store relies
+on, through SQLAlchemy Core (one code path for SQLite and PostgreSQL).
+
+- **SQLite** (one host): the WAL journal and ``synchronous=FULL`` (a committed transaction
+  survives a power cut), a busy timeout so that processes wait for each other instead of
+  failing, and every transaction opened with ``BEGIN IMMEDIATE``: it takes the write lock at
+  once, so a transaction that reads and then writes never fails half-way.
+- **PostgreSQL** (``postgresql+psycopg://...``, several hosts): its default durability; a
+  connection timeout, and connections checked before use, so that a restarted server is
+  reconnected to.
+
+Times are stored in UTC and read back timezone-aware. Connections are never shared with a
+forked child (gunicorn forks its workers after loading the app): a child opens its own.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    TypeDecorator,
+    and_,
+    create_engine,
+    event,
+    func,
+    make_url,
+    select,
+)
+from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.exc import (
+    DisconnectionError,
+    IntegrityError,
+    ProgrammingError,
+    SQLAlchemyError,
+)
+from sqlalchemy.sql import Select
+
+MAX_CASE_NAME_LENGTH = 200
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+POSTGRESQL_CONNECT_TIMEOUT_S = 10
+SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+
+
+class StoreError(RuntimeError):
+    """The label store cannot do its work: an unreachable database, a bad URL, a save that
+    was cancelled... The message is one line and names no password."""
+
+
+class UTCDateTime(TypeDecorator):
+    """A point in time, stored in UTC (PostgreSQL ``timestamptz``; text in SQLite, which
+    keeps no time zone) and read back timezone-aware in UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"{value}: a time without a time zone")
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+metadata = MetaData()
+
+versions = Table(
+    "versions",
+    metadata,
+    Column("case_name", String(MAX_CASE_NAME_LENGTH), primary_key=True),
+    Column("number", Integer, primary_key=True, autoincrement=False),
+    Column("user_name", String, nullable=False),
+    Column("saved_at", UTCDateTime, nullable=False),
+    Column("done", Boolean, nullable=False),
+    Column("labelled_voxels", BigInteger, nullable=False),
+    Column("labelled_ml", Float, nullable=False),
+    Column("file_name", String, nullable=False),
+)
+"""One row per acknowledged version; its file is ``versions/<case_name>/<file_name>``."""
+
+locks = Table(
+    "locks",
+    metadata,
+    Column("case_name", String(MAX_CASE_NAME_LENGTH), primary_key=True),
+    Column("user_name", String, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+)
+"""Who is editing a case, until when."""
+
+saves_in_progress = Table(
+    "saves_in_progress",
+    metadata,
+    Column("case_name", String(MAX_CASE_NAME_LENGTH), primary_key=True),
+    Column("file_name", String, primary_key=True),
+    Column("host", String, nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+)
+"""A version file being written, committed before the file is created. The save's own
+transaction deletes the row as it inserts the version; a check deletes it (claims it) before
+removing the files of an abandoned save. Whichever deletes it first decides."""
+
+
+def latest_versions(cases: Sequence[str] | None = None) -> Select:
+    """A query of the latest version's row of each case in ``cases`` (default: every case)
+    that has one."""
+    latest = select(versions.c.case_name, func.max(versions.c.number).label("number"))
+    if cases is not None:
+        latest = latest.where(versions.c.case_name.in_(cases))
+    latest = latest.group_by(versions.c.case_name).subquery()
+    return select(versions).join(
+        latest,
+        and_(versions.c.case_name == latest.c.case_name, versions.c.number == latest.c.number),
+    )
+
+
+class Database:
+    """The store's tables in the database at ``url``, created if missing.
+
+    Parameters
+    ----------
+    url : str or URL
+        An SQLAlchemy URL: ``sqlite:///<file>`` or ``postgresql+psycopg://user@host/name``.
+
+    Raises
+    ------
+    StoreError
+        When the URL is malformed or of another kind of database, its driver is missing, or
+        the database cannot be reached.
+    """
+
+    def __init__(self, url: str | URL) -> None:
+        self.url = _parse_url(url)
+        self.engine = _create_engine(self.url)
+        self._create_tables()
+
+    @property
+    def name(self) -> str:
+        """The URL without its password."""
+        return self.url.render_as_string(hide_password=True)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A connection in a transaction, committed at the end of the ``with`` block and
+        rolled back on an exception. A uniqueness violation is raised as SQLAlchemy's
+        ``IntegrityError`` (the caller decides what it means); any other database error as a
+        :class:`StoreError`."""
+        try:
+            with self.engine.begin() as connection:
+                yield connection
+        except IntegrityError:
+            raise
+        except SQLAlchemyError as error:
+            raise StoreError(self.describe(error)) from error
+
+    def describe(self, error: BaseException) -> str:
+        """One line naming the database and what went wrong, without the password."""
+        text = " ".join(str(getattr(error, "orig", None) or error).split())
+        if self.url.password:
+            text = text.replace(str(self.url.password), "***")
+        return f"database {self.name}: {text}"
+
+    def close(self) -> None:
+        """Close the engine's connections."""
+        self.engine.dispose()
+
+    def _create_tables(self) -> None:
+        # Processes starting at once may each find a table missing and create it: SQLite
+        # serialises them (BEGIN IMMEDIATE), PostgreSQL fails all but one, and the others'
+        # next attempt finds the tables.
+        for attempt in range(3):
+            try:
+                with self.engine.begin() as connection:
+                    metadata.create_all(connection)
+                return
+            except (IntegrityError, ProgrammingError) as error:
+                if attempt == 2:
+                    self.close()
+                    raise StoreError(self.describe(error)) from error
+            except SQLAlchemyError as error:
+                self.close()
+                raise StoreError(self.describe(error)) from error
+
+
+def _parse_url(url: str | URL) -> URL:
+    try:
+        parsed = make_url(url)
+    except (ValueError, SQLAlchemyError):
+        raise StoreError(
+            "the database URL is malformed (expected sqlite:///<file> or "
+            "postgresql+psycopg://<user>@<host>/<database>)"
+        ) from None
+    if parsed.get_backend_name() not in SUPPORTED_BACKENDS:
+        raise StoreError(
+            f"database {parsed.render_as_string(hide_password=True)}: "
+            f"only {' and '.join(SUPPORTED_BACKENDS)} databases are supported"
+        )
+    return parsed
+
+
+def _create_engine(url: URL) -> Engine:
+    is_sqlite = url.get_backend_name() == "sqlite"
+    connect_args = {} if is_sqlite else {"connect_timeout": POSTGRESQL_CONNECT_TIMEOUT_S}
+    try:
+        engine = create_engine(url, connect_args=connect_args, pool_pre_ping=not is_sqlite)
+    except (ImportError, SQLAlchemyError) as error:
+        name = url.render_as_string(hide_password=True)
+        raise StoreError(f"database {name}: {' '.join(str(error).split())}") from None
+    _open_connections_per_process(engine)
+    if is_sqlite:
+        _configure_sqlite(engine)
+    return engine
+
+
+def _open_connections_per_process(engine: Engine) -> None:
+    """Connections opened before a fork are dropped in the child, not shared (SQLAlchemy's
+    recipe for ``os.fork``)."""
+
+    @event.listens_for(engine, "connect")
+    def remember_process(dbapi_connection: object, record: object) -> None:
+        record.info["pid"] = os.getpid()
+
+    @event.listens_for(engine, "checkout")
+    def check_process(dbapi_connection: object, record: object, proxy: object) -> None:
+        if record.info["pid"] != os.getpid():
+            record.dbapi_connection = proxy.dbapi_connection = None
+            raise DisconnectionError("a connection of the parent process: opening a new one")
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def set_pragmas(dbapi_connection: object, record: object) -> None:
+        # The driver's own implicit transactions off: SQLAlchemy's "begin" below opens them.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = FULL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def begin_immediately(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
