@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import dash
+import flask
 import pytest
 from dash import Input, Output, dcc, html
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -269,3 +270,16 @@ def test_a_verified_password_is_not_checked_again(client, monkeypatch):
 def test_login_needs_users():
     with pytest.raises(ValueError, match="no users"):
         require_login(dash.Dash(__name__), {})
+
+
+def test_current_user_names_an_oidc_user_by_their_preferred_claim():
+    app = dash.Dash(__name__)
+    app.server.secret_key = "test"
+    claims = {"sub": "8a1f", "email": "ana@example.org", "preferred_username": "ana"}
+    for kept, expected in ((claims, "ana"), ({"sub": "8a1f", "email": "e@x.org"}, "e@x.org")):
+        with app.server.test_request_context("/"):
+            flask.session["user"] = kept
+            assert current_user() == expected
+    with app.server.test_request_context("/"):
+        flask.session["user"] = {"email": ""}
+        assert current_user() == LOCAL_USER

@@ -10,8 +10,12 @@ import pytest
 
 from superpixel_annotator.core.cache import CACHE_LIMIT_VARIABLE
 from superpixel_annotator.core.image_files import DEFAULT_LIMITS, Limits
+from superpixel_annotator.core.label_tables import BRATS_LABELS
+from superpixel_annotator.core.palette import DEFAULT_LABELS
 from superpixel_annotator.serve import startup
 from superpixel_annotator.serve.cli import build_parser, main
+from superpixel_annotator.serve.settings import settings_from_arguments, settings_from_environment
+from superpixel_annotator.web.auth import add_user
 from superpixel_annotator.web.limits import DEFAULT_SERVER_LIMITS
 from superpixel_annotator.web.security import DEFAULT_FRAME_ANCESTORS
 
@@ -65,6 +69,9 @@ def test_several_files_are_modalities_of_one_case(tmp_path, created, capsys):
         "server_limits": DEFAULT_SERVER_LIMITS,
         "frame_ancestors": DEFAULT_FRAME_ANCESTORS,
         "background_manager": None,
+        "users": None,
+        "labels": DEFAULT_LABELS,
+        "workspace": None,
     }
     assert app.run_with["port"] == 8123 and app.run_with["host"] == "0.0.0.0"
     output = capsys.readouterr()
@@ -181,3 +188,60 @@ def test_celery_broker_option_gives_a_celery_manager(tmp_path, created):
     assert main([path, "--celery-broker", "redis://127.0.0.1:1/0"]) == 0
     manager = created[0].options["background_manager"]
     assert manager.handle.conf.broker_url == "redis://127.0.0.1:1/0"
+
+
+def test_a_folder_is_a_dataset_with_its_label_table_and_users(tmp_path, created, capsys):
+    for name in ("case1", "case2"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        write_scan(tmp_path / "data" / name / f"{name}_flair.nii.gz")
+        write_scan(tmp_path / "data" / name / f"{name}_t1c.nii.gz", seed=3)
+    users = tmp_path / "users.txt"
+    add_user(users, "alice", "secret")
+    arguments = [str(tmp_path / "data"), "--labels", "brats", "--users", str(users)]
+    assert main(arguments) == 0
+    (app,) = created
+    workspace = app.options["workspace"]
+    assert workspace.names == ("case1", "case2")
+    assert [volume.name for volume in app.volumes] == ["case1_flair", "case1_t1c"]
+    assert app.options["labels"] == BRATS_LABELS and set(app.options["users"]) == {"alice"}
+    assert workspace.store.labels_dir == tmp_path / "data" / "labels"
+    assert "Dataset" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("arguments", "problem"),
+    [
+        (["EMPTY"], "no case"),
+        (["EMPTY", "--labels", "nonexistent.txt"], "nonexistent.txt"),
+        (["DATA", "--users", "missing-users.txt"], "missing-users.txt"),
+        (["DATA", "--database", "postgresql+psycopg://u:hunter2@127.0.0.1:1/x"], "127.0.0.1"),
+    ],
+)
+def test_a_bad_dataset_setting_stops_with_one_line(tmp_path, arguments, problem, capsys):
+    (tmp_path / "EMPTY").mkdir()
+    (tmp_path / "DATA" / "case").mkdir(parents=True)
+    write_scan(tmp_path / "DATA" / "case" / "flair.nii.gz")
+    paths = {"EMPTY": str(tmp_path / "EMPTY"), "DATA": str(tmp_path / "DATA")}
+    assert main([paths.get(argument, argument) for argument in arguments]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and problem in error and "hunter2" not in error
+
+
+def test_dataset_settings_reach_the_workers_through_the_environment(tmp_path):
+    args = build_parser().parse_args(
+        [
+            str(tmp_path),
+            "--labels-dir",
+            "L",
+            "--database",
+            "sqlite:///x",
+            "--labels",
+            "brats",
+            "--modalities",
+            "*_ct*",
+            "--users",
+            "U",
+        ]
+    )
+    settings = settings_from_arguments(args)
+    assert settings_from_environment(settings.to_environment()) == settings

@@ -5,7 +5,6 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import BRATS_DIR
 
 from superpixel_annotator.core import datasets
 from superpixel_annotator.core.datasets import (
@@ -274,10 +273,9 @@ def test_brats_2013_case_folders_with_real_images(tmp_path):
     }
 
 
-def test_the_real_brats_2013_folder():
-    if not BRATS_DIR.is_dir():
-        pytest.skip(f"BraTS data not found at {BRATS_DIR}")
-    dataset = find_dataset(BRATS_DIR)
+def test_the_real_brats_2013_folder(brats_case):
+    brats_dir = brats_case.parent
+    dataset = find_dataset(brats_dir)
     assert [case.name for case in dataset.cases] == [
         "brats_2013_pat0005_1",
         "brats_2013_pat0006_1",
@@ -288,7 +286,7 @@ def test_the_real_brats_2013_folder():
             "Flair_subtrMeanDivStd.nii.gz",
             "T1c_subtrMeanDivStd.nii.gz",
         ]
-        assert case.label == BRATS_DIR / case.name / "OTMultiClass.nii.gz"
+        assert case.label == brats_dir / case.name / "OTMultiClass.nii.gz"
         assert all(path.is_file() for path in case.modalities)
     assert dataset.problems == ()
 

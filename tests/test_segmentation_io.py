@@ -293,3 +293,25 @@ def test_labels_everywhere_differ_outside_the_head():
     )
     assert changed.size == superpixels.count
     assert differing_voxels == np.count_nonzero(superpixels.labels == 0)
+
+
+@pytest.mark.parametrize("dtype_max", [4, 300])
+def test_saved_file_holds_the_bytes_nibabel_writes(tmp_path, small_case, dtype_max):
+    volume, superpixels = small_case
+    labels = (np.arange(volume.data.size).reshape(volume.data.shape) % (dtype_max + 1)).astype(
+        np.uint16
+    )
+    marks = np.arange(superpixels.count + 1, dtype=np.int16) % 3
+    save_segmentation(volume, labels, tmp_path / "fast.nii.gz", marks)
+    # The same image through nibabel's own writer.
+    dtype = np.uint8 if dtype_max < 256 else np.uint16
+    reference = nib.Nifti1Image(
+        np.ascontiguousarray(volume.to_source(labels.astype(dtype))), volume.affine
+    )
+    reference.set_qform(volume.affine, code=1)
+    reference.set_sform(volume.affine, code=1)
+    reference.header.set_intent("label")
+    reference.header.extensions = nib.load(tmp_path / "fast.nii.gz").header.extensions
+    nib.save(reference, tmp_path / "reference.nii.gz")
+    written = gzip.decompress((tmp_path / "fast.nii.gz").read_bytes())
+    assert written == gzip.decompress((tmp_path / "reference.nii.gz").read_bytes())

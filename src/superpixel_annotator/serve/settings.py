@@ -30,6 +30,18 @@ MAX_TOTAL_VARIABLE = "SUPERPIXEL_ANNOTATOR_MAX_UPLOAD_TOTAL_MB"
 MAX_JOBS_VARIABLE = "SUPERPIXEL_ANNOTATOR_MAX_JOBS"
 QUEUE_VARIABLE = "SUPERPIXEL_ANNOTATOR_QUEUE_SECONDS"
 FRAME_VARIABLE = "SUPERPIXEL_ANNOTATOR_FRAME_ANCESTORS"
+LABELS_DIR_VARIABLE = "SUPERPIXEL_ANNOTATOR_LABELS_DIR"
+DATABASE_VARIABLE = "SUPERPIXEL_ANNOTATOR_DATABASE"
+LABELS_VARIABLE = "SUPERPIXEL_ANNOTATOR_LABELS"
+MODALITIES_VARIABLE = "SUPERPIXEL_ANNOTATOR_MODALITIES"
+USERS_VARIABLE = "SUPERPIXEL_ANNOTATOR_USERS"
+_TEXT_SETTINGS = {
+    LABELS_DIR_VARIABLE: "labels_dir",
+    DATABASE_VARIABLE: "database",
+    LABELS_VARIABLE: "labels",
+    MODALITIES_VARIABLE: "modalities",
+    USERS_VARIABLE: "users",
+}
 ENVIRONMENT = {
     FILE_VARIABLE: f"the scan's files, separated by {os.pathsep!r} (as FILE ...)",
     VOLUME_VARIABLE: "as --volume",
@@ -41,6 +53,11 @@ ENVIRONMENT = {
     QUEUE_VARIABLE: "as --queue-seconds",
     FRAME_VARIABLE: "as --frame-ancestors",
     BROKER_VARIABLE: "as --celery-broker",
+    LABELS_DIR_VARIABLE: "as --labels-dir",
+    DATABASE_VARIABLE: "as --database",
+    LABELS_VARIABLE: "as --labels",
+    MODALITIES_VARIABLE: "as --modalities",
+    USERS_VARIABLE: "as --users",
     CACHE_VARIABLE: "the cache directory, shared by the workers",
     CACHE_LIMIT_VARIABLE: "the cache's bound in MB (default 5000)",
 }
@@ -58,7 +75,7 @@ class Settings:
     Attributes
     ----------
     files : tuple of str
-        The scan's modalities; none: the bundled sample.
+        The scan's modalities, or one dataset folder; none: the bundled sample.
     volume_index : int
         Which volume of 4D files to show.
     limits : Limits
@@ -69,6 +86,12 @@ class Settings:
         Files and bytes per upload, superpixel jobs at once and their queue.
     frame_ancestors : str
         Who may show the app in a frame, as CSP sources.
+    labels_dir, database, modalities : str or None
+        A dataset's labels folder, metadata database URL and modality patterns.
+    labels : str or None
+        The label table: a file or a preset name; none: the default labels.
+    users : str or None
+        The users file; none: one user, no login.
     """
 
     files: tuple[str, ...] = ()
@@ -77,6 +100,11 @@ class Settings:
     celery_broker: str | None = None
     server_limits: ServerLimits = DEFAULT_SERVER_LIMITS
     frame_ancestors: str = DEFAULT_FRAME_ANCESTORS
+    labels_dir: str | None = None
+    database: str | None = None
+    labels: str | None = None
+    modalities: str | None = None
+    users: str | None = None
 
     def to_environment(self) -> dict[str, str]:
         """The settings as environment variables (see :func:`settings_from_environment`)."""
@@ -95,6 +123,9 @@ class Settings:
             variables[FILE_VARIABLE] = os.pathsep.join(self.files)
         if self.celery_broker:
             variables[BROKER_VARIABLE] = self.celery_broker
+        for variable, field in _TEXT_SETTINGS.items():
+            if getattr(self, field) is not None:
+                variables[variable] = getattr(self, field)
         return variables
 
 
@@ -136,9 +167,11 @@ def add_scan_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="*",
         metavar="FILE",
         help="NIfTI (.nii, .nii.gz) or MGH (.mgh, .mgz) scans of one case; several files are "
-        "co-registered modalities on one voxel grid, the first shown first "
+        "co-registered modalities on one voxel grid, the first shown first; or one dataset "
+        "folder: a case per image file or per subfolder of modalities "
         "(default: the bundled phantom)",
     )
+    add_dataset_arguments(parser)
     parser.add_argument(
         "--volume",
         type=_VOLUME,
@@ -168,6 +201,45 @@ def add_scan_arguments(parser: argparse.ArgumentParser) -> None:
         help="compute superpixels of uploaded scans on Celery workers through this broker, "
         f"e.g. redis://localhost:6379/0 (default: ${BROKER_VARIABLE}, else in a local process); "
         "start workers with `celery -A superpixel_annotator.wsgi:celery_app worker`",
+    )
+
+
+def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of a dataset, its labels and its users."""
+    environ = os.environ
+    parser.add_argument(
+        "--labels-dir",
+        default=environ.get(LABELS_DIR_VARIABLE) or None,
+        metavar="DIR",
+        help="where a dataset's labels are saved (default DATASET/labels)",
+    )
+    parser.add_argument(
+        "--database",
+        default=environ.get(DATABASE_VARIABLE) or None,
+        metavar="URL",
+        help="the dataset's metadata database, e.g. postgresql+psycopg://user@host/db when "
+        "several hosts serve one dataset (default SQLite in the labels folder)",
+    )
+    parser.add_argument(
+        "--labels",
+        default=environ.get(LABELS_VARIABLE) or None,
+        metavar="FILE",
+        help="label table: an ITK-SNAP label description file, a 3D Slicer colour table, a "
+        "JSON or CSV file (value, name, colour), or the preset 'brats'",
+    )
+    parser.add_argument(
+        "--modalities",
+        default=environ.get(MODALITIES_VARIABLE) or None,
+        metavar="PATTERNS",
+        help="the modalities of each case folder, as comma-separated name patterns in display "
+        "order, e.g. '*_ct.nii.gz,*_pet.nii.gz' (default: FLAIR, T1c, T1, T2 by name)",
+    )
+    parser.add_argument(
+        "--users",
+        default=environ.get(USERS_VARIABLE) or None,
+        metavar="FILE",
+        help="log in with the users of FILE (see `superpixel-annotator-users add`); "
+        "default: one user, no login",
     )
 
 
@@ -253,6 +325,7 @@ def settings_from_environment(environ: Mapping[str, str] = os.environ) -> Settin
             "max_jobs": read(MAX_JOBS_VARIABLE, _COUNT, defaults.max_jobs),
             "queue_seconds": read(QUEUE_VARIABLE, _SECONDS, defaults.queue_seconds),
             "frame_ancestors": read(FRAME_VARIABLE, _frame_ancestors, DEFAULT_FRAME_ANCESTORS),
+            **{field: environ.get(name) or None for name, field in _TEXT_SETTINGS.items()},
         }
     )
 
@@ -273,4 +346,5 @@ def _settings(values: dict) -> Settings:
             queue_seconds=values["queue_seconds"],
         ),
         frame_ancestors=values["frame_ancestors"],
+        **{field: values[field] for field in _TEXT_SETTINGS.values()},
     )

@@ -1,4 +1,4 @@
-"""The start-up both entry points share: the scan loaded and the app built from
+"""The start-up both entry points share: the scan or dataset loaded and the app built from
 :class:`~.settings.Settings`."""
 
 from __future__ import annotations
@@ -6,12 +6,27 @@ from __future__ import annotations
 import dash
 
 from ..core.cache import CacheSettingError
+from ..core.datasets import DatasetError, is_dataset_folder
 from ..core.image_files import VolumeError
-from ..web.app import celery_manager, create_app, load_startup_scan
+from ..core.label_tables import LabelTableError, read_label_table
+from ..core.palette import DEFAULT_LABELS
+from ..store import StoreError
+from ..store.workspace import open_workspace
+from ..web.app import celery_manager, create_app, load_startup_scan, print_notes
+from ..web.auth import UsersFileError, read_users
 from .settings import SettingError, Settings
 
-STARTUP_ERRORS = (VolumeError, CacheSettingError, SettingError)
-"""What stops a start with a one-line message: an unusable scan or a malformed setting."""
+STARTUP_ERRORS = (
+    VolumeError,
+    CacheSettingError,
+    SettingError,
+    DatasetError,
+    LabelTableError,
+    StoreError,
+    UsersFileError,
+)
+"""What stops a start with a one-line message: an unusable scan, dataset, label table,
+database or users file, or a malformed setting."""
 
 
 def background_manager(settings: Settings) -> dash.CeleryManager | None:
@@ -20,23 +35,44 @@ def background_manager(settings: Settings) -> dash.CeleryManager | None:
 
 
 def start(settings: Settings, manager: dash.CeleryManager | None = None) -> dash.Dash:
-    """Load the scan (printing its notes to stderr) and build the app with the settings,
-    running background callbacks on ``manager`` (see :func:`background_manager`).
+    """Load the scan or dataset (printing notes to stderr) and build the app with the
+    settings, running background callbacks on ``manager`` (see :func:`background_manager`).
 
     Raises
     ------
-    VolumeError, CacheSettingError, SettingError
+    VolumeError, CacheSettingError, SettingError, DatasetError, LabelTableError, StoreError,
+    UsersFileError
         See :data:`STARTUP_ERRORS`.
     """
-    volumes = load_startup_scan(
-        settings.files, volume_index=settings.volume_index, limits=settings.limits
-    )
+    labels = read_label_table(settings.labels) if settings.labels else DEFAULT_LABELS
+    users = read_users(settings.users) if settings.users else None
+    workspace = None
+    if len(settings.files) == 1 and is_dataset_folder(settings.files[0]):
+        workspace, notes = open_workspace(
+            settings.files[0],
+            labels=labels,
+            limits=settings.limits,
+            labels_dir=settings.labels_dir,
+            database=settings.database,
+            modalities=settings.modalities,
+        )
+        print_notes(notes)
+        count = len(workspace.names)
+        print(f"Dataset {settings.files[0]}: {count} cases, labels in {workspace.store.labels_dir}")
+        volumes = workspace.start_volumes()
+    else:
+        volumes = load_startup_scan(
+            settings.files, volume_index=settings.volume_index, limits=settings.limits
+        )
     shown = ", ".join(f"{volume.name} {volume.data.shape}" for volume in volumes)
     print(f"Preparing {shown} ...", flush=True)
     return create_app(
         volumes,
         frame_ancestors=settings.frame_ancestors,
+        users=users,
+        labels=labels,
         limits=settings.limits,
         server_limits=settings.server_limits,
         background_manager=manager,
+        workspace=workspace,
     )

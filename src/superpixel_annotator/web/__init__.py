@@ -9,5 +9,5 @@ from .. import __version__ as __version__
 
 _js_dist = [
     {"relative_package_path": f"js/{name}.js", "namespace": __name__}
-    for name in ("annotator", "strokes")
+    for name in ("annotator", "strokes", "dataset")
 ]

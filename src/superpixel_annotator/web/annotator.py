@@ -26,7 +26,9 @@ from ..core.image_files import Limits
 from ..core.palette import DEFAULT_LABELS, LabelClass
 from ..core.superpixels import Superpixels
 from ..core.volume import Volume, check_modalities
-from .callbacks import browser, editing, overlays, panels, scans
+from ..store.workspace import DatasetWorkspace
+from .callbacks import browser, dataset, editing, overlays, panels, scans
+from .callbacks.dataset import pending_dataset
 from .context import AnnotatorContext
 from .ids import AnnotatorIds
 from .layout import LayoutBuilder
@@ -66,6 +68,10 @@ class VolumeAnnotator:
     background_manager : dash background callback manager, optional
         Runs superpixel computation for uploads; default a ``DiskcacheManager`` in the cache
         directory (no extra service). Pass a ``CeleryManager`` to use Celery workers.
+    workspace : DatasetWorkspace, optional
+        A dataset to annotate case by case, its labels saved on the server (see
+        :func:`open_workspace`); ``volume`` is then one of its cases, shown until the
+        browser opens its own.
 
     Attributes
     ----------
@@ -89,9 +95,10 @@ class VolumeAnnotator:
         limits: Limits | None = None,
         server_limits: ServerLimits = DEFAULT_SERVER_LIMITS,
         background_manager=None,
+        workspace: DatasetWorkspace | None = None,
     ) -> None:
         self.id = id
-        self.ids = AnnotatorIds(id)
+        self.ids = AnnotatorIds(id, dataset=workspace is not None)
         volumes = [volume] if isinstance(volume, Volume) else list(volume)
         check_modalities(volumes)
         cache_limit_bytes()  # a malformed limit stops the start, not the first upload
@@ -106,6 +113,7 @@ class VolumeAnnotator:
             limits=limits or Limits(),
             segmentations=Segmentations(cases),
             server_limits=server_limits,
+            workspace=workspace,
         )
         limit_request_body(app.server, server_limits.request_bytes(self.context.limits))
         bound_logs(app.server)
@@ -122,9 +130,13 @@ class VolumeAnnotator:
             self.initial_case,
             self.slicers,
             [self._stroke_config(axis) for axis in range(3)],
-            self._browser_config(),
+            self._browser_config(app),
+            dataset=pending_dataset(workspace.names[0]) if workspace else None,
         ).build()
-        scans.register(app, self.context, self.slicers, self._manager(background_manager))
+        manager = self._manager(background_manager)
+        scans.register(app, self.context, self.slicers, manager)
+        if workspace is not None:
+            dataset.register(app, self.context, manager)
         editing.register(app, self.context, self.slicers)
         overlays.register(app, self.context, self.slicers)
         panels.register(app, self.context)
@@ -178,15 +190,18 @@ class VolumeAnnotator:
             "opacity": ids["opacity"],
             "stroke": ids.view("stroke", axis),
             "idsRequest": ids.view("ids-request", axis),
+            "readOnly": ids["read-only"],
             "colors": {str(label.value): label.color for label in self.labels},
             "samples": SAMPLES_PER_VOXEL,
         }
 
-    def _browser_config(self) -> dict:
-        """What the instance's browser code needs to know (see ``js/annotator.js``)."""
+    def _browser_config(self, app: dash.Dash) -> dict:
+        """What the instance's browser code needs to know (see ``js/annotator.js`` and
+        ``js/dataset.js``)."""
         return {
             "id": self.id,
             "ids": self.ids.for_browser(),
             "labels": [label.value for label in self.labels],
             "stale": overlays.STALE,
+            "saveUrl": dataset.save_url(app, self.id),
         }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +14,13 @@ import flask
 import flask_bootstrap
 from dash import html
 
+from ..core.datasets import is_dataset_folder
+from ..core.image_files import Limits
+from ..core.palette import DEFAULT_LABELS
 from ..core.volume import Volume, load_modalities, load_volume
+from ..store.workspace import open_workspace
 from .annotator import VolumeAnnotator
+from .auth import require_login
 from .security import DEFAULT_FRAME_ANCESTORS, add_security_headers
 
 SAMPLE_FILE = "head_phantom.nii.gz"
@@ -48,9 +53,14 @@ def load_startup_scan(paths: Sequence[str | os.PathLike], **options: Any) -> lis
         When a file is not a usable 3D image or the modalities disagree.
     """
     volumes = load_modalities(list(paths) or [sample_path()], **options)
-    for note in (note for volume in volumes for note in volume.notes):
-        print(f"superpixel-annotator: note: {note}", file=sys.stderr)
+    print_notes(note for volume in volumes for note in volume.notes)
     return volumes
+
+
+def print_notes(notes: Iterable[str]) -> None:
+    """Print start-up notes to stderr as ``superpixel-annotator: note: ...``."""
+    for note in notes:
+        print(f"superpixel-annotator: note: {note}", file=sys.stderr)
 
 
 def use_local_bootstrap(app: dash.Dash) -> None:
@@ -76,6 +86,7 @@ def create_app(
     volumes: Volume | Sequence[Volume] | str | os.PathLike | None = None,
     *,
     frame_ancestors: str = DEFAULT_FRAME_ANCESTORS,
+    users: Mapping[str, str] | None = None,
     **options: Any,
 ) -> dash.Dash:
     """Build the standalone annotator app.
@@ -83,19 +94,33 @@ def create_app(
     Parameters
     ----------
     volumes : Volume, sequence of Volume, path or None
-        The scan to open (several volumes: co-registered modalities); ``None`` opens the
-        bundled sample.
+        The scan to open (several volumes: co-registered modalities), or a dataset folder
+        (its labels saved in its ``labels`` folder, see :func:`open_workspace` for more
+        choices); ``None`` opens the bundled sample.
     frame_ancestors : str
         Who may show the app in a frame (see :func:`add_security_headers`).
+    users : mapping of str to str, optional
+        Users who may log in, with their password hashes (see :func:`read_users`); default:
+        no login.
     **options
         Passed to :class:`VolumeAnnotator` (``labels``, ``cache_dir``, ``superpixels``,
-        ``limits``, ``server_limits``, ``background_manager``, e.g. :func:`celery_manager`).
+        ``limits``, ``server_limits``, ``workspace``, ``background_manager``, e.g.
+        :func:`celery_manager`).
 
     Returns
     -------
     dash.Dash
     """
-    if volumes is None or isinstance(volumes, (str, os.PathLike)):
+    if isinstance(volumes, (str, os.PathLike)) and is_dataset_folder(volumes):
+        workspace, notes = open_workspace(
+            volumes,
+            labels=options.get("labels", DEFAULT_LABELS),
+            limits=options.get("limits") or Limits(),
+        )
+        print_notes(notes)
+        options["workspace"] = workspace
+        volumes = workspace.start_volumes()
+    elif volumes is None or isinstance(volumes, (str, os.PathLike)):
         volumes = load_volume(sample_path() if volumes is None else volumes)
     app = dash.Dash(
         __name__,
@@ -110,6 +135,8 @@ def create_app(
         [html.H5("Superpixel annotator", className="my-2"), annotator.layout], fluid=True
     )
     add_security_headers(app, frame_ancestors)
+    if users is not None:
+        require_login(app, users)
     # Dash sets up its script bundles on the first request and refuses concurrent ones
     # meanwhile (plotly/dash#3971); a threaded server's first page load would hit that.
     app.server.test_client().get("/")

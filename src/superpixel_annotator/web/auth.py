@@ -22,6 +22,9 @@ import flask
 from werkzeug.security import check_password_hash, generate_password_hash
 
 LOCAL_USER = "local"
+OIDC_NAME_CLAIMS = ("preferred_username", "email", "sub")
+"""The claims of an OIDC user (dash-auth keeps them in ``flask.session["user"]``) that name
+them, in order of preference."""
 MAX_USERS_FILE_BYTES = 1_000_000
 NAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")
 NAME_RULE = "1-64 letters, digits, '.', '_', '-' or '@'"
@@ -274,9 +277,18 @@ def current_user() -> str:
     Returns
     -------
     str
-        The logged-in user's name on an app protected by :func:`require_login`, else
-        :data:`LOCAL_USER` (single-user mode, or no request, as in a background job).
+        The logged-in user's name on an app protected by :func:`require_login`; on an app
+        protected by dash-auth's ``OIDCAuth``, the user's ``preferred_username``, else
+        ``email``, else ``sub`` claim; else :data:`LOCAL_USER` (single-user mode, or no
+        request, as in a background job).
     """
-    if not flask.has_request_context() or LOGIN_EXTENSION not in flask.current_app.extensions:
+    if not flask.has_request_context():
         return LOCAL_USER
-    return flask.request.authorization.username
+    if LOGIN_EXTENSION in flask.current_app.extensions:
+        return flask.request.authorization.username
+    oidc_user = flask.session.get("user")
+    if isinstance(oidc_user, dict):
+        for claim in OIDC_NAME_CLAIMS:
+            if isinstance(oidc_user.get(claim), str) and oidc_user[claim]:
+                return oidc_user[claim]
+    return LOCAL_USER

@@ -23,6 +23,7 @@ from ..core.image_files import Limits
 from ..core.overlays import indexed_png_uri, label_palette
 from ..core.palette import LabelClass
 from ..core.superpixels import DEFAULT_PARAMS
+from ..store.workspace import DatasetWorkspace
 from .ids import AnnotatorIds
 from .jobs import JobSlots
 from .limits import DEFAULT_SERVER_LIMITS, ServerLimits
@@ -57,6 +58,8 @@ class AnnotatorContext:
         Recent label volumes, shared by every feature that shows or saves them.
     server_limits : ServerLimits
         The bounds of uploads and of jobs at once.
+    workspace : DatasetWorkspace or None
+        The dataset annotated, with its labels on the server; ``None``: single scans.
     """
 
     ids: AnnotatorIds
@@ -66,6 +69,7 @@ class AnnotatorContext:
     limits: Limits
     segmentations: Segmentations
     server_limits: ServerLimits = DEFAULT_SERVER_LIMITS
+    workspace: DatasetWorkspace | None = None
 
     @property
     def jobs(self) -> JobSlots:
@@ -149,6 +153,7 @@ def case_data(
     restore: bool = False,
     previous=None,
     initial: bool = False,
+    dataset: dict | None = None,
 ) -> dict:
     """What a session's case store holds to show ``case``.
 
@@ -156,9 +161,10 @@ def case_data(
     browser for this case wins. ``previous`` is the case data an undo goes back to.
     ``size`` is the superpixel size menu's value for the case (see :func:`size_choice`).
     ``initial`` marks the case a page starts on, which the browser does not save as the
-    case shown (see ``restoreCase`` in ``js/annotator.js``).
+    case shown (see ``restoreCase`` in ``js/annotator.js``). ``dataset`` names the dataset
+    case shown (see :func:`~.callbacks.dataset.dataset_data`).
     """
-    return {
+    data = {
         "key": case.key,
         "shape": list(case.shape),
         "size": size_choice(case),
@@ -167,6 +173,17 @@ def case_data(
         "previous": previous,
         "initial": initial,
     }
+    if dataset is not None:
+        data["dataset"] = dataset
+    return data
+
+
+def shown_name(case: Case, case_data) -> str:
+    """The name of the scan a session shows: its dataset case's, else its first modality's."""
+    dataset = case_data.get("dataset") if isinstance(case_data, dict) else None
+    if not isinstance(dataset, dict) or dataset.get("pending"):
+        return case.volume.name
+    return str(dataset.get("name"))
 
 
 def message_outputs(ids: AnnotatorIds) -> dict:

@@ -57,7 +57,31 @@ INSTANCE_PARTS = (
     "browser-config",
     "shortcuts",
     "download",
+    # datasets: the dataset case shown and its saved version, requests to open one, and
+    # whether another user holds it (strokes are then refused in the browser)
+    "dataset-case",
+    "dataset-open",
+    "read-only",
 )
+DATASET_PARTS = (
+    "cases",
+    "case-table",
+    "case-pages",
+    "case-filter",
+    "case-progress",
+    "case-previous",
+    "case-next",
+    "case-done",
+    "save-status",
+    "keep-mine",
+    "versions",
+    "version-restore",
+    "export",
+    "export-download",
+    "case-refresh",
+)
+"""The parts an annotator of a dataset has besides :data:`INSTANCE_PARTS`: the case list,
+its navigation, the versions and the export."""
 VIEW_PARTS = (
     "view",
     "annotation-slices",
@@ -76,14 +100,16 @@ class AnnotatorIds:
 
     ``ids["case"]`` is the instance's ``case`` store, ``ids.view("stroke", 0)`` the axial
     view's stroke store; a name that is not a part raises ``KeyError``, so a typo cannot
-    address a component that does not exist.
+    address a component that does not exist. An annotator of a ``dataset`` has the
+    :data:`DATASET_PARTS` too.
     """
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, *, dataset: bool = False) -> None:
         self.prefix = prefix
+        self.parts = INSTANCE_PARTS + DATASET_PARTS if dataset else INSTANCE_PARTS
 
     def __getitem__(self, name: str) -> str:
-        if name not in INSTANCE_PARTS:
+        if name not in self.parts:
             raise KeyError(f"no annotator part {name!r}")
         return f"{self.prefix}-{name}"
 
@@ -99,4 +125,4 @@ class AnnotatorIds:
 
     def for_browser(self) -> dict:
         """Every instance id by part name, as the browser code reads them."""
-        return {name: self[name] for name in INSTANCE_PARTS}
+        return {name: self[name] for name in self.parts}

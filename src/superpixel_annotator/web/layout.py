@@ -13,6 +13,7 @@ from ..core.geometry import view_geometry
 from ..core.palette import LabelClass
 from ..core.superpixels import DEFAULT_PARAMS
 from .context import SIZE_OPTIONS, case_data, size_choice
+from .dataset_panel import DATASET_HELP, dataset_panel
 from .ids import AnnotatorIds
 from .slicer import SessionSlicer
 
@@ -117,6 +118,9 @@ class LayoutBuilder:
         Each view's stroke configuration (see ``js/strokes.js``).
     browser_config : dict
         The instance's configuration of the browser code (see ``js/annotator.js``).
+    dataset : dict, optional
+        For an annotator of a dataset, the dataset data of the case the page starts on
+        (see :func:`~.callbacks.dataset.pending_dataset`); the case list is shown then.
     """
 
     def __init__(
@@ -127,6 +131,8 @@ class LayoutBuilder:
         slicers: Sequence[SessionSlicer],
         stroke_configs: Sequence[dict],
         browser_config: dict,
+        *,
+        dataset: dict | None = None,
     ) -> None:
         self.ids = ids
         self.labels = tuple(labels)
@@ -134,6 +140,7 @@ class LayoutBuilder:
         self.slicers = slicers
         self.stroke_configs = stroke_configs
         self.browser_config = browser_config
+        self.dataset = dataset
 
     def build(self) -> html.Div:
         """The annotator's layout, whose root carries the instance id for the shortcuts."""
@@ -142,6 +149,7 @@ class LayoutBuilder:
         return html.Div(
             [
                 self._scan_bar(),
+                *([dataset_panel(self.ids)] if self.dataset else []),
                 self._toolbar(),
                 self._help(),
                 self._display_controls(),
@@ -274,7 +282,8 @@ class LayoutBuilder:
         )
 
     def _help(self) -> dbc.Collapse:
-        items = [html.Li([html.B(name), " ", text]) for name, text in HELP_ITEMS]
+        shown = HELP_ITEMS + (DATASET_HELP if self.dataset else ())
+        items = [html.Li([html.B(name), " ", text]) for name, text in shown]
         body = dbc.CardBody(html.Ul(items, className="mb-0 small"))
         return dbc.Collapse(dbc.Card(body, className="mb-2"), id=self.ids["help"], is_open=False)
 
@@ -384,7 +393,7 @@ class LayoutBuilder:
 
     def _stores(self) -> list:
         ids = self.ids
-        initial = case_data(self.case, restore=True, initial=True)
+        initial = case_data(self.case, restore=True, initial=True, dataset=self.dataset)
         return [
             dcc.Store(id=ids["annotation"], storage_type="memory"),
             dcc.Store(id=ids["fill-preview"]),
@@ -398,6 +407,9 @@ class LayoutBuilder:
             dcc.Download(id=ids["download"]),
             dcc.Download(id=ids["statistics-download"]),
             dcc.Store(id=ids["annotation-statistics"], storage_type="memory"),
+            dcc.Store(id=ids["dataset-case"]),
+            dcc.Store(id=ids["dataset-open"]),
+            dcc.Store(id=ids["read-only"], data=False),
         ]
 
 

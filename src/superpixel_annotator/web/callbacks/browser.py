@@ -35,6 +35,7 @@ def _register_storage(app: dash.Dash, ids: AnnotatorIds) -> None:
         Output(ids["annotation"], "data"),
         [Output(slices, "data") for slices in ids.views("annotation-slices")],
         Output(ids["size"], "value"),
+        Output(ids["dataset-case"], "data"),
         Input(ids["case"], "data"),
         State(ids["storage-prefix"], "data"),
         State(ids["size"], "value"),

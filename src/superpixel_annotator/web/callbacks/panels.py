@@ -17,7 +17,7 @@ from ...core.editing import EditSession
 from ...core.meshes import label_meshes, scene_layout
 from ...core.segmentation_io import save_segmentation
 from ...core.statistics import label_statistics, statistics_csv
-from ..context import CASE_GONE, AnnotatorContext, one_line
+from ..context import CASE_GONE, AnnotatorContext, one_line, shown_name
 from ..layout import HIDDEN_3D_FIGURE
 
 
@@ -64,7 +64,8 @@ def register(app: dash.Dash, context: AnnotatorContext) -> None:
 
 
 def download(context: AnnotatorContext, state, case_data) -> tuple:
-    """Send the annotation as ``<name>_segmentation.nii.gz`` (download, message, shown)."""
+    """Send the annotation as ``<name>_segmentation.nii.gz``, named by the dataset case or
+    else the scan (download, message, shown)."""
     try:
         session = EditSession(context.case_of(case_data), state, context.label_values)
     except CaseNotFoundError:
@@ -74,7 +75,7 @@ def download(context: AnnotatorContext, state, case_data) -> tuple:
     if not session.annotation.superpixel_labels.any():
         return dash.no_update, "Nothing to download yet: the annotation is empty.", True
     case = session.case
-    filename = f"{case.volume.name}_segmentation.nii.gz"
+    filename = f"{shown_name(case, case_data)}_segmentation.nii.gz"
     marks = session.annotation.marked_labels()
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / filename

@@ -23,12 +23,14 @@ from ..context import (
     message_outputs,
     no_message,
     one_line,
+    shown_name,
     size_option,
     valid_modality,
 )
 from ..jobs import QUEUED, JobRefused
 from ..layout import contrast_range, modality_options, modality_style
 from ..slicer import SessionSlicer, is_window
+from .dataset import carried_dataset, open_requested
 
 
 def register(
@@ -42,6 +44,7 @@ def register(
             "contents": Input(ids["upload"], "contents"),
             "size": Input(ids["size"], "value"),
             "saved": Input(ids["saved"], "data"),
+            "dataset_open": Input(ids["dataset-open"], "data"),
             "filenames": State(ids["upload"], "filename"),
             "state": State(ids["annotation"], "data"),
             "case": State(ids["case"], "data"),
@@ -77,8 +80,9 @@ def register(
 
 
 def open_scan(context: AnnotatorContext, set_progress, trigger, inputs: dict) -> dict:
-    """Open uploaded scan files, the current scan with another superpixel size, or what this
-    browser showed last, as ``trigger`` (the upload, size menu or saved store's id) says.
+    """Open uploaded scan files, the current scan with another superpixel size, what this
+    browser showed last, or a case of the dataset, as ``trigger`` (the upload, size menu,
+    saved or dataset-open store's id) says.
 
     Uploaded files are parsed in memory and checked against the limits; several files are
     co-registered modalities of one scan. A new size keeps the annotation, mapped onto the
@@ -90,6 +94,16 @@ def open_scan(context: AnnotatorContext, set_progress, trigger, inputs: dict) ->
     Malformed values are ignored.
     """
     result = {"case": dash.no_update, **no_message()}
+    if trigger == context.ids["dataset-open"]:
+        if context.workspace is None:
+            return result
+        size = size_option(inputs["size"]) or DEFAULT_PARAMS["size"]
+        try:
+            with context.jobs.turn(inputs.get("session"), lambda: set_progress((0, QUEUED))):
+                set_progress((30, "Opening the case…"))
+                return {**result, **open_requested(context, inputs["dataset_open"], size)}
+        except JobRefused as error:
+            return {**result, **message(one_line(error), "warning")}
     restoring = trigger == context.ids["saved"]
     if restoring:
         saved = inputs["saved"] if isinstance(inputs["saved"], dict) else {}
@@ -151,8 +165,14 @@ def _compute(
         f"Superpixels recomputed: {_count(opened)}. The annotation was mapped onto them "
         f"({changed:,} voxels changed); Undo brings back the previous superpixels."
     )
-    previous = case_data(current, state=inputs["state"])
-    opened_data = case_data(opened, state=mapped.to_state(), previous=previous)
+    dataset = inputs["case"].get("dataset")
+    previous = case_data(current, state=inputs["state"], dataset=dataset)
+    opened_data = case_data(
+        opened,
+        state=mapped.to_state(),
+        previous=previous,
+        dataset=carried_dataset(context, dataset, current, opened),
+    )
     return {"case": opened_data, **message(text)}
 
 
@@ -258,7 +278,7 @@ def show_case(
         "modalities": modality_options(case) if new_case else kept,
         "modality_style": modality_style(case) if new_case else kept,
         "modality": modality,
-        "name": case.volume.name,
+        "name": shown_name(case, case_value),
         "preview": None if new_case else kept,
         "fill_bar": False if new_case else kept,
     }

@@ -59,12 +59,20 @@
     // to restore, else the one the case data hands over; every slice is then stale (rendered
     // when shown). It sets the superpixel size menu to the case's size. It saves the case's
     // key and size in local storage too, but for the case a page starts on: restoreCase
-    // decides then.
+    // decides then. A case of a dataset is reconciled with this browser's copy instead
+    // (enterDatasetCase in dataset.js), which also names the dataset case shown.
     function enterCase(caseData, storagePrefix, shownSize, config) {
         if (!caseData || typeof caseData.key !== 'string') {
-            return Array(5).fill(noUpdate());
+            return Array(6).fill(noUpdate());
         }
         let state = caseData.state || null;
+        let datasetCase = null;
+        if (caseData.dataset) {
+            const entered = window.dash_clientside.superpixel_annotator.enterDatasetCase(
+                caseData, storagePrefix, config);
+            state = entered.state;
+            datasetCase = entered.datasetCase;
+        }
         try {
             if (caseData.restore) {
                 state = window.localStorage.getItem(storagePrefix + caseData.key) || state;
@@ -79,7 +87,7 @@
         const slices = (n) => Array(n).fill(state ? config.stale : null);
         const size = caseData.size && caseData.size !== shownSize ? caseData.size : noUpdate();
         return [state, slices(caseData.shape[0]), slices(caseData.shape[1]),
-                slices(caseData.shape[2]), size];
+                slices(caseData.shape[2]), size, datasetCase];
     }
 
     // On page load, what this browser showed last, when the page starts on something else:
@@ -90,8 +98,9 @@
     // (enterCase), so a case the server lost is not asked for again at every load. It is not
     // part of enterCase because Dash (4.4) does not call enterCase again for the case that
     // this request brings, a chain of updates that enterCase itself would have started.
+    // A dataset's page opens its case by name instead (startDataset in dataset.js).
     function restoreCase(storagePrefix, caseData) {
-        if (!caseData || typeof caseData.key !== 'string') {
+        if (!caseData || typeof caseData.key !== 'string' || caseData.dataset) {
             return noUpdate();
         }
         const request = {};
@@ -167,6 +176,8 @@
             }
         } else if (!modifier && key === 's') {
             click('fine');
+        } else if (!modifier && (key === 'n' || key === 'p') && config.ids['case-next']) {
+            click(key === 'n' ? 'case-next' : 'case-previous');
         } else if (!modifier && (key === 'e' || key === '0')) {
             setLabel(0);
         } else if (!modifier && config.labels.includes(Number(key))) {

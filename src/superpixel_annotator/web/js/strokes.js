@@ -109,6 +109,8 @@
             if (x < 0 || y < 0 || x > f.width || y > f.height) { return; }
             event.preventDefault();
             event.stopPropagation();
+            // A dataset case another user is editing is read-only here.
+            if (prop(view.config.readOnly, 'data')) { return; }
             wantIds(view);
             sliceImage(view, f.gd);
             view.frame = f;
