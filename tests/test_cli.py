@@ -6,7 +6,9 @@ import sys
 
 import nibabel as nib
 import numpy as np
+import pydicom
 import pytest
+from dicom_series import write_series
 
 from superpixel_annotator.core.cache import CACHE_LIMIT_VARIABLE
 from superpixel_annotator.core.image_files import DEFAULT_LIMITS, Limits
@@ -245,3 +247,18 @@ def test_dataset_settings_reach_the_workers_through_the_environment(tmp_path):
     )
     settings = settings_from_arguments(args)
     assert settings_from_environment(settings.to_environment()) == settings
+
+
+def test_a_dicom_folder_opens_its_series_and_several_need_a_choice(tmp_path, created, capsys):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "dicom"
+    first = write_series(folder, rng.integers(0, 500, (6, 7, 5)), np.eye(4), description="T1")
+    assert main([str(folder)]) == 0
+    assert created[0].volumes[0].data.shape == (5, 7, 6)
+    write_series(folder, rng.integers(0, 500, (6, 7, 5)), np.eye(4), description="FLAIR", seed=1)
+    assert main([str(folder)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "FLAIR" in error and "T1" in error
+    uid = pydicom.dcmread(first[0], stop_before_pixels=True).SeriesInstanceUID
+    assert main([str(folder), "--series", uid]) == 0
+    assert created[-1].volumes[0].name == "T1"

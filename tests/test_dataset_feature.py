@@ -185,6 +185,7 @@ def test_restoring_an_old_version_opens_it_to_be_saved_as_the_newest(context):
     assert request == {"name": "case0", "version": 1}
     restored = opened(context, "case0", version=1)
     assert restored["dataset"]["version"] == 1 and restored["dataset"]["base"] == 2
+    assert restored["dataset"]["restored"] and "restored" not in opened(context, "case0")["dataset"]
 
 
 def test_navigation_goes_to_the_next_unfinished_case_and_wraps(context):

@@ -2,6 +2,7 @@
 click, a reload, the next case, done, and two tabs on one case."""
 
 import shutil
+import zipfile
 
 import nibabel as nib
 import numpy as np
@@ -43,6 +44,10 @@ def dataset_url(serve, dataset_dir):
     return serve(str(dataset_dir))
 
 
+def saved_bytes(dataset_dir, name) -> bytes:
+    return (dataset_dir / "labels" / f"{name}_segmentation.nii.gz").read_bytes()
+
+
 def open_case(page, sample, name):
     page.wait_for_selector(f"{NAME}:text-is('{name}')", timeout=TIMEOUT_MS)
     wait_full_slices(page, sample)
@@ -76,6 +81,12 @@ def test_a_case_annotated_and_done_is_on_disk_as_download_gives_it(
     np.testing.assert_array_equal(np.asarray(saved.dataobj), np.asarray(downloaded.dataobj))
     np.testing.assert_array_equal(saved.affine, downloaded.affine)
     assert np.count_nonzero(np.asarray(saved.dataobj)) > 0
+    with page.expect_download(timeout=TIMEOUT_MS) as export:
+        page.click("#annotator-export")
+    export.value.save_as(tmp_path / "export.zip")
+    with zipfile.ZipFile(tmp_path / "export.zip") as archive:
+        assert sorted(archive.namelist()) == ["case-a_segmentation.nii.gz", "statistics.csv"]
+        assert archive.read("case-a_segmentation.nii.gz") == saved_bytes(dataset_dir, "case-a")
 
     page.keyboard.press("n")  # Next unfinished
     open_case(page, sample, "case-b")

@@ -35,7 +35,9 @@ DATABASE_VARIABLE = "SUPERPIXEL_ANNOTATOR_DATABASE"
 LABELS_VARIABLE = "SUPERPIXEL_ANNOTATOR_LABELS"
 MODALITIES_VARIABLE = "SUPERPIXEL_ANNOTATOR_MODALITIES"
 USERS_VARIABLE = "SUPERPIXEL_ANNOTATOR_USERS"
+SERIES_VARIABLE = "SUPERPIXEL_ANNOTATOR_SERIES"
 _TEXT_SETTINGS = {
+    SERIES_VARIABLE: "series",
     LABELS_DIR_VARIABLE: "labels_dir",
     DATABASE_VARIABLE: "database",
     LABELS_VARIABLE: "labels",
@@ -53,6 +55,7 @@ ENVIRONMENT = {
     QUEUE_VARIABLE: "as --queue-seconds",
     FRAME_VARIABLE: "as --frame-ancestors",
     BROKER_VARIABLE: "as --celery-broker",
+    SERIES_VARIABLE: "as --series",
     LABELS_DIR_VARIABLE: "as --labels-dir",
     DATABASE_VARIABLE: "as --database",
     LABELS_VARIABLE: "as --labels",
@@ -75,7 +78,10 @@ class Settings:
     Attributes
     ----------
     files : tuple of str
-        The scan's modalities, or one dataset folder; none: the bundled sample.
+        The scan's modalities, one DICOM folder, or one dataset folder; none: the bundled
+        sample.
+    series : str or None
+        Which series of a DICOM folder holding several (its SeriesInstanceUID).
     volume_index : int
         Which volume of 4D files to show.
     limits : Limits
@@ -100,6 +106,7 @@ class Settings:
     celery_broker: str | None = None
     server_limits: ServerLimits = DEFAULT_SERVER_LIMITS
     frame_ancestors: str = DEFAULT_FRAME_ANCESTORS
+    series: str | None = None
     labels_dir: str | None = None
     database: str | None = None
     labels: str | None = None
@@ -167,9 +174,15 @@ def add_scan_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="*",
         metavar="FILE",
         help="NIfTI (.nii, .nii.gz) or MGH (.mgh, .mgz) scans of one case; several files are "
-        "co-registered modalities on one voxel grid, the first shown first; or one dataset "
-        "folder: a case per image file or per subfolder of modalities "
-        "(default: the bundled phantom)",
+        "co-registered modalities on one voxel grid, the first shown first; or a folder of "
+        "one DICOM series; or one dataset folder: a case per image file or per subfolder of "
+        "modalities (default: the bundled phantom)",
+    )
+    parser.add_argument(
+        "--series",
+        default=os.environ.get(SERIES_VARIABLE) or None,
+        metavar="UID",
+        help="the SeriesInstanceUID to open from a DICOM folder holding several series",
     )
     add_dataset_arguments(parser)
     parser.add_argument(

@@ -7,6 +7,7 @@ import dash
 
 from ..core.cache import CacheSettingError
 from ..core.datasets import DatasetError, is_dataset_folder
+from ..core.dicom import is_dicom_folder, load_dicom_series
 from ..core.image_files import VolumeError
 from ..core.label_tables import LabelTableError, read_label_table
 from ..core.palette import DEFAULT_LABELS
@@ -35,8 +36,9 @@ def background_manager(settings: Settings) -> dash.CeleryManager | None:
 
 
 def start(settings: Settings, manager: dash.CeleryManager | None = None) -> dash.Dash:
-    """Load the scan or dataset (printing notes to stderr) and build the app with the
-    settings, running background callbacks on ``manager`` (see :func:`background_manager`).
+    """Load the scan (files or a DICOM series) or dataset, printing notes to stderr, and
+    build the app with the settings, running background callbacks on ``manager`` (see
+    :func:`background_manager`).
 
     Raises
     ------
@@ -47,7 +49,12 @@ def start(settings: Settings, manager: dash.CeleryManager | None = None) -> dash
     labels = read_label_table(settings.labels) if settings.labels else DEFAULT_LABELS
     users = read_users(settings.users) if settings.users else None
     workspace = None
-    if len(settings.files) == 1 and is_dataset_folder(settings.files[0]):
+    if len(settings.files) == 1 and is_dicom_folder(settings.files[0]):
+        volumes = [
+            load_dicom_series(settings.files[0], series_uid=settings.series, limits=settings.limits)
+        ]
+        print_notes(volumes[0].notes)
+    elif len(settings.files) == 1 and is_dataset_folder(settings.files[0]):
         workspace, notes = open_workspace(
             settings.files[0],
             labels=labels,

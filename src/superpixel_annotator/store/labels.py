@@ -47,7 +47,15 @@ from sqlalchemy import Delete, delete, insert, or_, select
 from sqlalchemy.engine import URL, Row
 from sqlalchemy.exc import IntegrityError
 
-from .database import Database, StoreError, latest_versions, locks, saves_in_progress, versions
+from .database import (
+    LATEST_VERSION,
+    Database,
+    StoreError,
+    latest_versions,
+    locks,
+    saves_in_progress,
+    versions,
+)
 from .files import (
     VERSIONS_FOLDER,
     check_case_name,
@@ -182,9 +190,8 @@ class LabelStore:
 
     def latest(self, case: str) -> Version | None:
         """The latest version of ``case``; ``None`` when it has none."""
-        query = latest_versions([check_case_name(case)])
         with self._database.transaction() as connection:
-            row = connection.execute(query).first()
+            row = connection.execute(LATEST_VERSION, {"case": check_case_name(case)}).first()
         return None if row is None else self._version(row)
 
     def summaries(self, cases: Sequence[str]) -> list[CaseSummary]:
@@ -312,7 +319,7 @@ class LabelStore:
                     raise StoreError(
                         f"{case}: the save was cancelled: a check took it for an abandoned one"
                     )
-                row_of_latest = connection.execute(latest_versions([case])).first()
+                row_of_latest = connection.execute(LATEST_VERSION, {"case": case}).first()
                 latest = None if row_of_latest is None else self._version(row_of_latest)
                 if _number(latest) != base:
                     raise VersionConflict(case, base, latest)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sqlalchemy import delete, select
 
-from .database import Database, latest_versions, saves_in_progress, versions
+from .database import LATEST_VERSION, Database, latest_versions, saves_in_progress, versions
 from .files import (
     LATEST_SUFFIX,
     TEMPORARY_COPY,
@@ -132,7 +132,7 @@ def _rewrite_latest_copies(database: Database, labels_dir: Path) -> list[str]:
 
 def _latest_file(database: Database, case: str) -> tuple[int, str] | None:
     with database.transaction() as connection:
-        row = connection.execute(latest_versions([case])).first()
+        row = connection.execute(LATEST_VERSION, {"case": case}).first()
     return None if row is None else (row.number, row.file_name)
 
 

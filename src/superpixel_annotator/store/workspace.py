@@ -16,6 +16,7 @@ import secrets
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,10 @@ from .records import CaseSummary, Version
 
 UNFINISHED = ("new", "in progress")
 _SECRET_FILE = ".case-token-key"
+LOCK_SECONDS = 300
+"""How long a user's save keeps a case locked for them."""
+LOCK_RENEWED_AFTER = 60
+"""A save renews its user's lock once the lock is this many seconds old."""
 MAX_START_TRIES = 20
 """The most cases a server tries to open at start-up."""
 """The statuses of a case that "Next unfinished" goes to."""
@@ -90,6 +95,7 @@ class DatasetWorkspace:
         self.label_values = frozenset(label.value for label in labels)
         self.limits = limits
         self._names = tuple(case.name for case in dataset.cases)
+        self._secret_key: bytes | None = None
 
     def start_volumes(self) -> list[Volume]:
         """The modalities of the case a server starts with: the first unfinished case that
@@ -130,7 +136,19 @@ class DatasetWorkspace:
         """Whether ``token`` (a JSON value from the browser) is :meth:`case_token`."""
         return isinstance(token, str) and hmac.compare_digest(token, self.case_token(name, key))
 
+    def _hold(self, name: str, user: str) -> None:
+        """Lock case ``name`` for ``user``, unless they hold it for long enough already: a
+        save reads the lock, and writes it at most every minute."""
+        holder = self.store.holder(name)
+        if holder is None or holder.user != user or holder.expires_at < _renew_before():
+            self.store.lock(name, user, seconds=LOCK_SECONDS)
+
     def _secret(self) -> bytes:
+        if self._secret_key is None:
+            self._secret_key = self._read_secret()
+        return self._secret_key
+
+    def _read_secret(self) -> bytes:
         path = self.store.labels_dir / _SECRET_FILE
         try:
             descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -226,7 +244,7 @@ class DatasetWorkspace:
             When another user holds the case.
         """
         self.dataset.case(name)
-        self.store.lock(name, user)
+        self._hold(name, user)
         marks = annotation.marked_labels()
         labelled = int(np.count_nonzero(label_volume))
         voxel_ml = float(np.prod(case.volume.spacing)) / 1000
@@ -273,6 +291,11 @@ class DatasetWorkspace:
         return [
             {"case": name, **{k: v for k, v in row.items() if k != "superpixels"}} for row in rows
         ]
+
+
+def _renew_before() -> datetime:
+    """The expiry before which a lock is renewed by a save of its holder."""
+    return datetime.now(timezone.utc) + timedelta(seconds=LOCK_SECONDS - LOCK_RENEWED_AFTER)
 
 
 def saved_when(version: Version) -> str:

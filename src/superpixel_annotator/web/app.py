@@ -15,6 +15,7 @@ import flask_bootstrap
 from dash import html
 
 from ..core.datasets import is_dataset_folder
+from ..core.dicom import is_dicom_folder, load_dicom_series
 from ..core.image_files import Limits
 from ..core.palette import DEFAULT_LABELS
 from ..core.volume import Volume, load_modalities, load_volume
@@ -94,7 +95,8 @@ def create_app(
     Parameters
     ----------
     volumes : Volume, sequence of Volume, path or None
-        The scan to open (several volumes: co-registered modalities), or a dataset folder
+        The scan to open (several volumes: co-registered modalities; a file, or a folder of
+        one DICOM series), or a dataset folder
         (its labels saved in its ``labels`` folder, see :func:`open_workspace` for more
         choices); ``None`` opens the bundled sample.
     frame_ancestors : str
@@ -111,7 +113,9 @@ def create_app(
     -------
     dash.Dash
     """
-    if isinstance(volumes, (str, os.PathLike)) and is_dataset_folder(volumes):
+    if isinstance(volumes, (str, os.PathLike)) and is_dicom_folder(volumes):
+        volumes = load_dicom_series(volumes, limits=options.get("limits") or Limits())
+    elif isinstance(volumes, (str, os.PathLike)) and is_dataset_folder(volumes):
         workspace, notes = open_workspace(
             volumes,
             labels=options.get("labels", DEFAULT_LABELS),

@@ -185,9 +185,9 @@ def _conflict(latest: Version, base: int | None) -> dict:
     started = f"version {base}" if base else "no saved version"
     text = (
         f"Not saved: {latest.user} saved version {latest.number} of {latest.case} "
-        f"{saved_when(latest)}, after the {started} this annotation started from. Both are kept: "
-        "yours here, theirs on the server (open the case again to see it), or save yours "
-        "as a new version."
+        f"{saved_when(latest)}, after the {started} this annotation started from. Yours stays "
+        "here: Save mine as a new version keeps it after theirs, or Restore theirs from the "
+        "versions menu."
     )
     return {"ok": False, "conflict": True, "version": latest.number, "message": text}
 
@@ -205,6 +205,12 @@ def dataset_data(context: AnnotatorContext, opened: OpenedCase, base: int | None
     ``token`` its saves carry."""
     token = context.workspace.case_token(opened.name, opened.case.key)
     return {"name": opened.name, "version": opened.version, "base": base, "token": token}
+
+
+def restored(dataset: dict) -> dict:
+    """The dataset data of a version the user chose to restore: shown as it was saved,
+    whatever this browser kept of the case."""
+    return {**dataset, "restored": True}
 
 
 def carried_dataset(context: AnnotatorContext, dataset, current: Case, opened: Case) -> dict | None:
@@ -243,8 +249,10 @@ def open_requested(context: AnnotatorContext, request, size: float) -> dict:
     except VolumeError as error:
         return message(f"Case {name} cannot be opened: {one_line(error)}", "warning")
     latest = workspace.store.latest(name)
-    base = latest.number if latest else None
-    data = case_data(opened.case, state=opened.state, dataset=dataset_data(context, opened, base))
+    dataset = dataset_data(context, opened, latest.number if latest else None)
+    data = case_data(
+        opened.case, state=opened.state, dataset=restored(dataset) if version else dataset
+    )
     return {"case": data, **message(opened.note)}
 
 

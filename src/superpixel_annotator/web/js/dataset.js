@@ -60,7 +60,8 @@
         let dirty = dataset.version !== dataset.base;
         const meta = readMeta(prefix, caseData.key);
         const local = readLocal(prefix, caseData.key);
-        if (!dirty && meta && meta.name === dataset.name && meta.dirty && local) {
+        if (!dirty && !dataset.restored && meta && meta.name === dataset.name && meta.dirty &&
+                local) {
             state = local;
             queue.base = meta.version;
             dirty = true;
