@@ -86,9 +86,12 @@ def write_durably(folder: Path, file_name: str, write: Callable[[Path], None]) -
     return folder / file_name
 
 
-def copy_durably(source: Path, target: Path) -> None:
+def copy_atomically(source: Path, target: Path) -> None:
     """Replace ``target`` by a copy of ``source`` at once: readers see the old file or the
     new one, never a part.
+
+    Not flushed to the disk: the copy is of a version that is on the disk already, and
+    after a power failure the start-up check rewrites a copy that differs from it.
 
     Raises
     ------
@@ -99,7 +102,6 @@ def copy_durably(source: Path, target: Path) -> None:
         temporary = target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp")
         try:
             shutil.copyfile(source, temporary)
-            fsync_file(temporary)
             os.replace(temporary, target)
             break
         except FileNotFoundError:
@@ -110,7 +112,6 @@ def copy_durably(source: Path, target: Path) -> None:
         except BaseException:
             remove_file(temporary)
             raise
-    fsync_folder(target.parent)
 
 
 def same_content(first: Path, second: Path) -> bool:

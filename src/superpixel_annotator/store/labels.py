@@ -18,9 +18,10 @@ How a save survives a crash, and never overwrites another one:
    there first makes it fail: :class:`VersionConflict`, and the new file is removed. The save
    is acknowledged (:meth:`LabelStore.save` returns) only once this commit has returned.
 5. The latest copy, ``<case>_segmentation.nii.gz``, is replaced at once (a copy in the same
-   folder, ``fsync``, ``os.replace``) by the latest version's file, then the latest version
-   is read again and copied anew if it changed, so that saves finishing together leave the
-   latest one.
+   folder, ``os.replace``) by the latest version's file, then the latest version is read
+   again and copied anew if it changed, so that saves finishing together leave the latest
+   one. The copy is not flushed to the disk: it derives from a version that is, and the
+   start-up check rewrites it after a power failure.
 
 A refused annotation is not stored: the caller keeps it (the web layer, in the browser) and
 may save it again on top of the latest version. After a crash, :meth:`LabelStore.check`

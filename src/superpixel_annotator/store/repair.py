@@ -24,7 +24,7 @@ from .files import (
     TEMPORARY_COPY,
     VERSIONS_FOLDER,
     check_case_name,
-    copy_durably,
+    copy_atomically,
     remove_file,
     remove_version_file,
     same_content,
@@ -69,7 +69,7 @@ def refresh_latest_copy(database: Database, labels_dir: Path, case: str) -> int 
     while (latest := _latest_file(database, case)) is not None and latest != previous:
         source = version_path(labels_dir, case, latest[1])
         if not same_content(source, target):
-            copy_durably(source, target)
+            copy_atomically(source, target)
             copied = latest[0]
         previous = latest
     return copied
