@@ -225,7 +225,8 @@ def load_dicom_series(
     limits.check_voxels(shape, label)
     headers, affine = _stack_geometry(label, headers)
     source = _read_pixels(label, headers, affine)
-    if source.min() == source.max():
+    # A first slice that varies (nearly always) spares two passes over the volume.
+    if np.ptp(source[:, :, 0]) == 0 and source.min() == source.max():
         raise VolumeError(f"{label}: every voxel is {source.flat[0]:g}; nothing to annotate")
     volume = Volume.from_source_array(source, affine, _volume_name(first))
     if first.modality == "CT":
