@@ -228,3 +228,14 @@ def test_export_holds_the_done_segmentations_and_their_statistics(context, tmp_p
         lines = archive.read("statistics.csv").decode().splitlines()
     assert lines[0].startswith("case,label,voxels,volume_mm3,volume_ml,mean_FLAIR,mean_T1c")
     assert len(lines) == 2 and lines[1].startswith("case1,1,")
+
+
+def test_every_process_on_the_labels_folder_makes_the_same_tokens(context, dataset_dir):
+    workspace = context.workspace
+    token = workspace.case_token("case0", "0" * 32)
+    other, _ = open_workspace(dataset_dir, labels=DEFAULT_LABELS, limits=Limits())
+    assert other.case_token("case0", "0" * 32) == token
+    assert other.case_token("case1", "0" * 32) != token
+    secret = workspace.store.labels_dir / ".case-token-key"
+    assert secret.stat().st_mode & 0o777 == 0o600 and len(secret.read_bytes()) == 32
+    assert [path.name for path in secret.parent.glob(".case-token-key.*")] == []

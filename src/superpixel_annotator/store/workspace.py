@@ -149,15 +149,23 @@ class DatasetWorkspace:
         return self._secret_key
 
     def _read_secret(self) -> bytes:
+        """The labels folder's secret, made by the first process that needs it: written
+        whole under another name, then linked into place, so no process reads it half
+        written."""
         path = self.store.labels_dir / _SECRET_FILE
-        try:
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return path.read_bytes()
-        with os.fdopen(descriptor, "wb") as file:
-            file.write(secrets.token_bytes(32))
-            file.flush()
-            os.fsync(file.fileno())
+        if not path.exists():
+            temporary = path.with_name(f"{_SECRET_FILE}.{secrets.token_hex(8)}.tmp")
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "wb") as file:
+                file.write(secrets.token_bytes(32))
+                file.flush()
+                os.fsync(file.fileno())
+            try:
+                os.link(temporary, path)
+            except FileExistsError:
+                pass  # another process linked its own first: every process reads that one
+            finally:
+                temporary.unlink()
         return path.read_bytes()
 
     def first_unfinished(self) -> str:
