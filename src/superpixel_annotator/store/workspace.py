@@ -234,7 +234,7 @@ class DatasetWorkspace:
         self,
         name: str,
         case: Case,
-        annotation: Annotation,
+        marks: np.ndarray,
         label_volume: np.ndarray,
         *,
         user: str,
@@ -242,7 +242,8 @@ class DatasetWorkspace:
         done: bool = False,
     ) -> Version:
         """Save an annotation of case ``name`` as a new version, written as Download writes
-        it (the scan's geometry, superpixel marks to reopen it exactly).
+        it: ``label_volume`` with the scan's geometry, and the annotation's ``marks``
+        (:meth:`Annotation.marked_labels`) to reopen it exactly.
 
         Raises
         ------
@@ -253,7 +254,6 @@ class DatasetWorkspace:
         """
         self.dataset.case(name)
         self._hold(name, user)
-        marks = annotation.marked_labels()
         labelled = int(np.count_nonzero(label_volume))
         voxel_ml = float(np.prod(case.volume.spacing)) / 1000
 

@@ -144,9 +144,10 @@ def save_answer(context: AnnotatorContext, request, user: str) -> tuple[dict, in
         annotation = Annotation.from_state(
             case.superpixels, request["state"], labels=context.label_values
         )
-        labels = context.segmentations.get(case, annotation.marked_labels())
+        marks = annotation.marked_labels()
+        labels = context.segmentations.get(case, marks)
         version = context.workspace.save(
-            name, case, annotation, labels, user=user, base_version=base, done=request["done"]
+            name, case, marks, labels, user=user, base_version=base, done=request["done"]
         )
     except CaseNotFoundError:
         return _refused(f"Not saved: {CASE_GONE}"), 409
