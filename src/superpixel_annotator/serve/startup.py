@@ -7,13 +7,11 @@ import dash
 
 from ..core.cache import CacheSettingError
 from ..core.datasets import DatasetError, is_dataset_folder
-from ..core.dicom import is_dicom_folder, load_dicom_series
 from ..core.image_files import VolumeError
 from ..core.label_tables import LabelTableError, read_label_table
 from ..core.palette import DEFAULT_LABELS
 from ..store import StoreError
-from ..store.workspace import open_workspace
-from ..web.app import celery_manager, create_app, load_startup_scan, print_notes
+from ..web.app import celery_manager, create_app, load_startup_scan, open_folder, print_notes
 from ..web.auth import UsersFileError, read_users
 from .settings import SettingError, Settings
 
@@ -49,24 +47,23 @@ def start(settings: Settings, manager: dash.CeleryManager | None = None) -> dash
     labels = read_label_table(settings.labels) if settings.labels else DEFAULT_LABELS
     users = read_users(settings.users) if settings.users else None
     workspace = None
-    if len(settings.files) == 1 and is_dicom_folder(settings.files[0]):
-        volumes = [
-            load_dicom_series(settings.files[0], series_uid=settings.series, limits=settings.limits)
-        ]
-        print_notes(volumes[0].notes)
-    elif len(settings.files) == 1 and is_dataset_folder(settings.files[0]):
-        workspace, notes = open_workspace(
+    if len(settings.files) == 1 and is_dataset_folder(settings.files[0]):
+        volumes, workspace = open_folder(
             settings.files[0],
             labels=labels,
             limits=settings.limits,
+            series_uid=settings.series,
             labels_dir=settings.labels_dir,
             database=settings.database,
             modalities=settings.modalities,
         )
-        print_notes(notes)
-        count = len(workspace.names)
-        print(f"Dataset {settings.files[0]}: {count} cases, labels in {workspace.store.labels_dir}")
-        volumes = workspace.start_volumes()
+        if workspace is None:
+            print_notes(volumes[0].notes)
+        else:
+            labels_dir = workspace.store.labels_dir
+            print(
+                f"Dataset {settings.files[0]}: {len(workspace.names)} cases, labels in {labels_dir}"
+            )
     else:
         volumes = load_startup_scan(
             settings.files, volume_index=settings.volume_index, limits=settings.limits

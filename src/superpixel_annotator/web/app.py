@@ -17,9 +17,9 @@ from dash import html
 from ..core.datasets import is_dataset_folder
 from ..core.dicom import is_dicom_folder, load_dicom_series
 from ..core.image_files import Limits
-from ..core.palette import DEFAULT_LABELS
+from ..core.palette import DEFAULT_LABELS, LabelClass
 from ..core.volume import Volume, load_modalities, load_volume
-from ..store.workspace import open_workspace
+from ..store.workspace import DatasetWorkspace, open_workspace
 from .annotator import VolumeAnnotator
 from .auth import require_login
 from .security import DEFAULT_FRAME_ANCESTORS, add_security_headers
@@ -62,6 +62,47 @@ def print_notes(notes: Iterable[str]) -> None:
     """Print start-up notes to stderr as ``superpixel-annotator: note: ...``."""
     for note in notes:
         print(f"superpixel-annotator: note: {note}", file=sys.stderr)
+
+
+def open_folder(
+    folder: str | os.PathLike,
+    *,
+    labels: Sequence[LabelClass],
+    limits: Limits,
+    series_uid: str | None = None,
+    **workspace_options: Any,
+) -> tuple[list[Volume], DatasetWorkspace | None]:
+    """What a folder given to a server holds: one DICOM series, or else a dataset, whose
+    notes are printed to stderr (see :func:`print_notes`).
+
+    Parameters
+    ----------
+    folder : str or path-like
+        A folder of DICOM files, or of cases.
+    labels, limits
+        The label table, and the largest image read.
+    series_uid : str, optional
+        The series to read from a DICOM folder holding several.
+    **workspace_options
+        Passed to :func:`open_workspace` (``labels_dir``, ``database``, ``modalities``).
+
+    Returns
+    -------
+    volumes : list of Volume
+        The series, or the modalities of the dataset case a server starts with.
+    workspace : DatasetWorkspace or None
+        The dataset; ``None`` for a DICOM series.
+
+    Raises
+    ------
+    VolumeError, DatasetError, StoreError
+        When the series, the dataset or its database cannot be used.
+    """
+    if is_dicom_folder(folder):
+        return [load_dicom_series(folder, series_uid=series_uid, limits=limits)], None
+    workspace, notes = open_workspace(folder, labels=labels, limits=limits, **workspace_options)
+    print_notes(notes)
+    return workspace.start_volumes(), workspace
 
 
 def use_local_bootstrap(app: dash.Dash) -> None:
@@ -113,17 +154,14 @@ def create_app(
     -------
     dash.Dash
     """
-    if isinstance(volumes, (str, os.PathLike)) and is_dicom_folder(volumes):
-        volumes = load_dicom_series(volumes, limits=options.get("limits") or Limits())
-    elif isinstance(volumes, (str, os.PathLike)) and is_dataset_folder(volumes):
-        workspace, notes = open_workspace(
+    if isinstance(volumes, (str, os.PathLike)) and is_dataset_folder(volumes):
+        volumes, workspace = open_folder(
             volumes,
             labels=options.get("labels", DEFAULT_LABELS),
             limits=options.get("limits") or Limits(),
         )
-        print_notes(notes)
-        options["workspace"] = workspace
-        volumes = workspace.start_volumes()
+        if workspace is not None:
+            options["workspace"] = workspace
     elif volumes is None or isinstance(volumes, (str, os.PathLike)):
         volumes = load_volume(sample_path() if volumes is None else volumes)
     app = dash.Dash(
