@@ -33,7 +33,7 @@ import _bench_common as common
 import dash
 import nibabel as nib
 import numpy as np
-from bench_strokes import stroke_path, tumour_slice_list
+from bench_strokes import operations
 
 from superpixel_annotator.core import segmentation_io
 from superpixel_annotator.core.annotation import Annotation
@@ -59,16 +59,15 @@ def timed(function, *args, **kwargs) -> tuple[float, object]:
 
 
 def stroke_states(annotator, case, n_strokes: int) -> list[str]:
-    """The annotation after each of ``n_strokes`` strokes across the tumour."""
+    """The annotation after each stroke of ``bench_strokes.operations`` (its undos and
+    redos left out)."""
     tumour = load_volume(common.TRUTH).data > 0
-    per_axis = [tumour_slice_list(tumour, axis, n_strokes) for axis in range(3)]
     state, states = None, []
-    for k in range(n_strokes):
-        axis = k % 3
-        index = per_axis[axis][k // 3]
-        points = common.tumour_stroke(tumour, axis, index, 0.15 + 0.7 * ((k * 0.37) % 1.0))
+    for _, axis, index, path, label in (
+        op for op in operations(annotator, tumour, n_strokes) if op[0] == "stroke"
+    ):
         session = EditSession(case, state, annotator.context.label_values)
-        session.stroke(axis, index, stroke_path(annotator, axis, points), 1 + k % 2)
+        session.stroke(axis, index, path, label)
         state = session.annotation.to_state()
         states.append(state)
     return states
