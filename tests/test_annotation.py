@@ -176,9 +176,23 @@ def test_state_without_erased_marks_takes_them_from_the_history():
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     old = base64.b64encode(zlib.compress(buffer.getvalue())).decode("ascii")
-    restored = Annotation.from_state(annotation.superpixels, old)
-    np.testing.assert_array_equal(restored.erased, annotation.erased)
-    assert restored.erased.sum() == 1
+    for history in (True, False):
+        restored = Annotation.from_state(annotation.superpixels, old, history=history)
+        np.testing.assert_array_equal(restored.erased, annotation.erased)
+        assert restored.erased.sum() == 1
+
+
+def test_state_read_without_history_keeps_the_marks_and_cannot_undo():
+    annotation = Annotation(block_superpixels())
+    annotation.paint(0, 0, [(4, 4)], 0)
+    annotation.paint(0, 0, [(7, 7)], 2)
+    restored = Annotation.from_state(annotation.superpixels, annotation.to_state(), history=False)
+    np.testing.assert_array_equal(restored.marked_labels(), annotation.marked_labels())
+    assert not restored.can_undo
+    with pytest.raises(AnnotationStateError, match="not allowed"):
+        Annotation.from_state(
+            annotation.superpixels, annotation.to_state(), labels=[1], history=False
+        )
 
 
 def test_state_without_fill_flags_is_read_as_user_steps():

@@ -366,6 +366,7 @@ class Annotation:
         state: str | None,
         *,
         labels: Collection[int] | None = None,
+        history: bool = True,
     ) -> Annotation:
         """Rebuild an annotation from :meth:`to_state` output (``None`` gives an empty one).
 
@@ -381,6 +382,9 @@ class Annotation:
         labels : collection of int, optional
             The label values the state may hold, such as a palette's (0, and erased marks in
             the history, always may); by default 0 to ``MAX_LABEL``.
+        history : bool
+            Whether to read the undo history; without it, the annotation's labels are read
+            faster and it cannot undo.
 
         Raises
         ------
@@ -391,7 +395,7 @@ class Annotation:
         annotation = cls(superpixels)
         if state is None:
             return annotation
-        read = read_state(state, superpixels.count, labels)
+        read = read_state(state, superpixels.count, labels, history=history)
         annotation.superpixel_labels[:] = read.labels
         annotation.superpixel_labels[0] = 0
         annotation.erased[:] = read.erased & (annotation.superpixel_labels == 0)

@@ -141,7 +141,9 @@ def max_state_length(count: int) -> int:
     return 4 * -(-compressed // 3)
 
 
-def read_state(state: object, count: int, labels: Collection[int] | None = None) -> AnnotationState:
+def read_state(
+    state: object, count: int, labels: Collection[int] | None = None, *, history: bool = True
+) -> AnnotationState:
     """Read a state string (see :func:`write_state`) of an annotation of ``count`` superpixels.
 
     Parameters
@@ -153,6 +155,10 @@ def read_state(state: object, count: int, labels: Collection[int] | None = None)
     labels : collection of int, optional
         The label values allowed (0, and :data:`ERASED` in the history, always are); by
         default 0 to ``MAX_LABEL``.
+    history : bool
+        Whether to read the undo and redo stacks; without them (empty stacks in the result)
+        a state whose labels alone are needed reads faster. States written before erased
+        marks were kept are read whole: their marks come from the history.
 
     Returns
     -------
@@ -164,8 +170,14 @@ def read_state(state: object, count: int, labels: Collection[int] | None = None)
         If ``state`` is not a state, is larger than a state of ``count`` superpixels can be,
         does not fit them, or holds labels not allowed.
     """
-    arrays = _read_members(_decompressed(state, count), member_limits(count))
-    required = {"labels"} | {f"{s}_{f}" for s in _STACKS for f in ("sizes", *_STEP_FIELDS)}
+    raw = _decompressed(state, count)
+    arrays = _read_members(raw, member_limits(count), None if history else {"labels", "erased"})
+    if "erased" not in arrays and not history:
+        history = True
+        arrays = _read_members(raw, member_limits(count))
+    required = {"labels"}
+    if history:
+        required |= {f"{s}_{f}" for s in _STACKS for f in ("sizes", *_STEP_FIELDS)}
     if missing := sorted(required - set(arrays)):
         raise AnnotationStateError(f"annotation state lacks {', '.join(missing)}")
     superpixel_labels = arrays["labels"]
@@ -173,7 +185,9 @@ def read_state(state: object, count: int, labels: Collection[int] | None = None)
         raise AnnotationStateError("annotation state does not fit these superpixels")
     allowed = _allowed_marks(labels)
     _check_marks(superpixel_labels[1:], allowed, "labels")
-    stacks = {name: _split_changes(arrays, name, count, allowed) for name in _STACKS}
+    stacks = {
+        name: _split_changes(arrays, name, count, allowed) if history else [] for name in _STACKS
+    }
     erased = arrays.get("erased")
     if erased is None:
         erased = _erased_by_history(stacks["undo"], superpixel_labels.shape)
@@ -202,8 +216,11 @@ def _decompressed(state: object, count: int) -> bytes:
     return raw
 
 
-def _read_members(raw: bytes, limits: dict) -> dict[str, np.ndarray]:
-    """The arrays of an npz archive whose members are all named in ``limits``."""
+def _read_members(
+    raw: bytes, limits: dict, wanted: Collection[str] | None = None
+) -> dict[str, np.ndarray]:
+    """The arrays of an npz archive whose members are all named in ``limits``: those named in
+    ``wanted`` (by default all)."""
     _check_directory(raw, len(limits))
     try:
         with zipfile.ZipFile(io.BytesIO(raw)) as archive:
@@ -215,6 +232,7 @@ def _read_members(raw: bytes, limits: dict) -> dict[str, np.ndarray]:
             return {
                 name: _read_member(archive, info, *limits[name])
                 for name, info in zip(names, infos, strict=True)
+                if wanted is None or name in wanted
             }
     except AnnotationStateError:
         raise

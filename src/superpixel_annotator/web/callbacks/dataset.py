@@ -142,7 +142,7 @@ def save_answer(context: AnnotatorContext, request, user: str) -> tuple[dict, in
     try:
         case = context.cases.get(key)
         annotation = Annotation.from_state(
-            case.superpixels, request["state"], labels=context.label_values
+            case.superpixels, request["state"], labels=context.label_values, history=False
         )
         marks = annotation.marked_labels()
         labels = context.segmentations.get(case, marks)
