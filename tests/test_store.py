@@ -28,7 +28,7 @@ from superpixel_annotator.store import (
     Version,
     VersionConflict,
 )
-from superpixel_annotator.store.database import saves_in_progress
+from superpixel_annotator.store.database import Database, saves_in_progress
 
 SOURCE = Path(__file__).resolve().parents[1] / "src"
 RACING_PROCESSES = 4
@@ -317,6 +317,51 @@ def test_locks_are_held_across_stores_expire_and_are_renewed(open_store):
     assert other.lock("b", "bob").user == "bob"
     with pytest.raises(ValueError):
         store.lock("c", "alice", seconds=0)
+
+
+def test_a_save_holds_the_case_for_its_user_and_renews_the_lock_once_a_minute_old(store):
+    def save_holding(user: str, base: int | None) -> Version:
+        return store.save(
+            "a",
+            writer(b"x"),
+            user=user,
+            base_version=base,
+            labelled_voxels=1,
+            labelled_ml=0.001,
+            lock_seconds=300,
+        )
+
+    save_holding("alice", None)
+    taken = store.holder("a")
+    assert taken.user == "alice"
+    assert timedelta(seconds=299) < taken.expires_at - datetime.now(timezone.utc)
+    save_holding("alice", 1)
+    assert store.holder("a") == taken  # less than a minute old: not written again
+    with pytest.raises(CaseLocked) as refused:
+        save_holding("bob", 2)
+    assert refused.value.lock == taken and store.latest("a").number == 2
+    # A lock a minute old is renewed by its holder's next save.
+    store.lock("a", "alice", seconds=230)
+    save_holding("alice", 2)
+    assert store.holder("a").expires_at > taken.expires_at
+
+
+def test_only_a_transaction_asked_not_to_be_durable_skips_the_flush(tmp_path, database_url):
+    database = Database(database_url or f"sqlite:///{tmp_path / 'a.sqlite'}")
+    setting = (
+        "PRAGMA synchronous"
+        if database.is_sqlite
+        else "SELECT current_setting('synchronous_commit')"
+    )
+    try:
+        with database.transaction(durable=False) as connection:
+            relaxed = connection.exec_driver_sql(setting).scalar()
+        with database.transaction() as connection:
+            durable = connection.exec_driver_sql(setting).scalar()
+    finally:
+        database.close()
+    # SQLite: 1 NORMAL, 2 FULL (the connection is reused from the pool).
+    assert (relaxed, durable) in [(1, 2), ("off", "on")]
 
 
 def test_check_repairs_what_interrupted_saves_left(store, labels_dir):

@@ -138,7 +138,7 @@ def save_segmentation(
     labels = np.asarray(labels)
     if labels.shape != volume.data.shape:
         raise ValueError(f"labels have shape {labels.shape}, expected {volume.data.shape}")
-    dtype = np.uint8 if labels.max(initial=0) < 256 else np.uint16
+    dtype = np.uint8 if labels.dtype == np.uint8 or labels.max(initial=0) < 256 else np.uint16
     image = nib.Nifti1Image(volume.to_source(labels.astype(dtype, copy=False)), volume.affine)
     image.set_qform(volume.affine, code=1)
     image.set_sform(volume.affine, code=1)

@@ -142,6 +142,12 @@ LATEST_VERSION = (
 """The latest version's row of one case (``{"case": name}`` given when executed). Built
 once: a save reads it several times, and building a query costs about a millisecond."""
 
+LOCK_HOLDER = select(locks).where(
+    locks.c.case_name == bindparam("case"), locks.c.expires_at > bindparam("now")
+)
+"""The lock on one case that has not expired at ``now`` (``{"case": name, "now": time}``),
+built once for the same reason: every save reads it."""
+
 
 class Database:
     """The store's tables in the database at ``url``, created if missing.
@@ -169,18 +175,30 @@ class Database:
         return self.url.render_as_string(hide_password=True)
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
+    def transaction(self, *, durable: bool = True) -> Iterator[Connection]:
         """A connection in a transaction, committed at the end of the ``with`` block and
         rolled back on an exception. A uniqueness violation is raised as SQLAlchemy's
         ``IntegrityError`` (the caller decides what it means); any other database error as a
-        :class:`StoreError`."""
+        :class:`StoreError`.
+
+        A transaction that is not ``durable`` is seen by every connection once committed,
+        but its commit does not wait for the disk: a power failure may lose it, never a
+        later durable commit (SQLite's ``synchronous = NORMAL``, PostgreSQL's
+        ``synchronous_commit = off``)."""
         try:
-            with self.engine.begin() as connection:
-                yield connection
+            with self.engine.connect() as connection:
+                with _synchronous(connection, durable), connection.begin():
+                    if not durable and not self.is_sqlite:
+                        connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
+                    yield connection
         except IntegrityError:
             raise
         except SQLAlchemyError as error:
             raise StoreError(self.describe(error)) from error
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.get_backend_name() == "sqlite"
 
     def describe(self, error: BaseException) -> str:
         """One line naming the database and what went wrong, without the password."""
@@ -254,6 +272,22 @@ def _open_connections_per_process(engine: Engine) -> None:
         if record.info["pid"] != os.getpid():
             record.dbapi_connection = proxy.dbapi_connection = None
             raise DisconnectionError("a connection of the parent process: opening a new one")
+
+
+@contextmanager
+def _synchronous(connection: Connection, durable: bool) -> Iterator[None]:
+    """SQLite's commits of the block not flushed to the disk, unless ``durable``; the
+    setting cannot change inside a transaction, so it is set on the driver's connection
+    around it."""
+    if durable or connection.dialect.name != "sqlite":
+        yield
+        return
+    driver = connection.connection.driver_connection
+    driver.execute("PRAGMA synchronous = NORMAL")
+    try:
+        yield
+    finally:
+        driver.execute("PRAGMA synchronous = FULL")
 
 
 def _configure_sqlite(engine: Engine) -> None:

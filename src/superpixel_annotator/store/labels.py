@@ -43,13 +43,15 @@ import socket
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import Delete, delete, insert, or_, select
-from sqlalchemy.engine import URL, Row
+from sqlalchemy.engine import URL, Connection, Row
 from sqlalchemy.exc import IntegrityError
 
 from .database import (
     LATEST_VERSION,
+    LOCK_HOLDER,
     Database,
     StoreError,
     latest_versions,
@@ -69,10 +71,14 @@ from .records import CaseLocked, CaseSummary, Lock, Version, VersionConflict
 from .repair import check_store, latest_copy_path, refresh_latest_copy, version_path
 
 DATABASE_FILE = "annotations.sqlite"
+LOCK_RENEWED_AFTER = 60
+"""A save renews its user's lock once the lock is this many seconds old."""
+MAX_LOCK_TRIES = 5
 NAMES_PER_QUERY = 1000
 """:meth:`LabelStore.summaries` asks for this many cases at most in one query."""
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class LabelStore:
@@ -110,6 +116,7 @@ class LabelStore:
         labelled_voxels: int,
         labelled_ml: float,
         done: bool = False,
+        lock_seconds: float | None = None,
     ) -> Version:
         """Save a new version of ``case``, based on version ``base_version`` (``None``: the
         case has no version yet).
@@ -126,6 +133,9 @@ class LabelStore:
             The labels' size, for the case list.
         done : bool
             Whether the user marks the case done.
+        lock_seconds : float, optional
+            Also hold the case for ``user`` this long (see :meth:`lock`), renewing their lock
+            once it is :data:`LOCK_RENEWED_AFTER` seconds old.
 
         Returns
         -------
@@ -136,6 +146,8 @@ class LabelStore:
         ------
         VersionConflict
             When ``base_version`` is not the latest version; nothing is stored.
+        CaseLocked
+            When another user holds the case; nothing is stored.
         StoreError
             When the database cannot be written, or a check took the save for an abandoned
             one; nothing is stored.
@@ -146,11 +158,8 @@ class LabelStore:
         """
         check_case_name(case)
         _check_user(user)
-        latest = self.latest(case)
-        if _number(latest) != base_version:
-            raise VersionConflict(case, base_version, latest)
         file_name = version_file_name((base_version or 0) + 1)
-        self._start_save(case, file_name)
+        self._start_save(case, file_name, base_version, user, lock_seconds)
         try:
             write_durably(self.labels_dir / VERSIONS_FOLDER / case, file_name, write)
             saved = self._commit_version(
@@ -160,7 +169,7 @@ class LabelStore:
             self._abandon_save(case, file_name)
             raise
         try:
-            refresh_latest_copy(self._database, self.labels_dir, case)
+            refresh_latest_copy(self._database, self.labels_dir, case, (saved.number, file_name))
         except (OSError, StoreError) as error:
             logger.warning("%s: the latest copy was not updated (check() will): %s", case, error)
         return saved
@@ -192,8 +201,7 @@ class LabelStore:
     def latest(self, case: str) -> Version | None:
         """The latest version of ``case``; ``None`` when it has none."""
         with self._database.transaction() as connection:
-            row = connection.execute(LATEST_VERSION, {"case": check_case_name(case)}).first()
-        return None if row is None else self._version(row)
+            return self._latest_in(connection, check_case_name(case))
 
     def summaries(self, cases: Sequence[str]) -> list[CaseSummary]:
         """The case list: a summary per name of ``cases``, in that order, read in one query
@@ -222,30 +230,9 @@ class LabelStore:
         _check_user(user)
         if not seconds > 0:
             raise ValueError(f"a lock for {seconds} seconds")
-        while True:
-            now = datetime.now(timezone.utc)
-            wanted = Lock(case, user, now + timedelta(seconds=seconds))
-            try:
-                with self._database.transaction() as connection:
-                    connection.execute(
-                        delete(locks).where(
-                            locks.c.case_name == case,
-                            or_(locks.c.expires_at <= now, locks.c.user_name == user),
-                        )
-                    )
-                    connection.execute(
-                        insert(locks).values(
-                            case_name=case, user_name=user, expires_at=wanted.expires_at
-                        )
-                    )
-                return wanted
-            except IntegrityError:
-                holder = self.holder(case)
-            if holder is None:  # the holder left meanwhile
-                continue
-            if holder.user != user:
-                raise CaseLocked(holder)
-            return holder  # taken meanwhile by the same user, in another process
+        return self._locking(
+            case, user, lambda connection, now: _take_lock(connection, case, user, now, seconds)
+        )
 
     def unlock(self, case: str, user: str) -> None:
         """Release ``user``'s lock on ``case``, if they hold one."""
@@ -257,13 +244,9 @@ class LabelStore:
 
     def holder(self, case: str) -> Lock | None:
         """The lock on ``case`` that has not expired, if any."""
-        query = select(locks).where(
-            locks.c.case_name == check_case_name(case),
-            locks.c.expires_at > datetime.now(timezone.utc),
-        )
+        now = datetime.now(timezone.utc)
         with self._database.transaction() as connection:
-            row = connection.execute(query).first()
-        return None if row is None else Lock(row.case_name, row.user_name, row.expires_at)
+            return _holder_in(connection, check_case_name(case), now)
 
     def check(self) -> list[str]:
         """The start-up check: remove temporary files and files of saves never acknowledged,
@@ -281,7 +264,16 @@ class LabelStore:
         """Close the database connections."""
         self._database.close()
 
-    def _start_save(self, case: str, file_name: str) -> None:
+    def _start_save(
+        self, case: str, file_name: str, base: int | None, user: str, lock_seconds: float | None
+    ) -> None:
+        """Commit the save in progress of ``file_name``, if ``base`` is the latest version and
+        no other user holds the case; take or renew ``user``'s lock for ``lock_seconds``.
+
+        The commit is not flushed to the disk: the row only keeps a check of another process
+        away from the save's file, and after a power failure no save is live (a file whose
+        row is lost counts as never acknowledged). The version's commit flushes both.
+        """
         row = {
             "case_name": case,
             "file_name": file_name,
@@ -289,8 +281,41 @@ class LabelStore:
             "pid": os.getpid(),
             "started_at": datetime.now(timezone.utc),
         }
-        with self._database.transaction() as connection:
+
+        def start(connection: Connection, now: datetime) -> None:
+            holder = _holder_in(connection, case, now)
+            if holder is not None and holder.user != user:
+                raise CaseLocked(holder)
+            latest = self._latest_in(connection, case)
+            if _number(latest) != base:
+                raise VersionConflict(case, base, latest)
+            renew_before = now + timedelta(seconds=(lock_seconds or 0) - LOCK_RENEWED_AFTER)
+            if lock_seconds is not None and (holder is None or holder.expires_at < renew_before):
+                _take_lock(connection, case, user, now, lock_seconds)
             connection.execute(insert(saves_in_progress).values(row))
+
+        self._locking(case, user, start, durable=False)
+
+    def _locking(
+        self,
+        case: str,
+        user: str,
+        work: Callable[[Connection, datetime], T],
+        *,
+        durable: bool = True,
+    ) -> T:
+        """``work(connection, now)`` in a transaction that may take ``case``'s lock for
+        ``user``; when another process took the lock first (PostgreSQL then refuses the
+        row), it runs again, or raises :class:`CaseLocked` if the lock is another user's."""
+        for _ in range(MAX_LOCK_TRIES):
+            try:
+                with self._database.transaction(durable=durable) as connection:
+                    return work(connection, datetime.now(timezone.utc))
+            except IntegrityError:
+                holder = self.holder(case)
+            if holder is not None and holder.user != user:
+                raise CaseLocked(holder)
+        raise StoreError(f"{case}: the lock kept changing hands, try again")
 
     def _commit_version(
         self,
@@ -320,8 +345,7 @@ class LabelStore:
                     raise StoreError(
                         f"{case}: the save was cancelled: a check took it for an abandoned one"
                     )
-                row_of_latest = connection.execute(LATEST_VERSION, {"case": case}).first()
-                latest = None if row_of_latest is None else self._version(row_of_latest)
+                latest = self._latest_in(connection, case)
                 if _number(latest) != base:
                     raise VersionConflict(case, base, latest)
                 connection.execute(insert(versions).values(row))
@@ -340,6 +364,10 @@ class LabelStore:
             return
         if claimed:
             remove_version_file(self.labels_dir / VERSIONS_FOLDER / case, file_name)
+
+    def _latest_in(self, connection: Connection, case: str) -> Version | None:
+        row = connection.execute(LATEST_VERSION, {"case": case}).first()
+        return None if row is None else self._version(row)
 
     def _version(self, row: Row | dict) -> Version:
         values = row if isinstance(row, dict) else row._mapping
@@ -360,6 +388,26 @@ def _finish(case: str, file_name: str) -> Delete:
     return delete(saves_in_progress).where(
         saves_in_progress.c.case_name == case, saves_in_progress.c.file_name == file_name
     )
+
+
+def _holder_in(connection: Connection, case: str, now: datetime) -> Lock | None:
+    row = connection.execute(LOCK_HOLDER, {"case": case, "now": now}).first()
+    return None if row is None else Lock(row.case_name, row.user_name, row.expires_at)
+
+
+def _take_lock(connection: Connection, case: str, user: str, now: datetime, seconds: float) -> Lock:
+    """Replace an expired lock on ``case``, or ``user``'s own, by ``user``'s for ``seconds``;
+    a lock of another user that has not expired makes the insert fail."""
+    lock = Lock(case, user, now + timedelta(seconds=seconds))
+    connection.execute(
+        delete(locks).where(
+            locks.c.case_name == case, or_(locks.c.expires_at <= now, locks.c.user_name == user)
+        )
+    )
+    connection.execute(
+        insert(locks).values(case_name=case, user_name=user, expires_at=lock.expires_at)
+    )
+    return lock
 
 
 def _summary(name: str, latest: Row | None) -> CaseSummary:

@@ -46,11 +46,19 @@ def version_path(labels_dir: Path, case: str, file_name: str) -> Path:
     return labels_dir / VERSIONS_FOLDER / case / file_name
 
 
-def refresh_latest_copy(database: Database, labels_dir: Path, case: str) -> int | None:
+def refresh_latest_copy(
+    database: Database, labels_dir: Path, case: str, saved: tuple[int, str] | None = None
+) -> int | None:
     """Make ``case``'s latest copy hold its latest version, if it does not already.
 
     Saves finishing at once each copy the version they read as latest, then read the latest
     again and copy anew if it changed: the last copy written is of the latest version.
+
+    Parameters
+    ----------
+    saved : (int, str), optional
+        The number and file name of a version just saved, copied without reading the latest
+        version first.
 
     Returns
     -------
@@ -65,13 +73,13 @@ def refresh_latest_copy(database: Database, labels_dir: Path, case: str) -> int 
         When the latest version's file is missing.
     """
     target = latest_copy_path(labels_dir, case)
-    copied, previous = None, None
-    while (latest := _latest_file(database, case)) is not None and latest != previous:
+    copied, previous, latest = None, None, saved or _latest_file(database, case)
+    while latest is not None and latest != previous:
         source = version_path(labels_dir, case, latest[1])
         if not same_content(source, target):
             copy_atomically(source, target)
             copied = latest[0]
-        previous = latest
+        previous, latest = latest, _latest_file(database, case)
     return copied
 
 

@@ -16,7 +16,6 @@ import secrets
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +35,6 @@ UNFINISHED = ("new", "in progress")
 _SECRET_FILE = ".case-token-key"
 LOCK_SECONDS = 300
 """How long a user's save keeps a case locked for them."""
-LOCK_RENEWED_AFTER = 60
-"""A save renews its user's lock once the lock is this many seconds old."""
 MAX_START_TRIES = 20
 """The most cases a server tries to open at start-up."""
 """The statuses of a case that "Next unfinished" goes to."""
@@ -135,13 +132,6 @@ class DatasetWorkspace:
     def is_case_token(self, name: str, key: str, token) -> bool:
         """Whether ``token`` (a JSON value from the browser) is :meth:`case_token`."""
         return isinstance(token, str) and hmac.compare_digest(token, self.case_token(name, key))
-
-    def _hold(self, name: str, user: str) -> None:
-        """Lock case ``name`` for ``user``, unless they hold it for long enough already: a
-        save reads the lock, and writes it at most every minute."""
-        holder = self.store.holder(name)
-        if holder is None or holder.user != user or holder.expires_at < _renew_before():
-            self.store.lock(name, user, seconds=LOCK_SECONDS)
 
     def _secret(self) -> bytes:
         if self._secret_key is None:
@@ -253,7 +243,6 @@ class DatasetWorkspace:
             When another user holds the case.
         """
         self.dataset.case(name)
-        self._hold(name, user)
         labelled = int(np.count_nonzero(label_volume))
         voxel_ml = float(np.prod(case.volume.spacing)) / 1000
 
@@ -268,6 +257,7 @@ class DatasetWorkspace:
             labelled_voxels=labelled,
             labelled_ml=labelled * voxel_ml,
             done=done,
+            lock_seconds=LOCK_SECONDS,
         )
 
     def export_zip(self, destination: os.PathLike) -> int:
@@ -299,11 +289,6 @@ class DatasetWorkspace:
         return [
             {"case": name, **{k: v for k, v in row.items() if k != "superpixels"}} for row in rows
         ]
-
-
-def _renew_before() -> datetime:
-    """The expiry before which a lock is renewed by a save of its holder."""
-    return datetime.now(timezone.utc) + timedelta(seconds=LOCK_SECONDS - LOCK_RENEWED_AFTER)
 
 
 def saved_when(version: Version) -> str:
