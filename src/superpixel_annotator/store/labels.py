@@ -7,17 +7,21 @@ database, one database per labels folder. Label files are NIfTI files written by
 
 How a save survives a crash, and never overwrites another one:
 
-1. Its base is compared with the latest version: a save based on an older version is
-   refused (:class:`VersionConflict`) before anything is written.
-2. A *save in progress* row naming the new file is committed.
-3. ``write(path)`` writes the file under a temporary name in ``versions/<case>/``; it is
+1. One transaction compares its base with the latest version (a save based on an older
+   version is refused, :class:`VersionConflict`, before anything is written), checks the
+   case's lock (:class:`CaseLocked` when another user holds it; the saving user's lock is
+   taken or renewed) and commits a *save in progress* row naming the new file. That commit
+   does not wait for the disk: the row only keeps a concurrent check away from the file,
+   and after a power failure no save is live (a file whose row was lost counts as never
+   acknowledged); step 3 flushes it with the version.
+2. ``write(path)`` writes the file under a temporary name in ``versions/<case>/``; it is
    flushed to the disk (``fsync``), renamed to its own unique name
    (``v0004-<random hex>.nii.gz``) and the folder is flushed too.
-4. One transaction deletes the save in progress and inserts the version (its number is the
+3. One transaction deletes the save in progress and inserts the version (its number is the
    base's plus one, unique per case), if the base is still the latest. Another save that got
    there first makes it fail: :class:`VersionConflict`, and the new file is removed. The save
    is acknowledged (:meth:`LabelStore.save` returns) only once this commit has returned.
-5. The latest copy, ``<case>_segmentation.nii.gz``, is replaced at once (a copy in the same
+4. The latest copy, ``<case>_segmentation.nii.gz``, is replaced at once (a copy in the same
    folder, ``os.replace``) by the latest version's file, then the latest version is read
    again and copied anew if it changed, so that saves finishing together leave the latest
    one. The copy is not flushed to the disk: it derives from a version that is, and the
@@ -31,7 +35,8 @@ files alone; a save it takes for abandoned fails rather than being acknowledged 
 file, since only one of the save and the check can delete its save in progress.
 
 Locks say who is editing a case: they are rows, so they hold across processes and hosts.
-They do not stop a save: version numbers do. Lock expiry and abandoned saves are judged by
+A save that asks for the lock (``lock_seconds``) is refused while another user holds it;
+between saves of one user, version numbers keep tabs apart. Lock expiry and abandoned saves are judged by
 each host's clock (in UTC): hosts that share a database keep their clocks synchronised.
 """
 
