@@ -36,8 +36,9 @@ file, since only one of the save and the check can delete its save in progress.
 
 Locks say who is editing a case: they are rows, so they hold across processes and hosts.
 A save that asks for the lock (``lock_seconds``) is refused while another user holds it;
-between saves of one user, version numbers keep tabs apart. Lock expiry and abandoned saves are judged by
-each host's clock (in UTC): hosts that share a database keep their clocks synchronised.
+between saves of one user, version numbers keep tabs apart. Lock expiry and abandoned
+saves are judged by each host's clock (in UTC): hosts that share a database keep their
+clocks synchronised.
 """
 
 from __future__ import annotations
