@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..core.dicom import MAX_DICOM_FILES
+from ..core.dicom_upload import is_dicom_upload
 from ..core.image_files import Limits, VolumeError, file_size
 
 # Room in a request besides the files: the annotation state (a few bytes per superpixel and
@@ -26,7 +28,8 @@ class ServerLimits:
     Attributes
     ----------
     max_files : int
-        Most files in one upload: the modalities of one case (default 8).
+        Most files in one upload: the modalities of one case (default 8). An upload of a
+        DICOM series may hold :data:`~..core.dicom.MAX_DICOM_FILES` files.
     max_total_bytes : int or None
         Most bytes of all files of one upload together; ``None`` (default): twice the
         largest file (see :meth:`total_bytes`).
@@ -57,7 +60,8 @@ class ServerLimits:
         """The largest request body a browser needs to send: the largest upload in base64
         (4 bytes for 3) with its headers, plus the annotation state and the JSON."""
         encoded = -(-self.total_bytes(limits) // 3) * 4
-        return encoded + self.max_files * PER_FILE_OVERHEAD + REQUEST_SLACK_BYTES
+        files = max(self.max_files, MAX_DICOM_FILES)
+        return encoded + files * PER_FILE_OVERHEAD + REQUEST_SLACK_BYTES
 
     def check_upload(self, contents: list, filenames: list, limits: Limits) -> None:
         """Refuse an upload (``dcc.Upload`` data URLs and names) with too many files, names
@@ -70,14 +74,16 @@ class ServerLimits:
         """
         if len(contents) != len(filenames):
             raise VolumeError("upload: the files and their names disagree")
-        if len(contents) > self.max_files:
-            raise VolumeError(
-                f"upload: {len(contents)} files is over the limit of {self.max_files} files "
-                "(the modalities of one case)"
-            )
         for index, name in enumerate(filenames):
             if not isinstance(name, str):
                 raise VolumeError(f"upload: the name of file {index + 1} is not text")
+        dicom = is_dicom_upload(filenames)
+        most = MAX_DICOM_FILES if dicom else self.max_files
+        if len(contents) > most:
+            kind = "the files of one DICOM series" if dicom else "the modalities of one case"
+            raise VolumeError(
+                f"upload: {len(contents)} files is over the limit of {most} files ({kind})"
+            )
         encoded = sum(len(content) for content in contents if isinstance(content, str))
         total = encoded * 3 // 4
         if total > self.total_bytes(limits):

@@ -11,6 +11,7 @@ from dash import Input, Output, State, ctx
 
 from ...core.annotation import Annotation, AnnotationStateError
 from ...core.cases import Case, CaseNotFoundError, is_case_key, open_case
+from ...core.dicom_upload import is_dicom_upload, read_dicom_upload
 from ...core.geometry import axis_ranges, view_geometry
 from ...core.image_files import VolumeError, decode_data_url
 from ...core.superpixels import DEFAULT_PARAMS
@@ -190,7 +191,8 @@ def _opened_uploads(opened: Case, volumes: Sequence[Volume]) -> dict:
 
 def read_uploads(context: AnnotatorContext, contents, filenames) -> list[Volume]:
     """The volumes of uploaded files (``dcc.Upload`` data URLs and names), checked to be
-    co-registered modalities within the limits.
+    co-registered modalities within the limits, or the one volume of an uploaded DICOM
+    series (see :func:`~...core.dicom_upload.is_dicom_upload`).
 
     Raises
     ------
@@ -199,10 +201,13 @@ def read_uploads(context: AnnotatorContext, contents, filenames) -> list[Volume]
     """
     check_upload(context, contents, filenames)
     limits = context.limits
-    volumes = [
-        read_volume_bytes(decode_data_url(content, name, limits), name, limits=limits)
+    files = [
+        (name, decode_data_url(content, name, limits))
         for content, name in zip(contents, filenames, strict=False)
     ]
+    if is_dicom_upload(filenames):
+        return [read_dicom_upload(files, limits)]
+    volumes = [read_volume_bytes(content, name, limits=limits) for name, content in files]
     check_modalities(volumes, filenames)
     return volumes
 
