@@ -37,6 +37,7 @@ def write_series(
     intercept: float = 0.0,
     shuffle_names: bool = True,
     series_uid: str | None = None,
+    patient_id: str = "JD-1234",
     seed: int = 0,
 ) -> list[Path]:
     """Write ``volume_array`` (RAS affine ``affine_ras``) as a series of single-frame files.
@@ -71,7 +72,7 @@ def write_series(
         dataset.update(
             {
                 "PatientName": PATIENT_NAME,
-                "PatientID": "JD-1234",
+                "PatientID": patient_id,
                 "PatientBirthDate": "19700101",
                 "StudyInstanceUID": study_uid,
                 "SeriesInstanceUID": series_uid,
@@ -124,3 +125,19 @@ def edit_file(path: Path, **elements) -> None:
         else:
             setattr(dataset, keyword, value)
     dataset.save_as(path, enforce_file_format=True)
+
+
+def seg_source_labels(seg_path: Path, source_files: list[Path]) -> np.ndarray:
+    """The labels a DICOM SEG gives each voxel of its source series, read by highdicom by
+    the source instance each frame references: ``[column, row, k]`` for ``source_files[k]``,
+    as :func:`write_series` lays out its array (segment number n is label n)."""
+    import highdicom as hd
+
+    seg = hd.seg.segread(seg_path)
+    uids = [pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID for path in source_files]
+    numbers = [int(segment.SegmentNumber) for segment in seg.SegmentSequence]
+    by_source = seg.get_pixels_by_source_instance(uids, segment_numbers=numbers)
+    labels = np.zeros(by_source.shape[:3], np.uint8)
+    for channel, number in enumerate(numbers):
+        labels[by_source[..., channel] > 0] = number
+    return labels.transpose(2, 1, 0)

@@ -45,6 +45,27 @@ def test_another_process_finds_a_case_by_key_on_disk(tmp_path):
     assert found.key == opened.key
 
 
+def test_a_case_read_from_dicom_keeps_its_headers_on_disk(tmp_path):
+    from dicom_series import write_series
+
+    from superpixel_annotator.core.dicom import load_dicom_series
+
+    values = np.where(np.indices((12, 10, 6)).sum(axis=0) > 12, 300.0, 20.0)
+    write_series(tmp_path / "series", values, np.diag([1.0, 1.2, 2.0, 1.0]))
+    dicom = load_dicom_series(tmp_path / "series")
+    opened = open_case([dicom], tmp_path)
+    found = CaseStore(tmp_path).get(opened.key)  # read from disk, as another process does
+    assert [h.SOPInstanceUID for h in found.volume.dicom_headers] == [
+        h.SOPInstanceUID for h in dicom.dicom_headers
+    ]
+    assert (
+        found.volume.dicom_headers[2].ImagePositionPatient
+        == dicom.dicom_headers[2].ImagePositionPatient
+    )
+    # Case files of other scans have no headers member, as those written before it existed.
+    assert CaseStore(tmp_path).get(open_case([phantom(4)], tmp_path).key).volume.dicom_headers == ()
+
+
 def test_keys_follow_content_modalities_and_parameters():
     one, other = phantom(1), phantom(2)
     assert case_key([one], {}) == case_key([dataclasses.replace(one, name="x")], {})

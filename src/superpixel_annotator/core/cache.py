@@ -200,6 +200,14 @@ class CacheArchive:
     def __exit__(self, *exc_info) -> None:
         self._zip.close()
 
+    def has(self, name: str) -> bool:
+        """Whether an array was saved as ``name``."""
+        try:
+            self._zip.getinfo(f"{name}.npy")
+        except KeyError:
+            return False
+        return True
+
     def array(self, name: str, max_bytes: int, *, stored: bool = False) -> np.ndarray:
         """The array saved as ``name``, refused when its data would exceed ``max_bytes``.
 

@@ -11,6 +11,7 @@ memory knows it.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import threading
@@ -21,7 +22,9 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+import pydicom
 from nibabel import orientations
+from pydicom.errors import InvalidDicomError
 
 from .cache import (
     CacheArchive,
@@ -59,11 +62,14 @@ def is_json_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def case_key(volumes: Sequence[Volume], params: dict) -> str:
-    """The key of a case: its modalities' content and the complete superpixel parameters."""
+def case_key(volumes: Sequence[Volume], params: dict, *, former: bool = False) -> str:
+    """The key of a case: its modalities' content and the complete superpixel parameters;
+    with ``former``, the key it had before DICOM instances counted in the content (see
+    :attr:`Volume.former_content_hash`)."""
     digest = hashlib.sha256()
     for volume in volumes:
-        digest.update(volume.content_hash.encode())
+        content = volume.former_content_hash if former else None
+        digest.update((content or volume.content_hash).encode())
     digest.update(json.dumps(complete_params(params), sort_keys=True).encode())
     return digest.hexdigest()[:32]
 
@@ -85,6 +91,14 @@ class Case:
     volumes: tuple[Volume, ...]
     superpixels: Superpixels
     key: str
+
+    @property
+    def former_key(self) -> str | None:
+        """For a case read from DICOM, the key it had before DICOM instances counted in
+        :func:`case_key`, under which browsers may keep its annotation; else ``None``."""
+        if not any(volume.dicom_headers for volume in self.volumes):
+            return None
+        return case_key(self.volumes, self.superpixels.params, former=True)
 
     @property
     def volume(self) -> Volume:
@@ -239,6 +253,8 @@ def _keep_on_disk(cache_dir: Path, case: Case) -> None:
     }
     for index, volume in enumerate(case.volumes):
         arrays[f"data{index}"] = volume.data
+        if volume.dicom_headers:
+            arrays[f"dicom{index}"], arrays[f"dicom{index}_sizes"] = _encoded(volume.dicom_headers)
     write_npz_atomically(path, arrays)
     trim_cache(cache_dir, path)
 
@@ -297,6 +313,7 @@ def _read_case_file(path: Path) -> tuple[tuple[Volume, ...], dict]:
             raise CacheFileError(f"{path}: not a case file")
         size = path.stat().st_size
         data = [stored.array(f"data{i}", size, stored=True) for i in range(len(names))]
+        headers = [_decoded(stored, i, size) for i in range(len(names))]
     shape = data[0].shape
     if len(shape) != 3 or not all(_is_intensities(array, shape) for array in data):
         raise CacheFileError(f"{path}: not a case file")
@@ -311,10 +328,46 @@ def _read_case_file(path: Path) -> tuple[tuple[Volume, ...], dict]:
             affine=affine.astype(np.float64),
             source_ornt=source_ornt,
             name=str(name),
+            dicom_headers=dicom_headers,
         )
-        for array, name in zip(data, names, strict=True)
+        for array, name, dicom_headers in zip(data, names, headers, strict=True)
     )
+    slices = volumes[0].source_shape[2]
+    if any(len(volume.dicom_headers) not in (0, slices) for volume in volumes):
+        raise CacheFileError(f"{path}: not a case file")
     return volumes, params
+
+
+def _encoded(headers: Sequence[pydicom.Dataset]) -> tuple[np.ndarray, np.ndarray]:
+    """DICOM headers as one byte array and each one's size, for a case file."""
+    parts = []
+    for header in headers:
+        buffer = io.BytesIO()
+        pydicom.dcmwrite(buffer, header, enforce_file_format=False)
+        parts.append(buffer.getvalue())
+    return np.frombuffer(b"".join(parts), np.uint8), np.array([len(p) for p in parts], np.int64)
+
+
+def _decoded(stored: CacheArchive, index: int, max_bytes: int) -> tuple[pydicom.Dataset, ...]:
+    """The DICOM headers of modality ``index`` in a case file; none for a volume not read
+    from DICOM (and in case files written before headers were kept)."""
+    if not stored.has(f"dicom{index}"):
+        return ()
+    content = stored.array(f"dicom{index}", max_bytes, stored=True)
+    sizes = stored.array(f"dicom{index}_sizes", max_bytes, stored=True)
+    if content.dtype != np.uint8 or sizes.dtype != np.int64 or sizes.ndim != 1:
+        raise CacheFileError(f"modality {index}: not DICOM headers")
+    if sizes.size and (sizes.min() < 1 or int(sizes.sum()) != content.size):
+        raise CacheFileError(f"modality {index}: not DICOM headers")
+    bounds = np.concatenate([[0], np.cumsum(sizes)])
+    raw = content.tobytes()
+    try:
+        return tuple(
+            pydicom.dcmread(io.BytesIO(raw[start:end]), force=True)
+            for start, end in zip(bounds[:-1], bounds[1:], strict=True)
+        )
+    except (InvalidDicomError, ValueError, EOFError, KeyError) as error:
+        raise CacheFileError(f"modality {index}: DICOM headers: {error}") from None
 
 
 def _is_intensities(array: np.ndarray, shape: tuple[int, ...]) -> bool:

@@ -32,6 +32,8 @@ _NIFTI1_MAGIC = (344, b"n+1\x00")
 _NIFTI2_MAGIC = (4, b"n+2\x00")
 _MGH_VERSION = b"\x00\x00\x00\x01"
 _HEADER_PEEK_BYTES = 540
+DICOM_PEEK_BYTES = 132
+"""The bytes that tell a DICOM Part 10 file: a 128-byte preamble, then ``DICM``."""
 
 
 class VolumeError(ValueError):
@@ -269,6 +271,22 @@ def file_size(size: int) -> str:
         if size >= scale:
             return f"{size / scale:.1f} {unit}"
     return f"{size} bytes"
+
+
+def is_dicom_content(content: bytes) -> bool:
+    """Whether ``content`` starts as a DICOM Part 10 file: ``DICM`` after the 128-byte
+    preamble (its first :data:`DICOM_PEEK_BYTES` bytes are enough)."""
+    return content[128:DICOM_PEEK_BYTES] == b"DICM"
+
+
+def is_dicom_file(path: str | os.PathLike) -> bool:
+    """Whether the file at ``path`` starts as a DICOM Part 10 file; ``False`` when it
+    cannot be read."""
+    try:
+        with open(path, "rb") as file:
+            return is_dicom_content(file.read(DICOM_PEEK_BYTES))
+    except OSError:
+        return False
 
 
 def printable(text: str) -> str:

@@ -1,7 +1,8 @@
 """Label maps: reading them back onto a scan's grid and saving them with its geometry.
 
 A saved file carries each superpixel's marked label in a NIfTI comment extension that other
-tools ignore, so that the annotator opens its own files back exactly.
+tools ignore, so that the annotator opens its own files back exactly. For a scan read from
+a DICOM series, label maps are also written and read as DICOM SEG (:mod:`.dicom_seg`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import base64
 import binascii
 import os
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import nibabel as nib
@@ -26,12 +28,14 @@ from .image_files import (
     check_same_grid,
     check_voxel_type,
     display_transform,
+    is_dicom_content,
+    is_dicom_file,
     open_image_bytes,
     open_image_path,
     read_voxels,
     significant_shape,
 )
-from .palette import MAX_LABEL
+from .palette import MAX_LABEL, LabelClass
 from .volume import Volume
 
 _MARKS_TAG = b"superpixel-annotator superpixel marks, int16, zlib, base64\n"
@@ -39,6 +43,7 @@ _COMMENT_EXTENSION = 6
 # zlib's wrapper and block headers: compressed data is at most this much, and 1 %, larger
 # than the data.
 _ZLIB_OVERHEAD_BYTES = 64
+_DICOM_SUFFIX = ".dcm"
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,7 +74,9 @@ def read_segmentation(
     Parameters
     ----------
     path : str or path-like
-        A 3D image on the volume's voxel grid, in any axis order.
+        A 3D image on the volume's voxel grid, in any axis order; or, for a volume read
+        from DICOM, a DICOM SEG of its series (recognised by its content or a ``.dcm``
+        name, see :func:`~.dicom_seg.read_dicom_seg`).
     volume : Volume
         The scan the labels belong to.
     limits : Limits
@@ -83,7 +90,8 @@ def read_segmentation(
     Returns
     -------
     Segmentation
-        The labels in display order, and the superpixel marks saved with them.
+        The labels in display order, and the superpixel marks saved with them (a SEG has
+        none).
 
     Raises
     ------
@@ -91,6 +99,10 @@ def read_segmentation(
         When the file is unreadable, not on the volume's grid, or holds values that are not
         integers from 0 to :data:`MAX_LABEL`; one line naming the file.
     """
+    if _is_dicom_path(path):
+        from .dicom_seg import read_dicom_seg  # highdicom takes 0.7 s to import
+
+        return Segmentation(read_dicom_seg(path, volume, limits=limits), None)
     image, filename = open_image_path(path, limits)
     labels = _labels_from_image(image, filename, volume)
     return Segmentation(labels, _superpixel_marks(image, _marks_cap(max_marks, volume)))
@@ -106,8 +118,14 @@ def read_segmentation_bytes(
 ) -> Segmentation:
     """Read a label map held in memory, such as an upload; see :func:`read_segmentation`.
 
-    ``content`` and ``filename`` are as for :func:`read_volume_bytes`.
+    ``content`` and ``filename`` are as for :func:`read_volume_bytes`; a DICOM SEG is
+    recognised by its ``DICM`` marker or a ``.dcm`` name.
     """
+    if is_dicom_content(content) or filename.lower().endswith(_DICOM_SUFFIX):
+        from .dicom_seg import read_dicom_seg  # highdicom takes 0.7 s to import
+
+        labels = read_dicom_seg(content, volume, filename=filename, limits=limits)
+        return Segmentation(labels, None)
     image, filename = open_image_bytes(content, filename, limits)
     labels = _labels_from_image(image, filename, volume)
     return Segmentation(labels, _superpixel_marks(image, _marks_cap(max_marks, volume)))
@@ -118,8 +136,13 @@ def save_segmentation(
     labels: np.ndarray,
     path: str | os.PathLike,
     superpixel_marks: np.ndarray | None = None,
+    *,
+    label_classes: Sequence[LabelClass] = (),
 ) -> None:
     """Write a label map in the source file's orientation, shape and affine.
+
+    A path ending in ``.dcm`` gets a DICOM SEG of the volume's DICOM series
+    (:func:`~.dicom_seg.write_dicom_seg`); other paths a NIfTI file.
 
     Parameters
     ----------
@@ -128,16 +151,29 @@ def save_segmentation(
     labels : ndarray of int, shape ``volume.data.shape``
         Label values in display order; 0 is background.
     path : str or path-like
-        Output file, normally ``.nii.gz``.
+        Output file, normally ``.nii.gz``; ``.dcm`` for a volume read from DICOM.
     superpixel_marks : ndarray of int, optional
         The annotation behind the labels, one value per superpixel
         (:meth:`~superpixel_annotator.annotation.Annotation.marked_labels`), stored in a
         NIfTI comment extension that other tools ignore, so that the annotator opens the
-        file back exactly.
+        file back exactly. Not stored in a SEG.
+    label_classes : sequence of LabelClass
+        For a SEG, the segments' names and colours by label value; values missing from it
+        are named ``Label N``.
+
+    Raises
+    ------
+    VolumeError
+        For a ``.dcm`` path and a volume not read from DICOM.
     """
     labels = np.asarray(labels)
     if labels.shape != volume.data.shape:
         raise ValueError(f"labels have shape {labels.shape}, expected {volume.data.shape}")
+    if os.fspath(path).lower().endswith(_DICOM_SUFFIX):
+        from .dicom_seg import write_dicom_seg  # highdicom takes 0.7 s to import
+
+        write_dicom_seg(volume, labels, path, label_classes)
+        return
     dtype = np.uint8 if labels.dtype == np.uint8 or labels.max(initial=0) < 256 else np.uint16
     image = nib.Nifti1Image(volume.to_source(labels.astype(dtype, copy=False)), volume.affine)
     image.set_qform(volume.affine, code=1)
@@ -168,6 +204,12 @@ def save_label_image(image: nib.Nifti1Image, path: str | os.PathLike) -> None:
     with igzip.open(path, "wb", compresslevel=1) as file:
         image.header.write_to(file)
         file.write(data.T.data)
+
+
+def _is_dicom_path(path: str | os.PathLike) -> bool:
+    """Whether ``path`` names a ``.dcm`` file or one that starts as a DICOM file."""
+    # A file that cannot be opened is opened again, and the problem told, by the reader.
+    return os.fspath(path).lower().endswith(_DICOM_SUFFIX) or is_dicom_file(path)
 
 
 def _marks_cap(max_marks: int | None, volume: Volume) -> int:

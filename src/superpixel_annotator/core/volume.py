@@ -18,9 +18,10 @@ import hashlib
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from nibabel import orientations
@@ -42,6 +43,9 @@ from .image_files import (
     read_voxels,
     significant_shape,
 )
+
+if TYPE_CHECKING:
+    from pydicom import Dataset
 
 _NIFTI_SUFFIXES = (".nii.gz", ".nii", ".mgz", ".mgh", ".img", ".hdr")
 
@@ -65,6 +69,10 @@ class Volume:
     notes : tuple of str
         Remarks on how the file was read (a volume chosen from a 4D file, NaNs
         replaced), each one line naming the file, to show to the user.
+    dicom_headers : tuple of pydicom.Dataset
+        For a volume read from a DICOM series, its slices' headers (no pixel data, no
+        private attributes) in source order, slice ``k`` being ``source[:, :, k]``: what a
+        DICOM SEG needs to reference the series. Empty for other volumes.
     """
 
     data: np.ndarray
@@ -73,6 +81,8 @@ class Volume:
     source_ornt: np.ndarray
     name: str
     notes: tuple[str, ...] = ()
+    # Not in repr: the headers name the patient.
+    dicom_headers: tuple[Dataset, ...] = field(default=(), repr=False)
 
     @classmethod
     def from_source_array(
@@ -114,13 +124,29 @@ class Volume:
 
     @cached_property
     def content_hash(self) -> str:
-        """A digest of the intensities, spacing and affine, for cache keys."""
+        """A digest of the intensities, spacing and affine, and for a volume read from
+        DICOM its instances' SOP Instance UIDs, for cache keys: a DICOM series and a file
+        of the same voxels are different scans (only the series has a DICOM SEG)."""
+        return self._content_hashes[0]
+
+    @property
+    def former_content_hash(self) -> str | None:
+        """For a volume read from DICOM, its :attr:`content_hash` as it was before the UIDs
+        counted, under which browsers may keep annotations of it; ``None`` for other
+        volumes."""
+        return self._content_hashes[1] if self.dicom_headers else None
+
+    @cached_property
+    def _content_hashes(self) -> tuple[str, str]:
         digest = hashlib.sha256()
         digest.update(str(self.data.shape).encode())
         digest.update(np.asarray(self.spacing).tobytes())
         digest.update(self.affine.tobytes())
         digest.update(self.data.tobytes())
-        return digest.hexdigest()[:32]
+        former = digest.hexdigest()[:32]
+        for header in self.dicom_headers:
+            digest.update(str(header.SOPInstanceUID).encode())
+        return digest.hexdigest()[:32], former
 
 
 def to_display_axes(source_ornt: np.ndarray) -> list[int]:

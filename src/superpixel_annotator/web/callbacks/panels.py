@@ -1,5 +1,6 @@
-"""Results: the 3D view, the statistics panel and its CSV, the segmentation download, and
-the help. The panels get the annotation only while shown (``passWhenShown``)."""
+"""Results: the 3D view, the statistics panel and its CSV, the segmentation download (NIfTI,
+or DICOM SEG for a scan read from DICOM), and the help. The panels get the annotation only
+while shown (``passWhenShown``)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from ...core.meshes import label_meshes, scene_layout
 from ...core.segmentation_io import save_segmentation
 from ...core.statistics import label_statistics, statistics_csv
 from ..context import CASE_GONE, AnnotatorContext, one_line, shown_name
-from ..layout import HIDDEN_3D_FIGURE
+from ..layout import HIDDEN_3D_FIGURE, dicom_seg_style
 
 
 def register(app: dash.Dash, context: AnnotatorContext) -> None:
@@ -51,10 +52,20 @@ def register(app: dash.Dash, context: AnnotatorContext) -> None:
         Output(ids["message"], "children", allow_duplicate=True),
         Output(ids["message"], "is_open", allow_duplicate=True),
         Input(ids["download-button"], "n_clicks"),
+        Input(ids["download-seg-button"], "n_clicks"),
         State(ids["annotation"], "data"),
         case,
         prevent_initial_call=True,
-    )(lambda _, state, case_data: download(context, state, case_data))
+    )(
+        lambda _, __, state, case_data: download(
+            context, state, case_data, dicom=dash.ctx.triggered_id == ids["download-seg-button"]
+        )
+    )
+    app.callback(
+        Output(ids["download-seg-button"], "style"),
+        Input(ids["case"], "data"),
+        prevent_initial_call=True,
+    )(lambda case_data: seg_button_style(context, case_data))
     app.callback(
         Output(ids["help"], "is_open"),
         Input(ids["help-button"], "n_clicks"),
@@ -63,9 +74,10 @@ def register(app: dash.Dash, context: AnnotatorContext) -> None:
     )(lambda _, is_open: not is_open)
 
 
-def download(context: AnnotatorContext, state, case_data) -> tuple:
-    """Send the annotation as ``<name>_segmentation.nii.gz``, named by the dataset case or
-    else the scan (download, message, shown)."""
+def download(context: AnnotatorContext, state, case_data, dicom: bool = False) -> tuple:
+    """Send the annotation as ``<name>_segmentation.nii.gz`` or, with ``dicom``, as the DICOM
+    SEG ``<name>_segmentation.dcm`` with the label table's names and colours, named by the
+    dataset case or else the scan (download, message, shown)."""
     try:
         session = EditSession(context.case_of(case_data), state, context.label_values)
     except CaseNotFoundError:
@@ -75,13 +87,25 @@ def download(context: AnnotatorContext, state, case_data) -> tuple:
     if not session.annotation.superpixel_labels.any():
         return dash.no_update, "Nothing to download yet: the annotation is empty.", True
     case = session.case
-    filename = f"{shown_name(case, case_data)}_segmentation.nii.gz"
+    if dicom and not case.volume.dicom_headers:
+        return dash.no_update, "No DICOM SEG: this scan was not read from DICOM.", True
+    suffix = ".dcm" if dicom else ".nii.gz"
+    filename = f"{shown_name(case, case_data)}_segmentation{suffix}"
     marks = session.annotation.marked_labels()
+    labels = context.segmentations.get(case, marks)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / filename
-        save_segmentation(case.volume, context.segmentations.get(case, marks), path, marks)
+        save_segmentation(case.volume, labels, path, marks, label_classes=context.labels)
         content = path.read_bytes()
     return dcc.send_bytes(content, filename), dash.no_update, False
+
+
+def seg_button_style(context: AnnotatorContext, case_data) -> dict:
+    """Download DICOM SEG shows for a scan read from DICOM."""
+    try:
+        return dicom_seg_style(context.case_of(case_data))
+    except CaseNotFoundError:
+        return {"display": "none"}
 
 
 def statistics(context: AnnotatorContext, state, case_data) -> list[dict]:
