@@ -61,6 +61,20 @@ def postgres_server():
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def orthanc_server():
+    """An Orthanc server with DICOMweb for the session (see ``orthanc.py``), or a skip saying
+    why not: ``dicomweb_url`` is its DICOMweb root, ``upload(paths)`` stores DICOM files."""
+    from orthanc import OrthancUnavailable, start_server
+
+    try:
+        server = start_server()
+    except OrthancUnavailable as reason:
+        pytest.skip(str(reason))
+    yield server
+    server.stop()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request) -> str | None:
     """Each label store test runs on both databases: ``None`` (the default, SQLite in the

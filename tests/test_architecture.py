@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import re
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -115,11 +116,12 @@ def core_web_imports(package: Path) -> list[str]:
     return found
 
 
-def store_web_imports(package: Path) -> list[str]:
-    store, layers = f"{package.name}.store", {f"{package.name}.web", f"{package.name}.serve"}
+def layer_web_imports(package: Path, layer: str) -> list[str]:
+    """Imports of the web or serve layer or of a web library by the ``layer`` subpackage."""
+    below, layers = f"{package.name}.{layer}", {f"{package.name}.web", f"{package.name}.serve"}
     found = []
     for name, tree in modules(package).items():
-        if name == store or name.startswith(store + "."):
+        if name == below or name.startswith(below + "."):
             is_package = (package.parent / Path(*name.split("."))).is_dir()
             for module, alias in imported(name, tree, is_package):
                 full = f"{module}.{alias}" if alias else module
@@ -155,7 +157,12 @@ RULES = {
     "function over 80 lines": long_functions,
     "import cycle": import_cycles,
     "core importing a web library": core_web_imports,
-    "store importing the web or serve layer or a web library": store_web_imports,
+    "store importing the web or serve layer or a web library": partial(
+        layer_web_imports, layer="store"
+    ),
+    "pacs importing the web or serve layer or a web library": partial(
+        layer_web_imports, layer="pacs"
+    ),
     "private name imported from another module": private_imports,
     "JavaScript function in a Python string": javascript_in_strings,
 }
@@ -188,6 +195,10 @@ BROKEN = {
         "store/labels.py": "from ..web import ids\n",
         "store/files.py": "from .. import serve\n",
         "store/database.py": "import flask\n",
+    },
+    "pacs importing the web or serve layer or a web library": {
+        "pacs/__init__.py": "",
+        "pacs/dicomweb.py": "from ..web.callbacks import pacs\n",
     },
     "private name imported from another module": {"web.py": "from .core.model import _helper\n"},
     "JavaScript function in a Python string": {"js.py": 'CODE = """function(a) { return a; }"""\n'},

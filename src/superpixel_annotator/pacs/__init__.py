@@ -1,0 +1,8 @@
+"""Studies and series of a PACS, through DICOMweb (:mod:`.dicomweb`): search, retrieve a
+series into a folder that :func:`~superpixel_annotator.core.dicom.load_dicom_series` reads,
+store a DICOM file back. It imports no web library: the web layer calls it.
+"""
+
+from .dicomweb import DicomWebSource, PacsError, Series, Study
+
+__all__ = ["DicomWebSource", "PacsError", "Series", "Study"]
