@@ -74,10 +74,17 @@ def test_several_files_are_modalities_of_one_case(tmp_path, created, capsys):
         "users": None,
         "labels": DEFAULT_LABELS,
         "workspace": None,
+        "pacs": None,
     }
     assert app.run_with["port"] == 8123 and app.run_with["host"] == "0.0.0.0"
     output = capsys.readouterr()
     assert "http://127.0.0.1:8123/" in output.out and output.err == ""
+
+
+def test_dicomweb_gives_the_app_a_pacs(created):
+    assert main(["--dicomweb", "http://user:secret@pacs.example:8042/dicom-web/"]) == 0
+    pacs = created[0].options["pacs"]
+    assert pacs.url == "http://pacs.example:8042/dicom-web"
 
 
 def test_no_file_opens_the_sample(created):
@@ -243,9 +250,12 @@ def test_dataset_settings_reach_the_workers_through_the_environment(tmp_path):
             "*_ct*",
             "--users",
             "U",
+            "--dicomweb",
+            "http://pacs/dicom-web",
         ]
     )
     settings = settings_from_arguments(args)
+    assert settings.dicomweb == "http://pacs/dicom-web"
     assert settings_from_environment(settings.to_environment()) == settings
 
 

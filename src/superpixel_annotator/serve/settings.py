@@ -36,8 +36,10 @@ LABELS_VARIABLE = "SUPERPIXEL_ANNOTATOR_LABELS"
 MODALITIES_VARIABLE = "SUPERPIXEL_ANNOTATOR_MODALITIES"
 USERS_VARIABLE = "SUPERPIXEL_ANNOTATOR_USERS"
 SERIES_VARIABLE = "SUPERPIXEL_ANNOTATOR_SERIES"
+DICOMWEB_VARIABLE = "SUPERPIXEL_ANNOTATOR_DICOMWEB"
 _TEXT_SETTINGS = {
     SERIES_VARIABLE: "series",
+    DICOMWEB_VARIABLE: "dicomweb",
     LABELS_DIR_VARIABLE: "labels_dir",
     DATABASE_VARIABLE: "database",
     LABELS_VARIABLE: "labels",
@@ -56,6 +58,7 @@ ENVIRONMENT = {
     FRAME_VARIABLE: "as --frame-ancestors",
     BROKER_VARIABLE: "as --celery-broker",
     SERIES_VARIABLE: "as --series",
+    DICOMWEB_VARIABLE: "as --dicomweb",
     LABELS_DIR_VARIABLE: "as --labels-dir",
     DATABASE_VARIABLE: "as --database",
     LABELS_VARIABLE: "as --labels",
@@ -82,6 +85,8 @@ class Settings:
         sample.
     series : str or None
         Which series of a DICOM folder holding several (its SeriesInstanceUID).
+    dicomweb : str or None
+        The DICOMweb URL of a PACS whose series users open and save segmentations to.
     volume_index : int
         Which volume of 4D files to show.
     limits : Limits
@@ -107,6 +112,7 @@ class Settings:
     server_limits: ServerLimits = DEFAULT_SERVER_LIMITS
     frame_ancestors: str = DEFAULT_FRAME_ANCESTORS
     series: str | None = None
+    dicomweb: str | None = None
     labels_dir: str | None = None
     database: str | None = None
     labels: str | None = None
@@ -183,6 +189,13 @@ def add_scan_arguments(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get(SERIES_VARIABLE) or None,
         metavar="UID",
         help="the SeriesInstanceUID to open from a DICOM folder holding several series",
+    )
+    parser.add_argument(
+        "--dicomweb",
+        default=os.environ.get(DICOMWEB_VARIABLE) or None,
+        metavar="URL",
+        help="a PACS's DICOMweb root, e.g. http://pacs:8042/dicom-web: the page gets a "
+        "study browser opening its series, and Save to PACS (DICOM SEG)",
     )
     add_dataset_arguments(parser)
     parser.add_argument(

@@ -10,6 +10,7 @@ from ..core.datasets import DatasetError, is_dataset_folder
 from ..core.image_files import VolumeError
 from ..core.label_tables import LabelTableError, read_label_table
 from ..core.palette import DEFAULT_LABELS
+from ..pacs.dicomweb import DicomWebSource
 from ..store import StoreError
 from ..web.app import celery_manager, create_app, load_startup_scan, open_folder, print_notes
 from ..web.auth import UsersFileError, read_users
@@ -79,4 +80,5 @@ def start(settings: Settings, manager: dash.CeleryManager | None = None) -> dash
         server_limits=settings.server_limits,
         background_manager=manager,
         workspace=workspace,
+        pacs=DicomWebSource(settings.dicomweb, settings.limits) if settings.dicomweb else None,
     )

@@ -26,8 +26,10 @@ from ..core.image_files import Limits
 from ..core.palette import DEFAULT_LABELS, LabelClass
 from ..core.superpixels import Superpixels
 from ..core.volume import Volume, check_modalities
+from ..pacs.dicomweb import DicomWebSource
 from ..store.workspace import DatasetWorkspace
 from .callbacks import browser, dataset, editing, overlays, panels, scans
+from .callbacks import pacs as pacs_feature
 from .callbacks.dataset import pending_dataset
 from .context import AnnotatorContext
 from .ids import AnnotatorIds
@@ -72,6 +74,9 @@ class VolumeAnnotator:
         A dataset to annotate case by case, its labels saved on the server (see
         :func:`open_workspace`); ``volume`` is then one of its cases, shown until the
         browser opens its own.
+    pacs : DicomWebSource, optional
+        A PACS (DICOMweb server): the page gets a study browser that opens its series, and
+        Save to PACS, which stores the labels back as a DICOM Segmentation.
 
     Attributes
     ----------
@@ -96,9 +101,10 @@ class VolumeAnnotator:
         server_limits: ServerLimits = DEFAULT_SERVER_LIMITS,
         background_manager=None,
         workspace: DatasetWorkspace | None = None,
+        pacs: DicomWebSource | None = None,
     ) -> None:
         self.id = id
-        self.ids = AnnotatorIds(id, dataset=workspace is not None)
+        self.ids = AnnotatorIds(id, dataset=workspace is not None, pacs=pacs is not None)
         volumes = [volume] if isinstance(volume, Volume) else list(volume)
         check_modalities(volumes)
         cache_limit_bytes()  # a malformed limit stops the start, not the first upload
@@ -114,6 +120,7 @@ class VolumeAnnotator:
             segmentations=Segmentations(cases),
             server_limits=server_limits,
             workspace=workspace,
+            pacs=pacs,
         )
         limit_request_body(app.server, server_limits.request_bytes(self.context.limits))
         bound_logs(app.server)
@@ -132,11 +139,14 @@ class VolumeAnnotator:
             [self._stroke_config(axis) for axis in range(3)],
             self._browser_config(app),
             dataset=pending_dataset(workspace.names[0]) if workspace else None,
+            pacs=pacs.url if pacs else None,
         ).build()
         manager = self._manager(background_manager)
         scans.register(app, self.context, self.slicers, manager)
         if workspace is not None:
             dataset.register(app, self.context, manager)
+        if pacs is not None:
+            pacs_feature.register(app, self.context)
         editing.register(app, self.context, self.slicers)
         overlays.register(app, self.context, self.slicers)
         panels.register(app, self.context)

@@ -23,6 +23,7 @@ from ..core.image_files import Limits
 from ..core.overlays import indexed_png_uri, label_palette
 from ..core.palette import LabelClass
 from ..core.superpixels import DEFAULT_PARAMS
+from ..pacs.dicomweb import DicomWebSource
 from ..store.workspace import DatasetWorkspace
 from .ids import AnnotatorIds
 from .jobs import JobSlots
@@ -60,6 +61,9 @@ class AnnotatorContext:
         The bounds of uploads and of jobs at once.
     workspace : DatasetWorkspace or None
         The dataset annotated, with its labels on the server; ``None``: single scans.
+    pacs : DicomWebSource or None
+        The PACS whose series users search, open and save segmentations to; ``None``: no
+        PACS.
     """
 
     ids: AnnotatorIds
@@ -70,6 +74,7 @@ class AnnotatorContext:
     segmentations: Segmentations
     server_limits: ServerLimits = DEFAULT_SERVER_LIMITS
     workspace: DatasetWorkspace | None = None
+    pacs: DicomWebSource | None = None
 
     @property
     def jobs(self) -> JobSlots:
@@ -162,10 +167,13 @@ def case_data(
     ``size`` is the superpixel size menu's value for the case (see :func:`size_choice`).
     ``initial`` marks the case a page starts on, which the browser does not save as the
     case shown (see ``restoreCase`` in ``js/annotator.js``). ``dataset`` names the dataset
-    case shown (see :func:`~.callbacks.dataset.dataset_data`).
+    case shown (see :func:`~.callbacks.dataset.dataset_data`). A case read from DICOM
+    carries its ``former_key`` (:attr:`Case.former_key`), under which the browser finds an
+    annotation saved before the key changed.
     """
     data = {
         "key": case.key,
+        **({"former_key": case.former_key} if case.former_key else {}),
         "shape": list(case.shape),
         "size": size_choice(case),
         "state": state,

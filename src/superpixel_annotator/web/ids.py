@@ -22,6 +22,8 @@ INSTANCE_PARTS = (
     "fill",
     "fine",
     "download-button",
+    # shown for a scan read from DICOM
+    "download-seg-button",
     "help-button",
     "help",
     # display
@@ -82,6 +84,21 @@ DATASET_PARTS = (
 )
 """The parts an annotator of a dataset has besides :data:`INSTANCE_PARTS`: the case list,
 its navigation, the versions and the export."""
+PACS_PARTS = (
+    "pacs-patient",
+    "pacs-since",
+    "pacs-until",
+    "pacs-search",
+    "pacs-studies",
+    "pacs-study",
+    "pacs-series",
+    "pacs-series-item",
+    "pacs-open",
+    "pacs-save",
+)
+"""The parts an annotator of a PACS (DICOMweb) has: the study search, the study and series
+lists (``pacs-study`` and ``pacs-series-item`` are the ``type`` of their items' pattern
+ids), the open request and Save to PACS."""
 VIEW_PARTS = (
     "view",
     "annotation-slices",
@@ -101,12 +118,14 @@ class AnnotatorIds:
     ``ids["case"]`` is the instance's ``case`` store, ``ids.view("stroke", 0)`` the axial
     view's stroke store; a name that is not a part raises ``KeyError``, so a typo cannot
     address a component that does not exist. An annotator of a ``dataset`` has the
-    :data:`DATASET_PARTS` too.
+    :data:`DATASET_PARTS` too, one of a ``pacs`` the :data:`PACS_PARTS`.
     """
 
-    def __init__(self, prefix: str, *, dataset: bool = False) -> None:
+    def __init__(self, prefix: str, *, dataset: bool = False, pacs: bool = False) -> None:
         self.prefix = prefix
-        self.parts = INSTANCE_PARTS + DATASET_PARTS if dataset else INSTANCE_PARTS
+        self.parts = (
+            INSTANCE_PARTS + (DATASET_PARTS if dataset else ()) + (PACS_PARTS if pacs else ())
+        )
 
     def __getitem__(self, name: str) -> str:
         if name not in self.parts:

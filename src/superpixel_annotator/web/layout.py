@@ -15,6 +15,7 @@ from ..core.superpixels import DEFAULT_PARAMS
 from .context import SIZE_OPTIONS, case_data, size_choice
 from .dataset_panel import DATASET_HELP, dataset_panel
 from .ids import AnnotatorIds
+from .pacs_panel import PACS_HELP, pacs_panel
 from .slicer import SessionSlicer
 
 VIEW_NAMES = ("Axial", "Coronal", "Sagittal")
@@ -80,13 +81,22 @@ HELP_ITEMS = (
         "to that point. Pick Draw open freeform to draw again.",
     ),
     ("Superpixels", "shows the superpixel borders; Contrast sets the intensity window."),
-    ("Download segmentation", "saves the labels as NIfTI with the scan's geometry."),
+    (
+        "Download segmentation",
+        "saves the labels as NIfTI with the scan's geometry; for a scan read from DICOM, "
+        "Download DICOM SEG saves them as a DICOM Segmentation of its series.",
+    ),
 )
 
 
 def modality_options(case: Case) -> list[dict]:
     """The modality switch's options: one per volume of the case."""
     return [{"label": volume.name, "value": i} for i, volume in enumerate(case.volumes)]
+
+
+def dicom_seg_style(case: Case) -> dict:
+    """Download DICOM SEG shows only for a scan read from DICOM."""
+    return {} if case.volume.dicom_headers else {"display": "none"}
 
 
 def modality_style(case: Case) -> dict:
@@ -121,6 +131,8 @@ class LayoutBuilder:
     dataset : dict, optional
         For an annotator of a dataset, the dataset data of the case the page starts on
         (see :func:`~.callbacks.dataset.pending_dataset`); the case list is shown then.
+    pacs : str, optional
+        For an annotator of a PACS, the server's DICOMweb URL; the PACS browser is shown.
     """
 
     def __init__(
@@ -133,6 +145,7 @@ class LayoutBuilder:
         browser_config: dict,
         *,
         dataset: dict | None = None,
+        pacs: str | None = None,
     ) -> None:
         self.ids = ids
         self.labels = tuple(labels)
@@ -141,6 +154,7 @@ class LayoutBuilder:
         self.stroke_configs = stroke_configs
         self.browser_config = browser_config
         self.dataset = dataset
+        self.pacs = pacs
 
     def build(self) -> html.Div:
         """The annotator's layout, whose root carries the instance id for the shortcuts."""
@@ -150,6 +164,7 @@ class LayoutBuilder:
             [
                 self._scan_bar(),
                 *([dataset_panel(self.ids)] if self.dataset else []),
+                *([pacs_panel(self.ids, self.pacs)] if self.pacs else []),
                 self._toolbar(),
                 self._help(),
                 self._display_controls(),
@@ -233,13 +248,14 @@ class LayoutBuilder:
             "upload",
             ["Open scan… ", html.Span("or drop files", className="text-muted")],
             "A .nii, .nii.gz, .mgz or .mgh file; several files are co-registered "
-            "modalities of one scan",
+            "modalities of one scan. Or the .dcm files of one DICOM series, or a .zip of them",
             multiple=True,
         )
         segmentation = self._drop_zone(
             "open-segmentation",
             "Open segmentation…",
-            "Labels of this scan from a NIfTI file (e.g. a downloaded one)",
+            "Labels of this scan from a NIfTI file or, for a DICOM scan, a DICOM SEG "
+            "(e.g. a downloaded one)",
         )
         name = html.Span(self.case.volume.name, id=self.ids["name"], className="fw-semibold")
         items = [name, upload, segmentation, html.Span("Superpixels", className="small")]
@@ -277,12 +293,22 @@ class LayoutBuilder:
                 edit_buttons,
                 fine,
                 self._button("Download segmentation", "download-button", "primary"),
+                dbc.Button(
+                    "Download DICOM SEG",
+                    id=self.ids["download-seg-button"],
+                    size="sm",
+                    color="primary",
+                    title="The labels as a DICOM Segmentation of the scan's series",
+                    style=dicom_seg_style(self.case),
+                ),
                 dbc.Button("Help", id=self.ids["help-button"], size="sm", color="link"),
             ]
         )
 
     def _help(self) -> dbc.Collapse:
-        shown = HELP_ITEMS + (DATASET_HELP if self.dataset else ())
+        shown = (
+            HELP_ITEMS + (DATASET_HELP if self.dataset else ()) + (PACS_HELP if self.pacs else ())
+        )
         items = [html.Li([html.B(name), " ", text]) for name, text in shown]
         body = dbc.CardBody(html.Ul(items, className="mb-0 small"))
         return dbc.Collapse(dbc.Card(body, className="mb-2"), id=self.ids["help"], is_open=False)

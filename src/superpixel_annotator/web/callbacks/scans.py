@@ -32,6 +32,7 @@ from ..jobs import QUEUED, JobRefused
 from ..layout import contrast_range, modality_options, modality_style
 from ..slicer import SessionSlicer, is_window
 from .dataset import carried_dataset, open_requested
+from .pacs import open_series
 
 
 def register(
@@ -46,6 +47,7 @@ def register(
             "size": Input(ids["size"], "value"),
             "saved": Input(ids["saved"], "data"),
             "dataset_open": Input(ids["dataset-open"], "data"),
+            **({"pacs_open": Input(ids["pacs-open"], "data")} if context.pacs else {}),
             "filenames": State(ids["upload"], "filename"),
             "state": State(ids["annotation"], "data"),
             "case": State(ids["case"], "data"),
@@ -95,14 +97,12 @@ def open_scan(context: AnnotatorContext, set_progress, trigger, inputs: dict) ->
     Malformed values are ignored.
     """
     result = {"case": dash.no_update, **no_message()}
-    if trigger == context.ids["dataset-open"]:
-        if context.workspace is None:
-            return result
+    opening = [context.ids["dataset-open"]] + ([context.ids["pacs-open"]] if context.pacs else [])
+    if trigger in opening:
         size = size_option(inputs["size"]) or DEFAULT_PARAMS["size"]
         try:
             with context.jobs.turn(inputs.get("session"), lambda: set_progress((0, QUEUED))):
-                set_progress((30, "Opening the case…"))
-                return {**result, **open_requested(context, inputs["dataset_open"], size)}
+                return {**result, **_open_requested(context, trigger, inputs, size, set_progress)}
         except JobRefused as error:
             return {**result, **message(one_line(error), "warning")}
     restoring = trigger == context.ids["saved"]
@@ -129,6 +129,16 @@ def open_scan(context: AnnotatorContext, set_progress, trigger, inputs: dict) ->
     except (VolumeError, JobRefused) as error:
         return {**result, **message(one_line(error), "warning")}
     return {**result, **opened}
+
+
+def _open_requested(context: AnnotatorContext, trigger, inputs: dict, size, set_progress) -> dict:
+    """What :func:`open_scan` shows for a request to open a dataset case or a PACS series."""
+    if trigger != context.ids["dataset-open"]:
+        return open_series(context, inputs["pacs_open"], size, set_progress)
+    if context.workspace is None:
+        return {}
+    set_progress((30, "Opening the case…"))
+    return open_requested(context, inputs["dataset_open"], size)
 
 
 def _compute(

@@ -75,7 +75,11 @@
         }
         try {
             if (caseData.restore) {
-                state = window.localStorage.getItem(storagePrefix + caseData.key) || state;
+                // A case read from DICOM had another key before DICOM instances counted in
+                // it: an annotation saved under that one comes back, saved anew under this.
+                const storage = window.localStorage;
+                const former = caseData.former_key && storage.getItem(storagePrefix + caseData.former_key);
+                state = storage.getItem(storagePrefix + caseData.key) || former || state;
             }
             if (!caseData.initial) {
                 window.localStorage.setItem(storagePrefix + 'case', caseData.key);
