@@ -8,8 +8,10 @@ import dash
 import nibabel as nib
 import numpy as np
 import pytest
+from dicom_series import write_series
 
 from superpixel_annotator.core.annotation import Annotation
+from superpixel_annotator.core.dicom import load_dicom_series
 from superpixel_annotator.core.image_files import Limits
 from superpixel_annotator.core.palette import DEFAULT_LABELS
 from superpixel_annotator.core.segmentation_io import read_segmentation
@@ -29,15 +31,20 @@ SHAPE = (16, 20, 24)
 SIZE = 4.5
 
 
-def write_case(folder: Path, seed: int, label: bool = False) -> None:
-    """A case folder: FLAIR and T1c of blobs on a 1 mm grid, and optionally a label file."""
+def blobs(seed: int) -> np.ndarray:
+    """Bright balls on a noisy background, of shape :data:`SHAPE`."""
     rng = np.random.default_rng(seed)
     data = np.zeros(SHAPE, np.float32)
     for _ in range(6):
         centre = rng.integers(3, np.array(SHAPE) - 3)
         grid = np.indices(SHAPE).T - centre
         data[(np.linalg.norm(grid, axis=-1) < 4).T] += rng.uniform(50, 200)
-    data += rng.normal(0, 2, SHAPE).astype(np.float32)
+    return data + rng.normal(0, 2, SHAPE).astype(np.float32)
+
+
+def write_case(folder: Path, seed: int, label: bool = False) -> None:
+    """A case folder: FLAIR and T1c of blobs on a 1 mm grid, and optionally a label file."""
+    data = blobs(seed)
     folder.mkdir(parents=True)
     affine = np.diag([1.0, 1.0, 1.0, 1.0])
     nib.save(nib.Nifti1Image(data, affine), folder / f"{folder.name}_flair.nii.gz")
@@ -55,11 +62,10 @@ def dataset_dir(tmp_path) -> Path:
     return root
 
 
-@pytest.fixture
-def context(dataset_dir, tmp_path, database_url):
-    """An annotator of the dataset, its metadata in SQLite and then in PostgreSQL."""
+def annotator_context(root: Path, cache_dir: Path, database_url: str | None = None):
+    """The context of an annotator of the dataset ``root``, checked to have no problem."""
     workspace, notes = open_workspace(
-        dataset_dir, labels=DEFAULT_LABELS, limits=Limits(), database=database_url
+        root, labels=DEFAULT_LABELS, limits=Limits(), database=database_url
     )
     assert notes == []
     annotator = VolumeAnnotator(
@@ -67,9 +73,15 @@ def context(dataset_dir, tmp_path, database_url):
         workspace.start_volumes(),
         "ann",
         workspace=workspace,
-        cache_dir=tmp_path / "cache",
+        cache_dir=cache_dir,
     )
     return annotator.context
+
+
+@pytest.fixture
+def context(dataset_dir, tmp_path, database_url):
+    """An annotator of the dataset, its metadata in SQLite and then in PostgreSQL."""
+    return annotator_context(dataset_dir, tmp_path / "cache", database_url)
 
 
 def opened(context, name, version=None) -> dict:
@@ -239,3 +251,95 @@ def test_every_process_on_the_labels_folder_makes_the_same_tokens(context, datas
     secret = workspace.store.labels_dir / ".case-token-key"
     assert secret.stat().st_mode & 0o777 == 0o600 and len(secret.read_bytes()) == 32
     assert [path.name for path in secret.parent.glob(".case-token-key.*")] == []
+
+
+# DICOM series as cases
+
+DICOM_AFFINE = np.array(
+    [[0.9, 0, 0, -8.0], [0, 1.1, 0, 12.0], [0, 0, 2.0, -30.0], [0, 0, 0, 1.0]],
+)
+IDENTIFYING = ("Doe", "Jane", "JD-1234")
+
+
+@pytest.fixture
+def mixed_dir(tmp_path) -> Path:
+    """A NIfTI case, a DICOM series case, a case of two DICOM modalities, a series with a
+    missing slice and a folder of two series."""
+    root = tmp_path / "mixed"
+    write_case(root / "nifti", seed=0)
+    write_series(root / "series", blobs(1), DICOM_AFFINE, description="T1 AX")
+    for seed, modality in enumerate(("flair", "t1c")):
+        write_series(root / "modalities" / modality, blobs(2) + seed, DICOM_AFFINE)
+    paths = write_series(root / "broken", blobs(3), DICOM_AFFINE, description="T2 AX")
+    paths[5].unlink()
+    for seed, description in enumerate(("first", "second")):
+        folder = root / "several"
+        write_series(folder, blobs(seed), DICOM_AFFINE, description=description, seed=seed)
+    return root
+
+
+@pytest.fixture
+def mixed(mixed_dir, tmp_path):
+    return annotator_context(mixed_dir, tmp_path / "cache")
+
+
+def refused(context, name) -> str:
+    """The one-line message of opening case ``name``, free of patient data."""
+    result = open_requested(context, {"name": name}, SIZE)
+    assert result["message_color"] == "warning" and "case" not in result
+    message = result["message"]
+    assert "\n" not in message and not any(field in message for field in IDENTIFYING)
+    return message
+
+
+def test_a_dicom_case_opens_and_saves_nifti_on_the_series_grid(mixed, mixed_dir):
+    assert mixed.workspace.names == ("broken", "modalities", "nifti", "series", "several")
+    data = opened(mixed, "series")
+    case = mixed.cases.get(data["key"])
+    series = load_dicom_series(mixed_dir / "series")
+    np.testing.assert_array_equal(case.volume.data, series.data)
+    state = painted_state(mixed, data, 2, 0.3)
+    answer, status = save(mixed, data, state, base=None, done=True)
+    assert (status, answer["version"]) == (200, 1)
+    path = mixed.workspace.store.latest_path("series")
+    assert path.name == "series_segmentation.nii.gz"
+    np.testing.assert_allclose(nib.load(path).affine, series.affine)
+    saved = read_segmentation(path, series)
+    expected = Annotation.from_state(case.superpixels, state).label_volume()
+    assert np.count_nonzero(expected) > 0
+    np.testing.assert_array_equal(saved.labels, expected)
+    assert opened(mixed, "series")["dataset"]["version"] == 1
+
+
+def test_dicom_subfolders_open_as_the_modalities_of_one_case(mixed):
+    data = opened(mixed, "modalities")
+    case = mixed.cases.get(data["key"])
+    assert len(case.volumes) == 2
+    np.testing.assert_allclose(case.volumes[1].data, case.volumes[0].data + 1, atol=0.5)
+
+
+def test_broken_dicom_cases_are_refused_in_one_line_and_the_others_open(mixed):
+    assert refused(mixed, "broken").startswith(
+        'Case broken cannot be opened: DICOM series "T2 AX": slices missing or unevenly spaced'
+    )
+    message = refused(mixed, "several")
+    assert message.startswith("Case several cannot be opened: ")
+    assert "2 DICOM series" in message and "one series per folder" in message
+    assert '"first"' not in message and "first (MR, 24 slices)" in message
+    assert "second (MR, 24 slices)" in message
+    # The server started on the first case that opens, and every other case opens.
+    for name in ("modalities", "nifti", "series"):
+        opened(mixed, name)
+
+
+def test_the_export_of_a_mixed_dataset_has_every_done_case(mixed):
+    for name in ("nifti", "series"):
+        data = opened(mixed, name)
+        save(mixed, data, painted_state(mixed, data, 1, 0.3), base=None, done=True)
+    destination = mixed.workspace.store.labels_dir.parent / "export.zip"
+    assert mixed.workspace.export_zip(destination) == 2
+    with zipfile.ZipFile(destination) as archive:
+        lines = archive.read("statistics.csv").decode().splitlines()
+    assert lines[0] == ("case,label,voxels,volume_mm3,volume_ml,mean_FLAIR,mean_T1c,mean_series")
+    assert lines[1].startswith("nifti,1,") and lines[1].endswith(",")
+    assert lines[2].startswith("series,1,") and ",," in lines[2]

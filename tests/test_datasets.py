@@ -4,7 +4,9 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pydicom
 import pytest
+from dicom_series import write_series
 
 from superpixel_annotator.core import datasets
 from superpixel_annotator.core.datasets import (
@@ -344,8 +346,8 @@ def test_case_folders_that_cannot_be_cases_are_problems(tmp_path):
     assert list(summary(dataset)) == ["good"]
     assert dataset.problems == (
         "clash/: T1.nii.gz and t1.nii have the same name; rename one",
-        "documents/: holds no image file (.nii, .nii.gz, .mgz, .mgh)",
-        "empty/: holds no image file (.nii, .nii.gz, .mgz, .mgh)",
+        "documents/: holds no image file (.nii, .nii.gz, .mgz, .mgh) and no DICOM series",
+        "empty/: holds no image file (.nii, .nii.gz, .mgz, .mgh) and no DICOM series",
         "only_labels/: holds only label and mask files, no image to annotate",
     )
 
@@ -457,6 +459,87 @@ def test_patterns_giving_one_name_twice(tmp_path):
     assert message.startswith(f"{tmp_path}: ") and "same modality name twice" in message
 
 
+# DICOM series
+
+
+def dicom_folder(folder: Path, seed: int = 0, **options) -> Path:
+    """A small MR series of 4 slices, one file per slice, in ``folder``."""
+    array = np.random.default_rng(seed).integers(0, 500, (5, 6, 4)).astype(np.int16)
+    write_series(folder, array, np.eye(4), seed=seed, **options)
+    return folder
+
+
+def test_a_folder_holding_a_dicom_series_is_a_case_named_after_it(tmp_path):
+    touch(tmp_path, "flat.nii.gz")
+    dicom_folder(tmp_path / "patient7_flair")
+    touch(dicom_folder(tmp_path / "ct_case"), "ct_case_seg.nii.gz", "brainmask.nii.gz")
+    dataset = find_dataset(tmp_path)
+    assert summary(dataset) == {
+        "ct_case": (("ct_case",), ("ct_case",), "ct_case_seg.nii.gz"),
+        "flat": (("flat.nii.gz",), ("flat",), None),
+        "patient7_flair": (("patient7_flair",), ("FLAIR",), None),
+    }
+    assert dataset.case("ct_case").modalities == (tmp_path / "ct_case",)
+    assert dataset.problems == ()
+
+
+def test_a_folder_of_several_series_is_one_case_refused_when_opened(tmp_path):
+    dicom_folder(tmp_path / "two", description="T1")
+    dicom_folder(tmp_path / "two", seed=1, description="T2")
+    assert summary(find_dataset(tmp_path)) == {"two": (("two",), ("two",), None)}
+
+
+def test_dicom_subfolders_are_the_modalities_of_a_case(tmp_path):
+    case = tmp_path / "case1"
+    for name in ("t1c", "flair", "seg", "brain_mask"):
+        dicom_folder(case / name)
+    touch(case / "notes", "read me.txt")
+    touch(case, "case1_seg.nii.gz")
+    dicom_folder(case / "flair" / "deeper")
+    dataset = find_dataset(tmp_path)
+    assert summary(dataset) == {
+        "case1": (("flair", "t1c"), ("FLAIR", "T1c"), "case1_seg.nii.gz"),
+    }
+    assert dataset.problems == ()
+
+
+def test_modality_patterns_match_dicom_subfolders_by_name(tmp_path):
+    dicom_folder(tmp_path / "case" / "CT_1")
+    dicom_folder(tmp_path / "case" / "PET_1")
+    dicom_folder(tmp_path / "series")
+    dataset = find_dataset(tmp_path, modalities="pet*,ct*")
+    assert summary(dataset) == {
+        "case": (("PET_1", "CT_1"), ("pet", "ct"), None),
+        "series": (("series",), ("series",), None),
+    }
+
+
+def test_dicom_and_image_subfolders_of_the_same_name_clash(tmp_path):
+    touch(dicom_folder(tmp_path / "case" / "t1"), "x")
+    touch(tmp_path / "case", "t1.nii.gz")
+    touch(tmp_path, "other.nii")
+    assert one_problem(find_dataset(tmp_path)).startswith("case/: t1 and t1.nii.gz have the same")
+
+
+def test_finding_dicom_cases_peeks_at_one_file_per_series_folder(tmp_path, monkeypatch):
+    dicom_folder(tmp_path / "series")
+    dicom_folder(tmp_path / "case" / "flair")
+    dicom_folder(tmp_path / "case" / "t1")
+    real_open, opened = builtins.open, []
+
+    def counting_open(path, *args, **kwargs):
+        opened.append(Path(path).parent.name)
+        return real_open(path, *args, **kwargs)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"read {args[0]}")
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    monkeypatch.setattr(pydicom, "dcmread", refuse)
+    assert set(summary(find_dataset(tmp_path))) == {"case", "series"}
+    assert sorted(opened) == ["flair", "series", "t1"]
+
+
 # Refusals and bounds
 
 
@@ -482,7 +565,7 @@ def test_no_case_found_names_the_first_problem(tmp_path):
     assert message.startswith(f"{tmp_path}: no case found")
     assert message.endswith(
         "1 entries could not be cases, the first: deep/: holds no image "
-        "file (.nii, .nii.gz, .mgz, .mgh)"
+        "file (.nii, .nii.gz, .mgz, .mgh) and no DICOM series"
     )
 
 

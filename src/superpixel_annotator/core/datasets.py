@@ -1,8 +1,12 @@
-"""The cases of a dataset folder, found from file and folder names alone (no image is read).
+"""The cases of a dataset folder, found from file and folder names (no image is read).
 
 A dataset folder holds its cases either as image files directly inside it (one case per
-file) or as subfolders (one case per subfolder, its image files the case's co-registered
-modalities), or both. File names tell modalities, label files and masks apart:
+file) or as subfolders (one case per subfolder), or both. A case folder's co-registered
+modalities are its image files and its subfolders holding DICOM files (``t1c/*.dcm``); a
+case folder with neither, holding DICOM files itself, is a case of that series. DICOM
+files are told by their ``DICM`` marker, read from a few files of a folder at most
+(:func:`~.dicom.is_dicom_folder`): a folder of several series is one case, refused when
+opened. Names tell modalities, label files and masks apart:
 
 - A name is split into *tokens* on every character that is not a letter or a digit, and
   compared case-insensitively: ``BraTS-GLI-00000-000-t2f`` has the tokens ``brats``,
@@ -31,6 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .dicom import is_dicom_folder
 from .image_files import printable
 
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".mgz", ".mgh")
@@ -69,7 +74,8 @@ class DatasetCase:
     name : str
         Unique in the dataset, also ignoring case; usable as a file name stem.
     modalities : tuple of Path
-        The image files, in display order (the first is shown first).
+        The image files, in display order (the first is shown first); a folder is a DICOM
+        series.
     modality_names : tuple of str
         A name per modality, for instance ``("FLAIR", "T1c")``.
     label : Path or None
@@ -144,23 +150,25 @@ def find_dataset(
     modalities: str | None = None,
     exclude: Sequence[str | os.PathLike] = (),
 ) -> Dataset:
-    """Find the cases of the dataset folder ``root`` from names alone; no file is opened.
+    """Find the cases of the dataset folder ``root`` from names; no image file is opened.
 
     Parameters
     ----------
     root : str or path-like
         The dataset folder. Each image file directly inside it is a case named by the file
         name without its image suffix; a label file next to it (``<case>_seg.nii.gz``,
-        ``<case>-label.nii``...) is that case's label. Each subfolder holding image files is
-        a case named by the folder; deeper folders are not looked into. Hidden entries
-        are ignored.
+        ``<case>-label.nii``...) is that case's label. Each subfolder holding image files
+        or DICOM series (see the module's description) is a case named by the folder.
+        Hidden entries, and folders below a case's DICOM subfolders, are ignored.
     modalities : str, optional
         Comma-separated, case-insensitive glob patterns, one per modality in display order
         (``"*_ct.nii.gz,*_pet.nii.gz"``), replacing the matching by name in case folders.
         A modality is named by its pattern without ``*``, image suffix and the separators
         left at either end (``ct``), or by the whole pattern if that leaves nothing. A case
         folder where a pattern matches no file or several files is a problem, not a case.
-        Image files directly in ``root`` are cases whatever the patterns.
+        Patterns match DICOM series subfolders by their names. Image files directly in
+        ``root``, and case folders that are one DICOM series, are cases whatever the
+        patterns.
     exclude : sequence of path-like
         Folders that are not cases, such as the server's labels folder. A folder named
         ``labels`` directly in ``root`` is never a case.
@@ -223,6 +231,10 @@ def is_mask_name(stem: str) -> bool:
 def is_label_name(stem: str) -> bool:
     """Whether a file stem names a label file that is not a mask."""
     return not is_mask_name(stem) and any(_is_label_token(t) for t in name_tokens(stem))
+
+
+def _is_modality_name(stem: str) -> bool:
+    return not (is_label_name(stem) or is_mask_name(stem))
 
 
 def modality_of(stem: str) -> str | None:
@@ -310,7 +322,7 @@ def _pattern_name(pattern: str) -> str:
 def _read_case_folder(
     folder: Path, patterns: tuple[tuple[str, str], ...] | None, problems: list[str]
 ) -> _Found | None:
-    """The case in ``folder``, or None (a problem says why unless it holds no image file)."""
+    """The case in ``folder``, or None (a problem says why)."""
     where = printable(folder.name) + "/"
     try:
         entries = _list_folder(folder)
@@ -320,13 +332,13 @@ def _read_case_folder(
     if len(entries) > MAX_DATASET_ENTRIES:
         problems.append(f"{where}: holds more than {MAX_DATASET_ENTRIES:,} entries")
         return None
-    images = {}
-    for entry in entries:
-        stem = _image_stem(entry.name)
-        if stem is not None and _entry_kind(entry, problems, where) == "file":
-            images[entry.name] = stem
+    images = _case_images(entries, problems, where)
+    if not any(map(_is_modality_name, images.values())) and is_dicom_folder(folder):
+        return _series_case(folder, images)
     if not images:
-        problems.append(f"{where}: holds no image file ({', '.join(IMAGE_SUFFIXES)})")
+        problems.append(
+            f"{where}: holds no image file ({', '.join(IMAGE_SUFFIXES)}) and no DICOM series"
+        )
         return None
     same_stem = _same_names(images)
     if same_stem:
@@ -335,6 +347,28 @@ def _read_case_folder(
     if patterns is None:
         return _match_by_name(folder, images, problems)
     return _match_by_patterns(folder, images, patterns, problems)
+
+
+def _case_images(entries: list[os.DirEntry], problems: list[str], where: str) -> dict[str, str]:
+    """The image files and DICOM series subfolders (not named as labels or masks) among a
+    case folder's ``entries``: entry name to stem, a subfolder's stem being its name."""
+    images = {}
+    for entry in entries:
+        stem = _image_stem(entry.name)
+        kind = _entry_kind(entry, problems, where)
+        if kind == "file" and stem is not None:
+            images[entry.name] = stem
+        elif kind == "folder" and _is_modality_name(entry.name) and is_dicom_folder(entry.path):
+            images[entry.name] = entry.name
+    return images
+
+
+def _series_case(folder: Path, images: dict[str, str]) -> _Found:
+    """The case of a folder holding one DICOM series, with the label files in it."""
+    name = folder.name
+    case = _Found(name, printable(name) + "/", (folder,), (modality_of(name) or name,))
+    case.labels += [folder / name for name, stem in images.items() if is_label_name(stem)]
+    return case
 
 
 def _same_names(stems: dict[str, str]) -> str:
@@ -456,7 +490,8 @@ def _with_label(case: _Found, problems: list[str]) -> DatasetCase:
 def _no_case_message(where: str, problems: list[str]) -> str:
     message = (
         f"{where}: no case found; looked for image files ({', '.join(IMAGE_SUFFIXES)}), "
-        "one case per file directly in the folder or per subfolder holding them"
+        "one case per file directly in the folder or per subfolder holding them or a "
+        "DICOM series"
     )
     if problems:
         message += f"; {len(problems)} entries could not be cases, the first: {problems[0]}"

@@ -23,21 +23,22 @@ import numpy as np
 from ..core.annotation import Annotation
 from ..core.cases import Case, open_case
 from ..core.datasets import Dataset, DatasetError, find_dataset
-from ..core.image_files import Limits, VolumeError
+from ..core.dicom import find_series, load_dicom_series
+from ..core.image_files import Limits, VolumeError, printable
 from ..core.palette import LabelClass
 from ..core.segmentation_io import read_segmentation, save_segmentation
 from ..core.statistics import label_statistics, statistics_csv
-from ..core.volume import Volume, load_modalities
+from ..core.volume import Volume, check_modalities, load_volume
 from .labels import LabelStore
 from .records import CaseSummary, Version
 
 UNFINISHED = ("new", "in progress")
+"""The statuses of a case that "Next unfinished" goes to."""
 _SECRET_FILE = ".case-token-key"
 LOCK_SECONDS = 300
 """How long a user's save keeps a case locked for them."""
 MAX_START_TRIES = 20
 """The most cases a server tries to open at start-up."""
-"""The statuses of a case that "Next unfinished" goes to."""
 
 
 @dataclass(frozen=True)
@@ -108,10 +109,27 @@ class DatasetWorkspace:
         problems = []
         for name in order[:MAX_START_TRIES]:
             try:
-                return load_modalities(self.dataset.case(name).modalities, limits=self.limits)
+                return self.case_volumes(name)
             except VolumeError as error:
                 problems.append(f"{name}: {error}")
         raise DatasetError(f"{self.dataset.root}: no case opens ({problems[0]})")
+
+    def case_volumes(self, name: str) -> list[Volume]:
+        """The modalities of case ``name``: its image files, and its folders read as DICOM
+        series.
+
+        Raises
+        ------
+        KeyError
+            When there is no such case.
+        VolumeError
+            When a modality is unusable (a folder holding several series is), or not on the
+            first one's grid; one line.
+        """
+        paths = self.dataset.case(name).modalities
+        volumes = [_load_modality(path, self.limits) for path in paths]
+        check_modalities(volumes, [printable(os.fspath(path)) for path in paths])
+        return volumes
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -189,8 +207,7 @@ class DatasetWorkspace:
             When a file of the case is unusable; one line naming it.
         """
         entry = self.dataset.case(name)
-        volumes = load_modalities(entry.modalities, limits=self.limits)
-        case = open_case(volumes, cache_dir, size=size)
+        case = open_case(self.case_volumes(name), cache_dir, size=size)
         saved = self.store.version(name, version) if version else self.store.latest(name)
         if saved is not None:
             state = self._state_from_file(case, saved.path)
@@ -263,7 +280,8 @@ class DatasetWorkspace:
     def export_zip(self, destination: os.PathLike) -> int:
         """Write every done case's segmentation into a zip file, with ``statistics.csv``: a
         row per case and label (see :func:`~superpixel_annotator.core.statistics.label_statistics`,
-        without superpixel counts).
+        without superpixel counts), a mean intensity column per modality name of any case,
+        empty for the cases without it.
 
         Returns
         -------
@@ -277,18 +295,42 @@ class DatasetWorkspace:
                 path = self.store.latest_path(name)
                 archive.write(path, path.name)
                 rows += self._statistics(name, path)
+            columns = dict.fromkeys(column for row in rows for column in row)
+            rows = [{column: row.get(column, "") for column in columns} for row in rows]
             archive.writestr("statistics.csv", statistics_csv(rows))
         return len(done)
 
     def _statistics(self, name: str, path: Path) -> list[dict]:
         entry = self.dataset.case(name)
-        volumes = load_modalities(entry.modalities, limits=self.limits)
+        volumes = self.case_volumes(name)
         labels = read_segmentation(path, volumes[0], limits=self.limits).labels
         data = {n: v.data for n, v in zip(entry.modality_names, volumes, strict=True)}
         rows = label_statistics(labels, np.zeros(1, np.uint8), data, volumes[0].spacing)
         return [
             {"case": name, **{k: v for k, v in row.items() if k != "superpixels"}} for row in rows
         ]
+
+
+def _load_modality(path: Path, limits: Limits) -> Volume:
+    """An image file, or a folder's DICOM series; a folder holding several series is
+    refused with their list, as a case has one series per folder."""
+    if not path.is_dir():
+        return load_volume(path, limits=limits)
+    try:
+        return load_dicom_series(path, limits=limits)
+    except VolumeError:
+        series = find_series(path, limits=limits)
+        if len(series) < 2:
+            raise
+    listing = "; ".join(
+        f"{printable(found.description or found.uid)} ({found.modality or 'no modality'}, "
+        f"{found.slices} slices)"
+        for found in series
+    )
+    raise VolumeError(
+        f"{printable(os.fspath(path))}: {len(series)} DICOM series ({listing}); a dataset "
+        "case reads one series per folder, move each series into a folder of its own"
+    )
 
 
 def saved_when(version: Version) -> str:
