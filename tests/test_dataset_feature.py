@@ -171,6 +171,10 @@ def test_another_user_cannot_save_a_case_someone_is_editing(context):
     options, value, text, read_only = versions_view(context, {"name": "case1"}, "bob")
     assert text.startswith("alice is editing this case") and value == "1" and read_only
     assert not versions_view(context, {"name": "case1"}, "alice")[3]
+    # Alice moves on to another case: case1 is free for Bob at once.
+    versions_view(context, {"name": "case0"}, "alice")
+    assert not versions_view(context, {"name": "case1"}, "bob")[3]
+    assert save(context, data, state, base=1, user="bob")[1] == 200
 
 
 def test_malformed_or_mixed_up_saves_are_refused(context):

@@ -248,6 +248,15 @@ class LabelStore:
         with self._database.transaction() as connection:
             connection.execute(query)
 
+    def unlock_others(self, user: str, case: str) -> None:
+        """Release ``user``'s locks on every case but ``case``: a user edits one case at a
+        time, so leaving a case frees it for the others at once."""
+        query = delete(locks).where(
+            locks.c.user_name == user, locks.c.case_name != check_case_name(case)
+        )
+        with self._database.transaction() as connection:
+            connection.execute(query)
+
     def holder(self, case: str) -> Lock | None:
         """The lock on ``case`` that has not expired, if any."""
         now = datetime.now(timezone.utc)

@@ -303,11 +303,13 @@ def case_list(context: AnnotatorContext, shown, status, page, trigger) -> tuple:
 
 def versions_view(context: AnnotatorContext, shown, user: str) -> tuple:
     """The versions menu of the case shown (newest first) and its value, the save status,
-    and whether the case is read-only here: another user is editing it."""
+    and whether the case is read-only here: another user is editing it. The user's locks
+    on other cases are released: they left them."""
     name = shown.get("name") if isinstance(shown, dict) else None
     if name not in context.workspace.names:
         return [], None, "", False
     store = context.workspace.store
+    store.unlock_others(user, name)
     versions = store.versions(name)[:MAX_VERSIONS_LISTED]
     options = [
         {
