@@ -81,15 +81,11 @@ def study_list(ids: AnnotatorIds, studies: Sequence[Study]) -> html.Div:
     if not studies:
         return html.Div("No study found.", className="small text-muted")
     rows = [
-        dbc.ListGroupItem(
-            [
-                html.Span(study.patient_id or "no patient ID", className="fw-semibold me-2"),
-                html.Span(f"{study.date:%Y-%m-%d}" if study.date else "no date", className="me-2"),
-                html.Span(study.description or "no description", className="text-muted"),
-            ],
-            id={"type": ids["pacs-study"], "uid": study.uid},
-            action=True,
-            className="py-1 small",
+        _item(
+            {"type": ids["pacs-study"], "uid": study.uid},
+            study.patient_id or "no patient ID",
+            f"{study.date:%Y-%m-%d}" if study.date else "no date",
+            study.description or "no description",
         )
         for study in studies[:MAX_LISTED]
     ]
@@ -103,18 +99,26 @@ def series_list(ids: AnnotatorIds, series: Sequence[Series]) -> html.Div:
     if not series:
         return html.Div("This study has no series.", className="small text-muted")
     rows = [
-        dbc.ListGroupItem(
-            [
-                html.Span(item.description or "no description", className="fw-semibold me-2"),
-                html.Span(item.modality or "?", className="me-2"),
-                html.Span(
-                    f"{item.instances} slices" if item.instances else "", className="text-muted"
-                ),
-            ],
-            id={"type": ids["pacs-series-item"], "study": item.study_uid, "uid": item.uid},
-            action=True,
-            className="py-1 small",
+        _item(
+            {"type": ids["pacs-series-item"], "study": item.study_uid, "uid": item.uid},
+            item.description or "no description",
+            item.modality or "?",
+            f"{item.instances} slices" if item.instances else "",
         )
         for item in series
     ]
     return dbc.ListGroup(rows, flush=True)
+
+
+def _item(pattern_id: dict, title: str, detail: str, remark: str) -> dbc.ListGroupItem:
+    """A clickable row of a list: its title in bold, a detail, a remark in grey."""
+    return dbc.ListGroupItem(
+        [
+            html.Span(title, className="fw-semibold me-2"),
+            html.Span(detail, className="me-2"),
+            html.Span(remark, className="text-muted"),
+        ],
+        id=pattern_id,
+        action=True,
+        className="py-1 small",
+    )
