@@ -6,9 +6,15 @@ import pydicom
 import pytest
 from dicom_series import PATIENT_NAME, edit_file, write_series
 from pydicom.encaps import encapsulate
-from pydicom.uid import JPEGLSLossless
+from pydicom.pixels import pixel_array
+from pydicom.uid import (
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEGLSLossless,
+    RLELossless,
+)
 
-from superpixel_annotator.core import dicom
+from superpixel_annotator.core import dicom, dicom_pixels
 from superpixel_annotator.core.dicom import find_series, is_dicom_folder, load_dicom_series
 from superpixel_annotator.core.image_files import Limits, VolumeError
 from superpixel_annotator.core.volume import load_volume
@@ -282,10 +288,11 @@ def test_gantry_tilt_is_refused(tmp_path):
 def test_limits_are_checked_before_pixel_data_is_read(small_series, monkeypatch):
     folder, paths = small_series
 
-    def read_no_pixels(path):
-        raise AssertionError(f"pixel data of {path} read")
+    def read_no_pixels(header):
+        raise AssertionError(f"pixel data of {header.path} read")
 
-    monkeypatch.setattr(dicom, "pixel_array", read_no_pixels)
+    # Every file's pixels, read directly or decoded by pydicom, are read by slice_pixels.
+    monkeypatch.setattr(dicom_pixels, "slice_pixels", read_no_pixels)
     message = refusal(folder, limits=Limits(max_voxels=100))
     assert message == ('DICOM series "T1 AX": 6x5x7 = 210 voxels is over the limit of 100 voxels')
     series_bytes = sum(path.stat().st_size for path in paths)
@@ -316,3 +323,84 @@ def test_a_uniform_series_is_refused(tmp_path):
 def test_files_over_the_byte_limit_are_not_listed(small_series):
     folder, _ = small_series
     assert find_series(folder, limits=Limits(max_bytes=100)) == []
+
+
+def recode(path, *, signed, bits_stored, syntax):
+    """Store a file's 16-bit pixels signed or not, in ``bits_stored`` bits with the bits
+    above them set (pydicom's decoder clears or sign-extends them), in ``syntax``."""
+    dataset = pydicom.dcmread(path)
+    pixels = dataset.pixel_array.astype(np.int64) & (1 << bits_stored) - 1
+    pixels |= 0xA5A5 & ~((1 << bits_stored) - 1) & 0xFFFF
+    dataset.update({"BitsStored": bits_stored, "HighBit": bits_stored - 1})
+    dataset.PixelRepresentation = int(signed)
+    dataset.PixelData = pixels.astype("<u2").tobytes()
+    dataset.file_meta.TransferSyntaxUID = syntax
+    dataset.save_as(path, enforce_file_format=True)
+
+
+@pytest.mark.parametrize(
+    ("signed", "bits_stored", "syntax"),
+    [
+        (True, 16, ExplicitVRLittleEndian),
+        (False, 16, ExplicitVRLittleEndian),
+        (True, 12, ExplicitVRLittleEndian),
+        (False, 12, ExplicitVRLittleEndian),
+        (True, 12, ImplicitVRLittleEndian),
+    ],
+)
+def test_uncompressed_pixels_are_read_directly_as_pydicom_decodes_them(
+    tmp_path, monkeypatch, signed, bits_stored, syntax
+):
+    array = small_array() + (0 if signed else 200)
+    paths = write_series(tmp_path, array, SMALL_AFFINE)
+    for path in paths:
+        recode(path, signed=signed, bits_stored=bits_stored, syntax=syntax)
+    decoded = np.stack([pixel_array(path).T for path in paths], axis=2)
+    np.testing.assert_array_equal(decoded, array)
+
+    def no_decoder(path):
+        raise AssertionError(f"{path} decoded by pydicom")
+
+    monkeypatch.setattr(dicom_pixels, "pixel_array", no_decoder)
+    volume = load_dicom_series(tmp_path)
+    np.testing.assert_array_equal(volume.to_source(volume.data), array)
+
+
+def test_compressed_pixels_are_decoded_by_pydicom_next_to_uncompressed_ones(tmp_path):
+    array = small_array()
+    paths = write_series(tmp_path, array, SMALL_AFFINE)
+    for path in paths[::2]:
+        dataset = pydicom.dcmread(path)
+        dataset.compress(RLELossless)
+        dataset.save_as(path, enforce_file_format=True)
+    assert pydicom.dcmread(paths[0]).file_meta.TransferSyntaxUID == RLELossless
+    volume = load_dicom_series(tmp_path)
+    np.testing.assert_array_equal(volume.to_source(volume.data), array)
+
+
+def test_pixel_data_shorter_than_the_header_says_is_refused(small_series):
+    folder, paths = small_series
+    edit_file(paths[2], PixelData=bytes(20))
+    message = refusal(folder)
+    assert message.startswith(
+        'DICOM series "T1 AX": the pixel data of slice 3 of 7 cannot be decoded, transfer '
+        "syntax Explicit VR Little Endian (1.2.840.10008.1.2.1)"
+    )
+
+
+def test_kept_headers_lose_private_attributes_in_sequences_too(small_series):
+    folder, paths = small_series
+    dataset = pydicom.dcmread(paths[0])
+    item = pydicom.Dataset()
+    item.ReferencedSOPInstanceUID = "1.2.3"
+    item.private_block(0x0009, "ACME", create=True).add_new(0x01, "LO", "private")
+    dataset.ReferencedImageSequence = [item]
+    dataset.private_block(0x0029, "ACME", create=True).add_new(0x10, "OB", bytes(2000))
+    dataset.ImageComments = "x" * 2000
+    dataset.save_as(paths[0], enforce_file_format=True)
+    kept = load_dicom_series(folder).dicom_headers[0]
+    assert not any(tag.is_private for tag in kept.keys())
+    (reference,) = kept.ReferencedImageSequence
+    assert reference.ReferencedSOPInstanceUID == "1.2.3"
+    assert not any(tag.is_private for tag in reference.keys())
+    assert kept.ImageComments == dataset.ImageComments and "PixelData" not in kept

@@ -58,7 +58,7 @@ def test_a_series_uploaded_as_files_or_a_zip_opens_and_takes_strokes(
     page.set_input_files(UPLOAD, [str(path) for path in named])
     text = wait_message(page, "Opened PHANTOM_AX")
     assert PATIENT_NAME not in text
-    assert page.inner_text("#annotator-name") == "PHANTOM_AX"
+    page.wait_for_selector("#annotator-name:text-is('PHANTOM_AX')", timeout=TIMEOUT_MS)
     wait_full_slices(page, scan)
     stroke_across_coronal_plane(page, scan)
     page.wait_for_function(HAS_ANNOTATION, arg=view(0), timeout=TIMEOUT_MS)
@@ -126,6 +126,7 @@ def test_a_series_opened_from_the_pacs_is_saved_back_as_a_segmentation(
     page.click(".list-group-item:has-text('PHANTOM BROWSER')", timeout=TIMEOUT_MS)
     text = wait_message(page, "Opened PHANTOM_BROWSER")
     assert "from the PACS" in text and PATIENT_NAME not in text
+    page.wait_for_selector("#annotator-name:text-is('PHANTOM_BROWSER')", timeout=TIMEOUT_MS)
     scan = load_dicom_series(files[0].parent)
     wait_full_slices(page, scan)
     stroke_across_coronal_plane(page, scan)

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .dicom import is_dicom_folder
-from .image_files import printable
+from .image_files import error_line, printable
 
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".mgz", ".mgh")
 MAX_DATASET_ENTRIES = 100_000
@@ -194,7 +194,7 @@ def find_dataset(
     try:
         entries = _list_folder(root)
     except OSError as error:
-        raise DatasetError(f"{where}: cannot be read ({_reason(error)})") from None
+        raise DatasetError(f"{where}: cannot be read ({error_line(error)})") from None
     if len(entries) > MAX_DATASET_ENTRIES:
         raise DatasetError(f"{where}: holds more than {MAX_DATASET_ENTRIES:,} entries")
     excluded = {Path(folder).resolve() for folder in exclude}
@@ -264,10 +264,6 @@ def _is_label_token(token: str) -> bool:
     return token in LABEL_WORDS or _BRATS_2013_LABEL.fullmatch(token) is not None
 
 
-def _reason(error: OSError) -> str:
-    return error.strerror or type(error).__name__
-
-
 def _list_folder(folder: Path) -> list[os.DirEntry]:
     """The entries of ``folder`` that are not hidden, sorted by name; one more than
     :data:`MAX_DATASET_ENTRIES` tells that there are too many."""
@@ -286,7 +282,7 @@ def _entry_kind(entry: os.DirEntry, problems: list[str], where: str = "") -> str
             return "folder"
         return "file" if entry.is_file() else None
     except OSError as error:
-        problems.append(f"{where}{printable(entry.name)}: cannot be read ({_reason(error)})")
+        problems.append(f"{where}{printable(entry.name)}: cannot be read ({error_line(error)})")
         return None
 
 
@@ -327,7 +323,7 @@ def _read_case_folder(
     try:
         entries = _list_folder(folder)
     except OSError as error:
-        problems.append(f"{where}: cannot be read ({_reason(error)})")
+        problems.append(f"{where}: cannot be read ({error_line(error)})")
         return None
     if len(entries) > MAX_DATASET_ENTRIES:
         problems.append(f"{where}: holds more than {MAX_DATASET_ENTRIES:,} entries")

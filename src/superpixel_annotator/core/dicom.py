@@ -16,7 +16,7 @@ columns). The source array given to :meth:`.Volume.from_source_array` is indexed
 ``column_cosine * PixelSpacing[0]``, ``normal * step`` and the first slice's position, in
 LPS, then turned to RAS (nibabel's world) by ``diag(-1, -1, 1, 1)``. Slices are read
 straight into the display-order array, through a view of it in that source order, so that
-no copy of the volume is made.
+no copy of the volume is made, by :mod:`.dicom_pixels`.
 
 Every refusal is a :class:`.VolumeError` with a one-line message naming the series by its
 description (or UID when it has none). Patient fields are never used.
@@ -24,6 +24,7 @@ description (or UID when it has none). Patient fields are never used.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, replace
@@ -32,15 +33,19 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from nibabel import orientations
-from pydicom.pixels import pixel_array
-from pydicom.uid import UID
+from pydicom.valuerep import VR
 
+from .dicom_pixels import read_slices
 from .image_files import (
     DEFAULT_LIMITS,
+    DICOM_PEEK_BYTES,
     DISPLAY_ORNT,
     Limits,
     VolumeError,
     display_shape,
+    error_line,
+    is_dicom_content,
+    is_dicom_file,
     printable,
 )
 from .volume import Volume
@@ -52,8 +57,6 @@ STEP_TOLERANCE = 0.01
 TILT_TOLERANCE = 0.1
 # Two ImageOrientationPatient are the same when no direction cosine differs by more.
 ORIENTATION_TOLERANCE = 1e-4
-_PREAMBLE_BYTES = 128
-_MARKER = b"DICM"
 _FILES_PEEKED = 10
 # Header values longer than this are left unread (only short attributes are used).
 _DEFER_BYTES = 1024
@@ -86,10 +89,13 @@ class DicomSeries:
 
 @dataclass(frozen=True)
 class _Header:
-    """What is read from one file's header; ``None`` for an attribute missing or invalid."""
+    """What is read from one file's header; ``None`` for an attribute missing or invalid.
+
+    ``pixel_offset`` is where the file's reading stopped: at its pixel data element."""
 
     path: Path
     size: int
+    pixel_offset: int | None
     series_uid: str
     description: str
     modality: str
@@ -103,6 +109,7 @@ class _Header:
     position: tuple[float, ...] | None
     slope: float | None
     intercept: float | None
+    dataset: pydicom.Dataset
 
 
 _REQUIRED = {
@@ -134,7 +141,7 @@ def is_dicom_folder(path: str | os.PathLike) -> bool:
             peeked = 0
             for entry in entries:
                 if entry.is_file():
-                    if _has_marker(Path(entry.path)):
+                    if is_dicom_file(Path(entry.path)):
                         return True
                     peeked += 1
                     if peeked == _FILES_PEEKED:
@@ -198,9 +205,9 @@ def load_dicom_series(
     Returns
     -------
     Volume
-        Intensities through RescaleSlope and RescaleIntercept as float32; named after the
-        series description (letters, digits, ``-_.``) or ``dicom-series``. For CT, a note
-        says that intensities are in HU.
+        Intensities through RescaleSlope and RescaleIntercept as float32, named after the
+        series description (letters, digits, ``-_.``) or ``dicom-series``, with the slices'
+        headers (``dicom_headers``). For CT, a note says that intensities are in HU.
 
     Raises
     ------
@@ -229,6 +236,7 @@ def load_dicom_series(
     if np.ptp(source[:, :, 0]) == 0 and source.min() == source.max():
         raise VolumeError(f"{label}: every voxel is {source.flat[0]:g}; nothing to annotate")
     volume = Volume.from_source_array(source, affine, _volume_name(first))
+    volume = replace(volume, dicom_headers=tuple(_kept_header(h.dataset) for h in headers))
     if first.modality == "CT":
         return replace(volume, notes=(f"{label}: CT intensities are in Hounsfield units (HU)",))
     return volume
@@ -251,7 +259,7 @@ def _read_headers(folder: str | os.PathLike, limits: Limits) -> dict[str, list[_
                             "a DICOM series folder holds fewer"
                         )
     except OSError as error:
-        raise VolumeError(f"{name}: cannot be read ({_first_line(error)})") from None
+        raise VolumeError(f"{name}: cannot be read ({error_line(error)})") from None
     groups: dict[str, list[_Header]] = {}
     for path, size in sorted(files):
         header = _read_header(path, size) if size <= limits.max_bytes else None
@@ -262,10 +270,13 @@ def _read_headers(folder: str | os.PathLike, limits: Limits) -> dict[str, list[_
 
 def _read_header(path: Path, size: int) -> _Header | None:
     """The header of a DICOM image file; ``None`` for any other file."""
-    if not _has_marker(path):
-        return None
     try:
-        dataset = pydicom.dcmread(path, stop_before_pixels=True, defer_size=_DEFER_BYTES)
+        with open(path, "rb") as file:
+            if not is_dicom_content(file.read(DICOM_PEEK_BYTES)):
+                return None
+            file.seek(0)
+            dataset = pydicom.dcmread(file, stop_before_pixels=True, defer_size=_DEFER_BYTES)
+            pixel_offset = file.tell()
         series_uid = str(dataset.get("SeriesInstanceUID", "") or "")
         transfer_syntax = str(dataset.file_meta.get("TransferSyntaxUID", "") or "")
     except Exception:  # pydicom raises many types for malformed files
@@ -275,6 +286,7 @@ def _read_header(path: Path, size: int) -> _Header | None:
     return _Header(
         path=path,
         size=size,
+        pixel_offset=pixel_offset,
         series_uid=series_uid,
         description=printable(str(dataset.get("SeriesDescription", "") or "")).strip(),
         modality=printable(str(dataset.get("Modality", "") or "")).strip(),
@@ -288,17 +300,24 @@ def _read_header(path: Path, size: int) -> _Header | None:
         position=_numbers(dataset, "ImagePositionPatient", 3),
         slope=_number(dataset, "RescaleSlope", default=1.0),
         intercept=_number(dataset, "RescaleIntercept", default=0.0),
+        dataset=dataset,
     )
 
 
-def _has_marker(path: Path) -> bool:
-    """Whether the file has the ``DICM`` marker after the preamble."""
-    try:
-        with open(path, "rb") as file:
-            file.seek(_PREAMBLE_BYTES)
-            return file.read(len(_MARKER)) == _MARKER
-    except OSError:
-        return False
+def _kept_header(dataset: pydicom.Dataset) -> pydicom.Dataset:
+    """The header without private attributes, in sequences too, its long values read.
+
+    Elements that cannot hold a sequence are left as read: pydicom converts them when
+    used, and converting all of them took longer than reading the series' pixels."""
+    for tag in list(dataset.keys()):
+        element = dataset.get_item(tag, keep_deferred=True)
+        if tag.is_private:
+            del dataset[tag]
+        elif element.value is None or element.VR in (None, VR.SQ, VR.UN):
+            element = dataset[tag]
+            for item in element.value if element.VR == VR.SQ else ():
+                item.remove_private_tags()
+    return dataset
 
 
 def _integer(dataset: pydicom.Dataset, keyword: str, default: int | None = None) -> int | None:
@@ -307,20 +326,25 @@ def _integer(dataset: pydicom.Dataset, keyword: str, default: int | None = None)
 
 
 def _number(dataset: pydicom.Dataset, keyword: str, default: float | None = None) -> float | None:
-    if dataset.get(keyword) in (None, ""):
+    value = dataset.get(keyword)
+    if value in (None, ""):
         return default
-    values = _numbers(dataset, keyword, 1)
+    values = _finite([value], 1)
     return values[0] if values else None
 
 
 def _numbers(dataset: pydicom.Dataset, keyword: str, count: int) -> tuple[float, ...] | None:
     """The ``count`` finite numbers of an attribute, or ``None``."""
+    return _finite(dataset.get(keyword), count)
+
+
+def _finite(value: object, count: int) -> tuple[float, ...] | None:
+    """The ``count`` items of ``value`` as finite floats, or ``None``."""
     try:
-        value = dataset[keyword].value
-        values = tuple(float(item) for item in (value if count > 1 else [value]))
-    except (KeyError, TypeError, ValueError, OverflowError):
+        values = tuple(float(item) for item in value)
+    except (TypeError, ValueError, OverflowError):
         return None
-    if len(values) != count or not np.isfinite(values).all():
+    if len(values) != count or not all(map(math.isfinite, values)):
         return None
     return values
 
@@ -453,34 +477,5 @@ def _read_pixels(label: str, headers: list[_Header], affine: np.ndarray) -> np.n
     display = np.empty(display_shape(source_shape, source_ornt), np.float32)
     to_source = orientations.ornt_transform(DISPLAY_ORNT, source_ornt)
     source = orientations.apply_orientation(display, to_source)
-    for index, header in enumerate(headers):
-        file_name = f"slice {index + 1} of {len(headers)}"
-        try:
-            pixels = pixel_array(header.path)
-        except (OSError, EOFError) as error:
-            raise VolumeError(
-                f"{label}: {file_name} cannot be read ({_first_line(error)})"
-            ) from None
-        except Exception as error:  # pydicom's decoders raise many types
-            syntax = UID(header.transfer_syntax)
-            raise VolumeError(
-                f"{label}: the pixel data of {file_name} cannot be decoded, transfer syntax "
-                f"{printable(syntax.name)} ({printable(str(syntax))}): {_first_line(error)}"
-            ) from None
-        if pixels.shape != source_shape[1::-1]:
-            raise VolumeError(
-                f"{label}: {file_name} holds {pixels.shape} pixels, its header says "
-                f"{source_shape[1::-1]}"
-            )
-        # Written in the pixel array's order: for axial series, the display array's too.
-        target = source[:, :, index].T
-        np.multiply(pixels, np.float32(header.slope), out=target, casting="unsafe")
-        target += np.float32(header.intercept)
+    read_slices(label, headers, source)
     return source
-
-
-def _first_line(error: BaseException) -> str:
-    if isinstance(error, OSError) and error.strerror:
-        return error.strerror
-    text = str(error).strip()
-    return printable(text.splitlines()[0].rstrip(": ")) if text else type(error).__name__

@@ -34,6 +34,7 @@ from .image_files import (
     Limits,
     VolumeError,
     display_transform,
+    error_line,
     is_dicom_content,
     printable,
 )
@@ -192,7 +193,7 @@ def read_dicom_seg(
     except VolumeError:
         raise
     except Exception as error:  # values pydicom cannot convert raise many types
-        raise VolumeError(f"{name}: a damaged DICOM header ({_reason(error)})") from None
+        raise VolumeError(f"{name}: a damaged DICOM header ({error_line(error)})") from None
     rows, columns = int(headers[0].Rows), int(headers[0].Columns)
     packed = np.frombuffer(dataset.get("PixelData") or b"", np.uint8)
     pixels = rows * columns
@@ -248,13 +249,7 @@ def _parse(content: bytes, name: str, stop_before_pixels: bool) -> pydicom.Datas
     try:
         return pydicom.dcmread(io.BytesIO(content), stop_before_pixels=stop_before_pixels)
     except Exception as error:  # pydicom raises many types for malformed files
-        raise VolumeError(f"{name}: not a readable DICOM file ({_reason(error)})") from None
-
-
-def _reason(error: Exception) -> str:
-    """The first line of an error's message, printable, or its type's name."""
-    text = str(error).strip().splitlines()
-    return printable(text[0]) if text else type(error).__name__
+        raise VolumeError(f"{name}: not a readable DICOM file ({error_line(error)})") from None
 
 
 def _check_header(dataset: pydicom.Dataset, headers: Sequence[pydicom.Dataset], name: str) -> int:

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .dicom import MAX_DICOM_FILES, load_dicom_series
-from .image_files import Limits, VolumeError, file_size, printable
+from .image_files import Limits, VolumeError, error_line, file_size, printable
 from .volume import Volume
 
 DICOM_SUFFIX = ".dcm"
@@ -100,9 +100,9 @@ def _extract_zip(content: bytes, name: str, folder: Path, limits: Limits) -> int
             for number, info in enumerate(members, start=1):
                 _copy_member(archive, info, folder / f"{number:05d}{DICOM_SUFFIX}")
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError) as error:
-        raise VolumeError(f"{name}: not a readable zip ({_first_line(error)})") from None
+        raise VolumeError(f"{name}: not a readable zip ({error_line(error)})") from None
     except RuntimeError as error:  # an encrypted member
-        raise VolumeError(f"{name}: {_first_line(error)}") from None
+        raise VolumeError(f"{name}: {error_line(error)}") from None
     return len(members)
 
 
@@ -128,8 +128,3 @@ def _copy_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path) 
     with archive.open(info) as source, target.open("wb") as destination:
         while chunk := source.read(_CHUNK_BYTES):
             destination.write(chunk)
-
-
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__

@@ -109,7 +109,7 @@ def open_image_path(path: str | os.PathLike, limits: Limits) -> tuple[SpatialIma
     except FileNotFoundError:
         raise VolumeError(f"{filename}: no such file") from None
     except OSError as error:
-        raise VolumeError(f"{filename}: cannot be read ({_reason(error)})") from None
+        raise VolumeError(f"{filename}: cannot be read ({error_line(error)})") from None
     if path.is_dir():
         raise VolumeError(f"{filename}: is a directory, not an image file")
     if not path.is_file():
@@ -120,7 +120,7 @@ def open_image_path(path: str | os.PathLike, limits: Limits) -> tuple[SpatialIma
     try:
         image = nib.load(path)
     except Exception as error:  # nibabel raises many types for unreadable files
-        raise VolumeError(f"{filename}: not a readable image ({_reason(error)})") from None
+        raise VolumeError(f"{filename}: not a readable image ({error_line(error)})") from None
     return image, filename
 
 
@@ -139,7 +139,7 @@ def open_image_bytes(content: bytes, filename: str, limits: Limits) -> tuple[Spa
         image_class = _image_class(head)
         header_bytes = _nifti_header_bytes(head, image_class)
     except Exception as error:  # gzip, zlib and nibabel raise many types for bad content
-        raise VolumeError(f"{filename}: not a readable image ({_reason(error)})") from None
+        raise VolumeError(f"{filename}: not a readable image ({error_line(error)})") from None
     if image_class is None:
         raise VolumeError(f"{filename}: not a readable image (not NIfTI-1, NIfTI-2 or MGH)")
     if not header_bytes <= limits.max_header_bytes:
@@ -150,7 +150,7 @@ def open_image_bytes(content: bytes, filename: str, limits: Limits) -> tuple[Spa
     try:
         image = image_class.from_stream(stream)
     except Exception as error:
-        raise VolumeError(f"{filename}: not a readable image ({_reason(error)})") from None
+        raise VolumeError(f"{filename}: not a readable image ({error_line(error)})") from None
     return image, filename
 
 
@@ -244,7 +244,7 @@ def read_voxels(image: SpatialImage, filename: str, volume_index: int) -> np.nda
     except Exception as error:  # truncated data surfaces as EOFError, OSError or ValueError
         raise VolumeError(
             f"{filename}: the voxel data cannot be read, the file may be truncated "
-            f"({_reason(error)})"
+            f"({error_line(error)})"
         ) from None
 
 
@@ -294,12 +294,23 @@ def printable(text: str) -> str:
     return "".join(char if char.isprintable() else "?" for char in text)
 
 
-def _reason(error: BaseException) -> str:
-    """A one-line description of an exception raised while reading a file."""
+def error_line(error: BaseException) -> str:
+    """The first line of an error's message, printable, for a one-line refusal.
+
+    Parameters
+    ----------
+    error : BaseException
+        Any error; for an ``OSError``, its ``strerror`` (which names no file).
+
+    Returns
+    -------
+    str
+        The line, or the error's type name when it has no message.
+    """
     if isinstance(error, OSError) and error.strerror:
         return error.strerror
     text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    return printable(text.splitlines()[0].rstrip(": ")) if text else type(error).__name__
 
 
 def decode_data_url(content, filename, limits: Limits) -> bytes:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
-from .image_files import printable
+from .image_files import error_line, printable
 from .palette import MAX_LABEL, LabelClass
 
 MAX_LABEL_TABLE_BYTES = 1_000_000
@@ -142,7 +142,7 @@ def _read_text(path: Path, filename: str) -> str:
         presets = ", ".join(PRESETS)
         raise LabelTableError(f"{filename}: no such file, nor a preset ({presets})") from None
     except OSError as error:
-        raise LabelTableError(f"{filename}: cannot be read ({_reason(error)})") from None
+        raise LabelTableError(f"{filename}: cannot be read ({error_line(error)})") from None
     if not stat.S_ISREG(status.st_mode):
         raise LabelTableError(f"{filename}: not a file")
     if status.st_size > MAX_LABEL_TABLE_BYTES:
@@ -154,7 +154,7 @@ def _read_text(path: Path, filename: str) -> str:
         with path.open("rb") as file:
             content = file.read(MAX_LABEL_TABLE_BYTES + 1)
     except OSError as error:
-        raise LabelTableError(f"{filename}: cannot be read ({_reason(error)})") from None
+        raise LabelTableError(f"{filename}: cannot be read ({error_line(error)})") from None
     if len(content) > MAX_LABEL_TABLE_BYTES:
         raise LabelTableError(f"{filename}: grew over {MAX_LABEL_TABLE_BYTES:,} bytes")
     try:
@@ -163,10 +163,6 @@ def _read_text(path: Path, filename: str) -> str:
         raise LabelTableError(
             f"{filename}: not UTF-8 text (byte {error.start + 1} cannot be decoded)"
         ) from None
-
-
-def _reason(error: OSError) -> str:
-    return error.strerror or type(error).__name__
 
 
 def _rows(text: str, suffix: str) -> list[_Row]:
