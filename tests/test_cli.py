@@ -87,6 +87,21 @@ def test_dicomweb_gives_the_app_a_pacs(created):
     assert pacs.url == "http://pacs.example:8042/dicom-web"
 
 
+@pytest.mark.parametrize(
+    ("arguments", "problem"),
+    [
+        (["--database", "sqlite:///x.sqlite"], "needs --labels-dir DIR"),
+        (["--labels-dir", "LABELS"], "127.0.0.1:9/dicom-web, series search: cannot connect"),
+    ],
+)
+def test_a_dataset_of_a_dicomweb_server_that_cannot_open_stops_with_one_line(
+    tmp_path, created, capsys, arguments, problem
+):
+    arguments = [str(tmp_path / a) if a == "LABELS" else a for a in arguments]
+    assert main(["--dicomweb", "http://127.0.0.1:9/dicom-web", *arguments]) == 2
+    assert problem in one_line_error(capsys) and created == []
+
+
 def test_no_file_opens_the_sample(created):
     assert main([]) == 0
     assert [volume.name for volume in created[0].volumes] == ["head_phantom"]

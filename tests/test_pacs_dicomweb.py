@@ -131,7 +131,7 @@ def test_studies_are_found_by_patient_id_with_their_series(source, axial, obliqu
     assert study == Study(axial.study_uid, "PACS-AX", axial.date, "study 2020")
     assert "PACS-AX" not in repr(study)
     assert source.series(study.uid) == [
-        Series(axial.study_uid, axial.series_uid, "T1 AX", "MR", axial.slices)
+        Series(axial.study_uid, axial.series_uid, "T1 AX", "MR", axial.slices, axial.date)
     ]
     [oblique_series] = source.series(oblique.study_uid)
     assert (oblique_series.modality, oblique_series.instances) == ("CT", oblique.slices)

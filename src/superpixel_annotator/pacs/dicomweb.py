@@ -112,6 +112,8 @@ class Series:
         Modality (``CT``, ``MR``, ``SEG``...), or ``""``.
     instances : int or None
         NumberOfSeriesRelatedInstances, or ``None`` when the server does not say.
+    study_date : datetime.date or None
+        The study's StudyDate, when the server gives it with the series.
     """
 
     study_uid: str
@@ -119,6 +121,7 @@ class Series:
     description: str
     modality: str
     instances: int | None
+    study_date: datetime.date | None = None
 
 
 class DicomWebSource:
@@ -208,28 +211,30 @@ class DicomWebSource:
         found.sort(key=lambda study: (study.description, study.uid))
         return sorted(found, key=lambda study: study.date or datetime.date.min, reverse=True)
 
-    def series(self, study_uid: str) -> list[Series]:
-        """The series of one study (at most :data:`MAX_RESULTS`), by description, modality
-        and UID.
+    def series(self, study_uid: str | None = None) -> list[Series]:
+        """The series of one study, or of every study when ``study_uid`` is ``None`` (at
+        most :data:`MAX_RESULTS`), by description, modality and UID.
 
         Raises
         ------
         PacsError
         """
-        _check_uids(study_uid)
+        if study_uid is not None:
+            _check_uids(study_uid)
         with self._client("series search", MAX_ANSWER_BYTES) as client:
             answer = client.search_for_series(
                 study_instance_uid=study_uid,
-                fields=["SeriesDescription", "NumberOfSeriesRelatedInstances"],
+                fields=["StudyDate", "SeriesDescription", "NumberOfSeriesRelatedInstances"],
                 limit=MAX_RESULTS,
             )
             found = [
                 Series(
-                    study_uid=study_uid,
+                    study_uid=study_uid or _text(item, "StudyInstanceUID", required=True),
                     uid=_text(item, "SeriesInstanceUID", required=True),
                     description=_text(item, "SeriesDescription"),
                     modality=_text(item, "Modality"),
                     instances=_integer(item, "NumberOfSeriesRelatedInstances"),
+                    study_date=_date(_text(item, "StudyDate")),
                 )
                 for item in _items(answer)
             ]

@@ -195,7 +195,8 @@ def add_scan_arguments(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get(DICOMWEB_VARIABLE) or None,
         metavar="URL",
         help="a PACS's DICOMweb root, e.g. http://pacs:8042/dicom-web: the page gets a "
-        "study browser opening its series, and Save to PACS (DICOM SEG)",
+        "study browser opening its series, and Save to PACS (DICOM SEG); with --labels-dir "
+        "and no FILE, its image series are a dataset's cases",
     )
     add_dataset_arguments(parser)
     parser.add_argument(
@@ -237,7 +238,8 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
         "--labels-dir",
         default=environ.get(LABELS_DIR_VARIABLE) or None,
         metavar="DIR",
-        help="where a dataset's labels are saved (default DATASET/labels)",
+        help="where a dataset's labels are saved (default DATASET/labels; required for a "
+        "dataset of a --dicomweb server)",
     )
     parser.add_argument(
         "--database",

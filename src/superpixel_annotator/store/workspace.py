@@ -79,6 +79,11 @@ class DatasetWorkspace:
         The label table; saved files use its values.
     limits : Limits
         The largest image read.
+
+    Attributes
+    ----------
+    where : str
+        Where the cases are, for messages: the dataset folder.
     """
 
     def __init__(
@@ -94,6 +99,7 @@ class DatasetWorkspace:
         self.limits = limits
         self._names = tuple(case.name for case in dataset.cases)
         self._secret_key: bytes | None = None
+        self.where = printable(os.fspath(dataset.root))
 
     def start_volumes(self) -> list[Volume]:
         """The modalities of the case a server starts with: the first unfinished case that
@@ -112,7 +118,7 @@ class DatasetWorkspace:
                 return self.case_volumes(name)
             except VolumeError as error:
                 problems.append(f"{name}: {error}")
-        raise DatasetError(f"{self.dataset.root}: no case opens ({problems[0]})")
+        raise DatasetError(f"{self.where}: no case opens ({problems[0]})")
 
     def case_volumes(self, name: str) -> list[Volume]:
         """The modalities of case ``name``: its image files, and its folders read as DICOM

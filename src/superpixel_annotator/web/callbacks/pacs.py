@@ -10,9 +10,6 @@ retrieval and superpixels take seconds.
 from __future__ import annotations
 
 import datetime
-import hashlib
-import os
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -25,6 +22,7 @@ from ...core.dicom import load_dicom_series
 from ...core.image_files import VolumeError
 from ...core.segmentation_io import save_segmentation
 from ...pacs.dicomweb import PacsError
+from ...pacs.series_cache import retrieved_series
 from ..context import (
     CASE_GONE,
     AnnotatorContext,
@@ -35,9 +33,6 @@ from ..context import (
     one_line,
 )
 from ..pacs_panel import series_list, study_list
-
-RETRIEVED_FOLDER = "pacs"
-"""The cache folder's subfolder holding the series retrieved, one folder per series."""
 
 
 def register(app: dash.Dash, context: AnnotatorContext) -> None:
@@ -127,7 +122,9 @@ def open_series(context: AnnotatorContext, request, size: float, set_progress) -
         return {}
     set_progress((10, "Retrieving the series…"))
     try:
-        folder = retrieved_series(context, request["study"], request["series"])
+        folder = retrieved_series(
+            context.pacs, request["study"], request["series"], context.cache_dir
+        )
         volume = load_dicom_series(folder, series_uid=request["series"], limits=context.limits)
     except VolumeError as error:  # a PacsError is one too
         return message(one_line(error), "warning")
@@ -140,28 +137,6 @@ def open_series(context: AnnotatorContext, request, size: float, set_progress) -
         f"of {superpixels.params['size']:g} mm. {' '.join(volume.notes)}"
     )
     return {"case": case_data(case, restore=True), **message(text.strip())}
-
-
-def retrieved_series(context: AnnotatorContext, study_uid: str, series_uid: str) -> Path:
-    """The folder of a series retrieved from the PACS: one per server and series in the
-    cache folder, downloaded whole into a temporary folder and then renamed into place, so
-    that processes retrieving it at once never read it half written."""
-    key = hashlib.sha256(f"{context.pacs.url}\0{study_uid}\0{series_uid}".encode()).hexdigest()
-    root = context.cache_dir / RETRIEVED_FOLDER
-    folder = root / key[:32]
-    if folder.is_dir():
-        return folder
-    root.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(prefix=".retrieving-", dir=root))
-    try:
-        context.pacs.retrieve_series(study_uid, series_uid, temporary)
-        os.rename(temporary, folder)
-    except OSError:
-        if not folder.is_dir():  # not another process's rename winning the race
-            raise
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
-    return folder
 
 
 def save_to_pacs(context: AnnotatorContext, case_store, state) -> dict:
