@@ -7,21 +7,34 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from superpixel_annotator import Annotation
 from superpixel_annotator.core.superpixels import Superpixels
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "simulated_annotator.py"
-_spec = importlib.util.spec_from_file_location("simulated_annotator", SCRIPT)
-simulated_annotator = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = simulated_annotator  # its dataclasses look their module up
-_spec.loader.exec_module(simulated_annotator)
+
+
+def load_benchmark(name: str):
+    """The module ``benchmarks/<name>.py``, registered under its name: the scripts import each
+    other by name, and dataclasses look their module up."""
+    spec = importlib.util.spec_from_file_location(name, SCRIPT.parent / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+simulation = load_benchmark("_simulation")
+simulated_classes = load_benchmark("simulated_classes")
+simulated_annotator = load_benchmark("simulated_annotator")
 
 
 def test_a_stroke_runs_along_the_region_and_stays_inside_it():
     region = np.zeros((30, 30), bool)
     region[10:15, 4:25] = True  # 5 rows by 21 columns
-    (start_row, start_col), (stop_row, stop_col) = simulated_annotator.principal_stroke(region)
+    (start_row, start_col), (stop_row, stop_col) = simulation.principal_stroke(region)
     assert sorted([start_col, stop_col]) == [4, 24]
     assert 10 <= start_row < 15 and 10 <= stop_row < 15
 
@@ -38,6 +51,50 @@ def test_the_next_stroke_targets_the_largest_error_of_the_worst_slice():
     # Without an eraser only missed tumour is targeted.
     index, _, label, region = simulated_annotator.next_stroke(labelled, truth, ignored, False)
     assert (index, label, int(region.sum())) == (1, 1, 16)
+
+
+def test_the_class_step_targets_the_slice_and_class_with_most_missing_voxels():
+    truth = np.zeros((3, 20, 20), np.uint8)
+    labels = np.zeros_like(truth)
+    truth[0, 2:4, 2:7] = 1  # 10 voxels of oedema missed on slice 0
+    truth[1, 2:5, 2:6] = 3  # 12 enhancing voxels labelled as core on slice 1
+    labels[1, 2:5, 2:6] = 2
+    truth[1, 10:15, 10] = 2  # and 5 core voxels missed there: 17 wrong voxels on that slice
+    truth[2, 2:4, 2:6] = 2  # 8 + 6 core voxels missed on slice 2, in two regions
+    truth[2, 10:12, 10:13] = 2
+    ignored = np.zeros((4, *truth.shape), bool)
+    index, _, label, region = simulated_classes.next_class_stroke(labels, truth, ignored)
+    assert (index, label, int(region.sum())) == (2, 2, 8)
+    ignored[2, 2] = True  # core no longer targeted on slice 2
+    index, _, label, region = simulated_classes.next_class_stroke(labels, truth, ignored)
+    assert (index, label, int(region.sum())) == (1, 3, 12)
+    labels[0, 5:10, 5:10] = 1  # 25 voxels of oedema where there is none: the eraser's
+    index, _, label, region = simulated_classes.next_class_stroke(labels, truth, ignored)
+    assert (index, label, int(region.sum())) == (0, 0, 25)
+
+
+def test_background_labelled_as_a_class_is_erased():
+    z, y, x = np.indices((4, 24, 24))
+    superpixels = Superpixels.from_labels(1 + (y // 4) * 6 + x // 4, params={})
+    truth = np.zeros((4, 24, 24), np.uint8)
+    truth[:, 0:8, 0:4] = 1  # oedema in two superpixels, 32 voxels per slice
+    annotation = Annotation(superpixels)
+    enhancing = np.unique(superpixels.labels[:, 12:, 12:])  # 9 superpixels, 144 voxels a slice
+    annotation.superpixel_labels[enhancing] = 3
+
+    run = simulated_classes.simulate_classes(annotation, truth, 1)
+
+    erased = np.flatnonzero(annotation.erased)
+    assert erased.size and set(erased) <= set(enhancing)
+    assert (annotation.superpixel_labels[erased] == 0).all()
+    assert run.scores.shape == (1, 3) and [label for label, _ in run.drawn] == [0]
+    assert simulated_classes.relabelled(run.history) == (erased.size, 0, 0)
+
+
+def test_superpixels_given_back_an_earlier_label_are_counted():
+    history = np.array([[0, 0, 0, 0], [0, 1, 2, 0], [0, 3, 2, 1], [0, 1, 2, 0]], np.uint8)
+    # Superpixel 1 goes 0, 1, 3, 1 and superpixel 3 goes 0, 1, 0: both given back.
+    assert simulated_classes.relabelled(history) == (3, 2, 2)
 
 
 def touch(path: Path) -> Path:
@@ -62,7 +119,7 @@ def test_cases_of_every_brats_release_are_found(tmp_path):
         touch(decathlon / folder / f"{name}.nii.gz")
     touch(decathlon / "imagesTr" / "._BRATS_001.nii.gz")  # macOS metadata in the archive
 
-    cases = {case.name: case for case in simulated_annotator.find_cases(tmp_path)}
+    cases = {case.name: case for case in simulation.find_cases(tmp_path)}
 
     assert sorted(cases) == ["BRATS_001", "BraTS-GLI-00000-000", "BraTS2021_00000", "pat0001"]
     assert cases["pat0001"].truth.path.name == "OTMultiClass.nii.gz"
@@ -90,6 +147,30 @@ def test_the_benchmark_runs_on_cases_it_has_never_seen(tmp_path):
     dice_after_3 = float(rows[0][4])
     assert 0.5 < dice_after_3 <= 1.0
     assert "T1c" not in result.stdout
+    assert plot.stat().st_size > 0
+
+
+def test_the_classes_benchmark_runs_on_a_case_with_t1c(tmp_path):
+    """The head phantom as a BraTS 2021 case, also as its T1c: label 1 is core, 2 oedema."""
+    case = tmp_path / "data" / "BraTS2021_00007"
+    case.mkdir(parents=True)
+    for source, name in (
+        ("head_phantom", "flair"),
+        ("head_phantom", "t1ce"),
+        ("head_phantom_lesion", "seg"),
+    ):
+        os.symlink(
+            ROOT / "sample_data" / f"{source}.nii.gz", case / f"BraTS2021_00007_{name}.nii.gz"
+        )
+    plot = tmp_path / "classes.png"
+    command = [sys.executable, str(SCRIPT), "--classes", "--data", str(tmp_path / "data")]
+    command += ["--strokes", "5", "--plot", str(plot)]
+    result = subprocess.run(command, capture_output=True, text=True, check=True, timeout=300)
+    lines = result.stdout.splitlines()
+    assert lines[0] == "| case | mean after 5 | WT after 5 | TC after 5 | ET after 5 |"
+    cells = [float(cell) for cell in lines[2].split("|")[2:-1]]
+    assert 0.5 < cells[0] <= 1.0 and cells[0] == pytest.approx(np.mean(cells[1:]), abs=1e-3)
+    assert cells[3] == 1.0  # no enhancing tumour, and none labelled
     assert plot.stat().st_size > 0
 
 
