@@ -34,8 +34,10 @@ from sqlalchemy import (
     and_,
     bindparam,
     create_engine,
+    delete,
     event,
     func,
+    insert,
     make_url,
     select,
 )
@@ -141,6 +143,18 @@ LATEST_VERSION = (
 )
 """The latest version's row of one case (``{"case": name}`` given when executed). Built
 once: a save reads it several times, and building a query costs about a millisecond."""
+
+START_SAVE = insert(saves_in_progress)
+"""Inserts a save in progress (a row's values given when executed)."""
+FINISH_SAVE = delete(saves_in_progress).where(
+    saves_in_progress.c.case_name == bindparam("case"),
+    saves_in_progress.c.file_name == bindparam("file"),
+)
+"""Ends a save in progress, by its commit or by giving it up (``{"case", "file"}``)."""
+INSERT_VERSION = insert(versions)
+"""Inserts a version (a row's values given when executed)."""
+TAKE_LOCK = insert(locks)
+"""Inserts a lock (a row's values given when executed)."""
 
 LOCK_HOLDER = select(locks).where(
     locks.c.case_name == bindparam("case"), locks.c.expires_at > bindparam("now")

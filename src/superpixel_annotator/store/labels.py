@@ -51,18 +51,20 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy import Delete, delete, insert, or_, select
+from sqlalchemy import delete, insert, or_, select
 from sqlalchemy.engine import URL, Connection, Row
 from sqlalchemy.exc import IntegrityError
 
 from .database import (
+    FINISH_SAVE,
+    INSERT_VERSION,
     LATEST_VERSION,
     LOCK_HOLDER,
+    START_SAVE,
     Database,
     StoreError,
     latest_versions,
     locks,
-    saves_in_progress,
     versions,
 )
 from .files import (
@@ -307,7 +309,7 @@ class LabelStore:
             renew_before = now + timedelta(seconds=(lock_seconds or 0) - LOCK_RENEWED_AFTER)
             if lock_seconds is not None and (holder is None or holder.expires_at < renew_before):
                 _take_lock(connection, case, user, now, lock_seconds)
-            connection.execute(insert(saves_in_progress).values(row))
+            connection.execute(START_SAVE, row)
 
         self._locking(case, user, start, durable=False)
 
@@ -354,7 +356,7 @@ class LabelStore:
         }
         try:
             with self._database.transaction() as connection:
-                if not connection.execute(_finish(case, file_name)).rowcount:
+                if not connection.execute(FINISH_SAVE, {"case": case, "file": file_name}).rowcount:
                     # No row names the file, nor ever will: it is this save's to remove.
                     remove_version_file(self.labels_dir / VERSIONS_FOLDER / case, file_name)
                     raise StoreError(
@@ -363,7 +365,7 @@ class LabelStore:
                 latest = self._latest_in(connection, case)
                 if _number(latest) != base:
                     raise VersionConflict(case, base, latest)
-                connection.execute(insert(versions).values(row))
+                connection.execute(INSERT_VERSION, row)
         except IntegrityError:
             raise VersionConflict(case, base, self.latest(case)) from None
         return self._version(row)
@@ -373,7 +375,9 @@ class LabelStore:
         could not be reached): then the next check does."""
         try:
             with self._database.transaction() as connection:
-                claimed = connection.execute(_finish(case, file_name)).rowcount
+                claimed = connection.execute(
+                    FINISH_SAVE, {"case": case, "file": file_name}
+                ).rowcount
         except StoreError as error:
             logger.warning("%s: %s left for check(): %s", case, file_name, error)
             return
@@ -396,13 +400,6 @@ class LabelStore:
             labelled_ml=values["labelled_ml"],
             path=version_path(self.labels_dir, values["case_name"], values["file_name"]),
         )
-
-
-def _finish(case: str, file_name: str) -> Delete:
-    """The statement that ends a save in progress (by its commit, or by giving it up)."""
-    return delete(saves_in_progress).where(
-        saves_in_progress.c.case_name == case, saves_in_progress.c.file_name == file_name
-    )
 
 
 def _holder_in(connection: Connection, case: str, now: datetime) -> Lock | None:
