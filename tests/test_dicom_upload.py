@@ -113,7 +113,7 @@ def test_two_series_are_listed_naming_the_upload(series, tmp_path):
     other = write_series(tmp_path / "other", np.ones((12, 10, 4)) * np.arange(4), AFFINE)
     upload = [(f"{i}.dcm", path.read_bytes()) for i, path in enumerate([*files, *other])]
     text = refusal(upload)
-    assert text.startswith(f"{len(upload)} DICOM files: 2 DICOM series, choose one")
+    assert text.startswith(f"{len(upload)} DICOM files: 2 DICOM series, upload one alone: ")
     assert PATIENT_NAME not in text
 
 

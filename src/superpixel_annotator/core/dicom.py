@@ -51,6 +51,8 @@ from .image_files import (
 from .volume import Volume
 
 MAX_DICOM_FILES = 5000
+CHOOSE_BY_UID = "choose one by its UID"
+"""What a message listing a folder's several series asks (``--series UID``)."""
 # Slice steps may differ from the series' median step by this fraction.
 STEP_TOLERANCE = 0.01
 # Slices may lie this fraction of the smallest pixel spacing off the normal of the first one.
@@ -380,7 +382,7 @@ def _choose_series(
             f"{folder}: no DICOM series with UID {printable(series_uid)}; there are: {listing}"
         )
     if len(groups) > 1:
-        raise VolumeError(f"{folder}: {len(groups)} DICOM series, choose one by its UID: {listing}")
+        raise VolumeError(f"{folder}: {len(groups)} DICOM series, {CHOOSE_BY_UID}: {listing}")
     return next(iter(groups.values()))
 
 

@@ -22,7 +22,7 @@ import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from .dicom import MAX_DICOM_FILES, load_dicom_series
+from .dicom import CHOOSE_BY_UID, MAX_DICOM_FILES, load_dicom_series
 from .image_files import Limits, VolumeError, error_line, file_size, printable
 from .volume import Volume
 
@@ -78,7 +78,10 @@ def read_dicom_upload(files: Sequence[tuple[str, bytes]], limits: Limits) -> Vol
         try:
             return load_dicom_series(folder, limits=limits)
         except VolumeError as error:
-            raise VolumeError(str(error).replace(folder, name)) from None
+            # A folder's choice of series is the command line's; an upload is chosen by
+            # uploading one series alone.
+            text = str(error).replace(folder, name)
+            raise VolumeError(text.replace(CHOOSE_BY_UID, "upload one alone")) from None
 
 
 def _extract_zip(content: bytes, name: str, folder: Path, limits: Limits) -> int:
