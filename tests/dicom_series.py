@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -16,9 +17,18 @@ from pydicom.uid import (
 )
 from pydicom.valuerep import DSfloat
 
+from superpixel_annotator.web.app import sample_path
+
 PATIENT_NAME = "Doe^Jane"
 # RAS (nibabel) and LPS (DICOM) world coordinates differ by the sign of x and y.
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def phantom_image() -> tuple[np.ndarray, np.ndarray]:
+    """The bundled phantom's voxels (in its file's order) and RAS affine, to write as a
+    series."""
+    image = nib.load(sample_path())
+    return np.asarray(image.dataobj), image.affine
 
 
 def decimal_strings(values) -> list[DSfloat]:

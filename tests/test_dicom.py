@@ -1,10 +1,9 @@
 import shutil
 
-import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-from dicom_series import PATIENT_NAME, edit_file, write_series
+from dicom_series import PATIENT_NAME, edit_file, phantom_image, write_series
 from pydicom.encaps import encapsulate
 from pydicom.pixels import pixel_array
 from pydicom.uid import (
@@ -56,8 +55,7 @@ def refusal(folder, **options) -> str:
 
 @pytest.fixture(scope="module")
 def phantom():
-    image = nib.load(sample_path())
-    return np.asarray(image.dataobj), image.affine
+    return phantom_image()
 
 
 @pytest.fixture(scope="module")

@@ -12,13 +12,12 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-from dicom_series import PATIENT_NAME, edit_file, write_series
+from dicom_series import PATIENT_NAME, edit_file, phantom_image, write_series
 from scipy.spatial.transform import Rotation
 
 from superpixel_annotator.core.dicom import load_dicom_series
 from superpixel_annotator.core.image_files import Limits, VolumeError
 from superpixel_annotator.pacs import DicomWebSource, PacsError, Series, Study
-from superpixel_annotator.web.app import sample_path
 
 REPO = Path(__file__).resolve().parents[1]
 BRATS_FLAIR = (
@@ -74,8 +73,7 @@ def assert_one_line_and_private(error: BaseException) -> str:
 
 @pytest.fixture(scope="module")
 def phantom():
-    image = nib.load(sample_path())
-    return np.asarray(image.dataobj), image.affine
+    return phantom_image()
 
 
 @pytest.fixture(scope="module")

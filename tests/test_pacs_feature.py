@@ -5,11 +5,10 @@ whose DICOM Segmentation is fetched back and checked with highdicom."""
 import dataclasses
 
 import dash
-import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-from dicom_series import seg_source_labels, write_series
+from dicom_series import phantom_image, seg_source_labels, write_series
 
 from superpixel_annotator.core.dicom import load_dicom_series
 from superpixel_annotator.core.editing import EditSession
@@ -33,14 +32,12 @@ SIZE = 6.5
 def phantom_series(tmp_path_factory, orthanc_server):
     """The sample phantom as an MR series stored in Orthanc: its folder, files in slice
     order, RAS affine, study UID and series UID."""
-    source = nib.load(sample_path())
+    voxels, affine = phantom_image()
     folder = tmp_path_factory.mktemp("pacs") / "series"
-    files = write_series(
-        folder, np.asarray(source.dataobj, float), source.affine, description="PHANTOM PACS"
-    )
+    files = write_series(folder, voxels, affine, description="PHANTOM PACS")
     orthanc_server.upload(files)
     first = pydicom.dcmread(files[0], stop_before_pixels=True)
-    return folder, files, source.affine, first.StudyInstanceUID, first.SeriesInstanceUID
+    return folder, files, affine, first.StudyInstanceUID, first.SeriesInstanceUID
 
 
 @pytest.fixture(scope="module")

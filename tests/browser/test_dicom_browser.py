@@ -8,10 +8,9 @@ import shutil
 import struct
 import zipfile
 
-import nibabel as nib
 import numpy as np
 import pytest
-from dicom_series import PATIENT_NAME, seg_source_labels, write_series
+from dicom_series import PATIENT_NAME, phantom_image, seg_source_labels, write_series
 from test_app_browser import (
     HAS_ANNOTATION,
     MESSAGE,
@@ -26,7 +25,6 @@ from test_app_browser import (
 from superpixel_annotator.core.dicom import load_dicom_series
 from superpixel_annotator.core.volume import Volume, load_volume
 from superpixel_annotator.pacs.dicomweb import DicomWebSource
-from superpixel_annotator.web.app import sample_path
 
 PACS_PATIENT = "PACS-BROWSER-1"
 CASE_DATA = "() => window.dash_component_api.getLayout('annotator-case').props.data"
@@ -35,11 +33,8 @@ CASE_DATA = "() => window.dash_component_api.getLayout('annotator-case').props.d
 @pytest.fixture(scope="module")
 def phantom_series(tmp_path_factory):
     """The sample phantom written as an MR series with shuffled file names."""
-    source = nib.load(sample_path())
     folder = tmp_path_factory.mktemp("dicom") / "series"
-    files = write_series(
-        folder, np.asarray(source.dataobj, float), source.affine, description="PHANTOM AX"
-    )
+    files = write_series(folder, *phantom_image(), description="PHANTOM AX")
     return folder, files
 
 
@@ -102,17 +97,13 @@ def test_a_zip_bomb_is_refused_in_one_line_keeping_scan_and_annotation(
 def pacs_url(serve, orthanc_server, tmp_path_factory):
     """A server given the session's Orthanc, which holds the phantom as a series of
     ``PACS_PATIENT``."""
-    source = nib.load(sample_path())
+    voxels, affine = phantom_image()
     folder = tmp_path_factory.mktemp("pacs") / "series"
     files = write_series(
-        folder,
-        np.asarray(source.dataobj, float),
-        source.affine,
-        description="PHANTOM BROWSER",
-        patient_id=PACS_PATIENT,
+        folder, voxels, affine, description="PHANTOM BROWSER", patient_id=PACS_PATIENT
     )
     orthanc_server.upload(files)
-    return serve("--dicomweb", orthanc_server.dicomweb_url), files, source.affine
+    return serve("--dicomweb", orthanc_server.dicomweb_url), files, affine
 
 
 def test_a_series_opened_from_the_pacs_is_saved_back_as_a_segmentation(
