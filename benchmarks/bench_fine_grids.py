@@ -1,0 +1,114 @@
+"""Benchmark the server on grids finer and larger than BraTS: superpixels, the server's
+edit per stroke, and memory.
+
+Run ``python benchmarks/bench_fine_grids.py [--strokes 12]``. Prints one Markdown table whose
+columns are the grids (see ``ct_volumes.py``):
+
+- BraTS 2013 pat0005 FLAIR as it is, 240x240x155 at 1 mm: the baseline, in the same run;
+- the same resampled twice per axis, 480x480x310 at 0.5 mm;
+- the head phantom on a CT-sized grid, 512x512x400 at 0.7x0.7x1 mm.
+
+Each grid runs in a process of its own, so that its peak RSS (``ru_maxrss``) is its own:
+the superpixels computed as a server does (``open_case``, default parameters, written to a
+temporary cache), then strokes across the tumour (or the phantom's lesion) on all three
+views with undos and redos (``bench_strokes.operations``), each through the edit callback
+(``web.callbacks.editing.edit``: paint, smoothed labels, overlay patches of the slices
+shown). The table gives the median of the strokes' edits, and its ratio to BraTS.
+Goals (issue 16): the edit at most 50 ms on BraTS, 150 ms on the CT size, and 4 times
+BraTS on the 0.5 mm grid; superpixels of 100 M voxels within 10 s and 2.5 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import resource
+import statistics
+import sys
+import tempfile
+import time
+
+import _bench_common as common
+import ct_volumes
+import dash
+from bench_strokes import operations, run_edit
+
+from superpixel_annotator.core.cases import open_case
+from superpixel_annotator.core.image_files import Limits
+from superpixel_annotator.core.volume import load_volume
+from superpixel_annotator.web.annotator import VolumeAnnotator
+
+GRIDS = {
+    "BraTS 240x240x155, 1 mm": lambda: (
+        load_volume(common.FLAIR),
+        load_volume(common.TRUTH).data > 0,
+    ),
+    "BraTS x2, 480x480x310, 0.5 mm": lambda: ct_volumes.brats_fine(common.FLAIR, common.TRUTH),
+    "phantom CT, 512x512x400, 0.7x0.7x1 mm": ct_volumes.phantom_ct,
+}
+
+
+def measure(grid: str, n_strokes: int) -> dict:
+    """Superpixels, edits and peak RSS of one grid (run in a process of its own)."""
+    volume, mask = GRIDS[grid]()
+    with tempfile.TemporaryDirectory() as cache:
+        start = time.perf_counter()
+        case = open_case([volume], cache)
+        superpixel_s = time.perf_counter() - start
+        superpixel_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        annotator = VolumeAnnotator(
+            dash.Dash(__name__),
+            volume,
+            "annotator",
+            superpixels=case.superpixels,
+            cache_dir=cache,
+            limits=Limits(max_voxels=2**28),
+        )
+        state, edits = None, []
+        for op in operations(annotator, mask, n_strokes):
+            result, sizes = run_edit(annotator, op, state)
+            state = result["state"] if isinstance(result["state"], str) else state
+            if op[0] == "stroke":
+                edits.append(sizes["edit_ms"])
+    return {
+        "voxels": volume.data.size,
+        "superpixels": case.superpixels.count,
+        "superpixel_s": superpixel_s,
+        "superpixel_rss_gb": superpixel_rss,
+        "edit_ms": statistics.median(edits),
+        "edit_max_ms": max(edits),
+        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--strokes", type=int, default=12)
+    args = parser.parse_args()
+    if not common.DATA_DIR.is_dir():
+        sys.exit(f"BraTS data not found at {common.DATA_DIR}")
+    print(common.machine_header("Fine and CT-sized grids: superpixels, edits, memory"))
+    context = multiprocessing.get_context("spawn")
+    results = {}
+    for grid in GRIDS:
+        with context.Pool(1) as pool:
+            results[grid] = pool.apply(measure, (grid, args.strokes))
+    base = results[next(iter(GRIDS))]["edit_ms"]
+    rows = (
+        ("voxels (M)", lambda r: f"{r['voxels'] / 1e6:.1f}"),
+        ("superpixels", lambda r: f"{r['superpixels']:,}"),
+        ("superpixels computed (s)", lambda r: f"{r['superpixel_s']:.1f}"),
+        ("peak RSS after superpixels (GB)", lambda r: f"{r['superpixel_rss_gb']:.2f}"),
+        (f"server edit per stroke, median of {args.strokes} (ms)", lambda r: f"{r['edit_ms']:.0f}"),
+        ("slowest stroke (ms)", lambda r: f"{r['edit_max_ms']:.0f}"),
+        ("ratio to BraTS (median)", lambda r: f"{r['edit_ms'] / base:.1f}"),
+        ("peak RSS in all (GB)", lambda r: f"{r['peak_rss_gb']:.2f}"),
+    )
+    print("| | " + " | ".join(GRIDS) + " |")
+    print("|---|" + "---:|" * len(GRIDS))
+    for name, cell in rows:
+        print(f"| {name} | " + " | ".join(cell(results[g]) for g in GRIDS) + " |")
+
+
+if __name__ == "__main__":
+    main()
