@@ -5,10 +5,14 @@ import pytest
 from scipy import ndimage as ndi
 
 from superpixel_annotator.core.outlines import (
+    MAX_LOST_FRACTION,
     ball,
     centred_morphology,
+    pack_bits,
+    packed_morphology,
     smooth_outlines,
     superpixel_segmentation,
+    unpack_bits,
 )
 from superpixel_annotator.core.superpixels import Superpixels
 
@@ -45,6 +49,59 @@ def test_morphology_by_a_ball_is_scipys(radius, spacing):
     )
     np.testing.assert_array_equal(
         centred_morphology(mask, structure, dilate=False), ndi.binary_erosion(mask, structure)
+    )
+
+
+@pytest.mark.parametrize("width", [1, 63, 64, 65, 130])
+def test_packed_morphology_is_scipys_at_any_width(width):
+    rng = np.random.default_rng(width)
+    mask = ndi.gaussian_filter(rng.random((9, 11, width)), 1.5) > 0.5
+    mask[..., -1] = True  # the last voxel's neighbours past the end count as outside
+    structure = ball(2.0, (1.0, 1.0, 1.0))
+    words = pack_bits(mask)
+    np.testing.assert_array_equal(unpack_bits(words, width), mask)
+    for dilate, scipy_morphology in ((True, ndi.binary_dilation), (False, ndi.binary_erosion)):
+        result = unpack_bits(packed_morphology(words, width, structure, dilate), width)
+        np.testing.assert_array_equal(result, scipy_morphology(mask, structure))
+
+
+def smooth_outlines_by_definition(labels, inside, spacing, radius):
+    """:func:`smooth_outlines` as its docstring states it, in plain scipy."""
+    region = labels > 0
+    structure = ball(radius, spacing)
+    pad = max(structure.shape)
+    padded = np.pad(region, pad)
+    closed = ndi.binary_erosion(ndi.binary_dilation(padded, structure), structure)
+    opened = ndi.binary_dilation(ndi.binary_erosion(closed, structure), structure)
+    smoothed = opened[pad:-pad, pad:-pad, pad:-pad]
+    regions, count = ndi.label(region, np.ones((3, 3, 3), bool))
+    for index in range(1, count + 1):
+        voxels = regions == index
+        if (voxels & ~smoothed).sum() > MAX_LOST_FRACTION * voxels.sum():
+            smoothed |= voxels
+    smoothed &= inside
+    step = np.ones(np.minimum(np.array(structure.shape) // 2, 1) * 2 + 1, bool)
+    grown = labels.copy()
+    for _ in range(max(structure.shape) // 2):
+        dilated = ndi.grey_dilation(grown, footprint=step, mode="constant", cval=0)
+        grown = np.where(grown > 0, grown, dilated)
+    return np.where(smoothed, grown, 0)
+
+
+@pytest.mark.parametrize(
+    "spacing, n_labels",
+    [((1.0, 1.0, 1.0), 1), ((1.0, 1.0, 1.0), 3), ((0.5, 0.7, 0.7), 2), ((3.0, 1.0, 0.9), 3)],
+)
+def test_smooth_outlines_follow_their_definition(spacing, n_labels):
+    rng = np.random.default_rng(n_labels)
+    blobs = ndi.gaussian_filter(rng.random((26, 31, 70)), 2)
+    labels = np.where(blobs > 0.5, rng.integers(1, n_labels + 1, blobs.shape), 0)
+    labels = ndi.grey_dilation(labels, size=(2, 2, 2)).astype(np.uint8)  # patches, not noise
+    labels[3:5, 3:5, 3:5] = 1  # a region smaller than the ball
+    inside = ndi.gaussian_filter(rng.random(blobs.shape), 2) > 0.45
+    np.testing.assert_array_equal(
+        smooth_outlines(labels, inside, spacing, 2.0),
+        smooth_outlines_by_definition(labels, inside, spacing, 2.0),
     )
 
 
@@ -165,3 +222,21 @@ def test_superpixel_segmentation_smooths_in_mm():
     assert (result != raw).any()
     # The outline moves by at most the ball's diameter.
     assert not (result & ~ndi.binary_dilation(raw, ball(4.0, (1, 1, 1)))).any()
+
+
+def test_superpixel_segmentation_follows_the_definition_with_erased_superpixels():
+    grid = np.indices(SHAPE)
+    labels = (1 + grid[0] // 3 * 100 + grid[1] // 3 * 10 + grid[2] // 3).astype(np.int32)
+    labels[:, :, :2] = 0  # air
+    superpixels = Superpixels.from_labels(labels, params={"outline_smoothing": 2.0})
+    rng = np.random.default_rng(5)
+    superpixel_labels = np.zeros(labels.max() + 1, np.uint8)
+    chosen = np.unique(labels[sphere(10)])
+    superpixel_labels[chosen] = rng.integers(0, 4, chosen.size)
+    superpixel_labels[0] = 0
+    erased = (superpixel_labels == 0) & (rng.random(superpixel_labels.size) < 0.3)
+    inside = (labels > 0) & ~erased[labels]
+    np.testing.assert_array_equal(
+        superpixel_segmentation(superpixels, superpixel_labels, erased),
+        smooth_outlines_by_definition(superpixel_labels[labels], inside, (1.0, 1.0, 1.0), 2.0),
+    )

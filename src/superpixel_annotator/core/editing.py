@@ -19,7 +19,7 @@ from .annotation import Annotation, split_marks
 from .cases import Case, CaseStore, is_json_int
 from .geometry import other_axes, polyline_length, section, view_geometry, view_to_voxels
 from .image_files import Limits, VolumeError
-from .outlines import superpixel_segmentation
+from .outlines import labelled_box, superpixel_segmentation
 from .palette import MAX_LABEL
 from .segmentation_io import read_segmentation_bytes
 
@@ -280,8 +280,20 @@ class Segmentations:
     def changed_slices(self, case: Case, before: np.ndarray, after: np.ndarray) -> list[list[int]]:
         """For each view axis, the slices whose labels differ between marked labels ``before``
         and ``after``."""
-        differs = self.get(case, before) != self.get(case, after)
-        return [np.flatnonzero(differs.any(axis=other_axes(axis))).tolist() for axis in range(3)]
+        boxes = [labelled_box(case.superpixels, split_marks(marks)[0]) for marks in (before, after)]
+        boxes = [box for box in boxes if box is not None]
+        if not boxes:
+            return [[], [], []]
+        # Both volumes are unlabelled outside their boxes: compare within the two boxes'.
+        box = tuple(
+            slice(min(part.start for part in parts), max(part.stop for part in parts))
+            for parts in zip(*boxes, strict=True)
+        )
+        differs = self.get(case, before)[box] != self.get(case, after)[box]
+        return [
+            (np.flatnonzero(differs.any(axis=other_axes(axis))) + box[axis].start).tolist()
+            for axis in range(3)
+        ]
 
     def _render_volume(self, key: str, marks: bytes) -> np.ndarray:
         superpixels = self._cases.get(key).superpixels

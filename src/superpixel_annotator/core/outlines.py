@@ -51,28 +51,81 @@ def centred_morphology(values: np.ndarray, structure: np.ndarray, dilate: bool) 
     faster than scipy's loop over voxels for a ball.
     """
     combine = np.maximum if dilate else np.minimum
-    runs = structure.sum(axis=2) // 2
-    along_last = [values]
-    for _ in range(runs.max()):
-        previous = along_last[-1]
+
+    def along_last(previous: np.ndarray) -> np.ndarray:
         grown = previous.copy()
         for offset in (1, -1):
             out, source, outside = _pairs(values.shape[2], offset)
             combine(grown[..., out], previous[..., source], out=grown[..., out])
             if not dilate:
                 grown[..., outside] = 0
-        along_last.append(grown)
-    result = np.zeros_like(values) if dilate else np.full_like(values, values.max(initial=0))
+        return grown
+
+    return _by_rows(values, structure, dilate, combine, along_last)
+
+
+def _by_rows(values, structure, dilate, combine, along_last) -> np.ndarray:
+    """:func:`centred_morphology` given ``combine`` (maximum or minimum, elementwise) and
+    ``along_last`` (one more voxel of dilation or erosion along the last axis)."""
+    runs = structure.sum(axis=2) // 2
+    by_run = [values]
+    for _ in range(runs.max()):
+        by_run.append(along_last(by_run[-1]))
     centre = np.array(structure.shape) // 2
+    result = by_run[runs[tuple(centre[:2])]].copy()
     for row, col in zip(*np.nonzero(structure.any(axis=2)), strict=True):
+        if (row, col) == tuple(centre[:2]):
+            continue
         out0, source0, outside0 = _pairs(values.shape[0], row - centre[0])
         out1, source1, outside1 = _pairs(values.shape[1], col - centre[1])
-        shifted = along_last[runs[row, col]][source0, source1]
+        shifted = by_run[runs[row, col]][source0, source1]
         combine(result[out0, out1], shifted, out=result[out0, out1])
         if not dilate:
             result[outside0] = 0
             result[:, outside1] = 0
     return result
+
+
+_WORD_BITS = 64
+
+
+def packed_morphology(
+    words: np.ndarray, width: int, structure: np.ndarray, dilate: bool
+) -> np.ndarray:
+    """:func:`centred_morphology` of a boolean array of last-axis length ``width`` packed by
+    :func:`pack_bits`: whole 64-voxel words are combined at once, eight times less memory
+    to go through than an array of booleans."""
+    combine = np.bitwise_or if dilate else np.bitwise_and
+
+    def along_last(previous: np.ndarray) -> np.ndarray:
+        # Along the flattened words a voxel's neighbour across a row's end is a bit past the
+        # row's end: always 0 there (pack_bits leaves at least one), and cleared after.
+        flat = previous.reshape(-1)
+        from_next = flat >> 1
+        from_next[:-1] |= flat[1:] << (_WORD_BITS - 1)
+        from_previous = flat << 1
+        from_previous[1:] |= flat[:-1] >> (_WORD_BITS - 1)
+        grown = combine(combine(flat, from_next), from_previous).reshape(previous.shape)
+        used = width - (words.shape[2] - 1) * _WORD_BITS
+        grown[..., -1] &= np.uint64((1 << used) - 1)
+        return grown
+
+    return _by_rows(words, structure, dilate, combine, along_last)
+
+
+def pack_bits(mask: np.ndarray) -> np.ndarray:
+    """A 3D boolean array as 64-bit words along its last axis: voxel ``k`` is bit ``k % 64``
+    of word ``k // 64``, and the bits past the end (at least one) are 0."""
+    n_words = mask.shape[2] // _WORD_BITS + 1
+    packed = np.zeros((*mask.shape[:2], n_words * 8), np.uint8)
+    packed[..., : -(-mask.shape[2] // 8)] = np.packbits(mask, axis=2, bitorder="little")
+    return packed.view("<u8")
+
+
+def unpack_bits(words: np.ndarray, width: int) -> np.ndarray:
+    """The boolean array of last-axis length ``width`` that :func:`pack_bits` packed."""
+    bits = np.unpackbits(words.view(np.uint8), axis=2, count=width, bitorder="little")
+    return bits.view(bool)
 
 
 def smooth_outlines(
@@ -106,30 +159,82 @@ def smooth_outlines(
     -------
     ndarray of uint8, the shape of ``labels``
     """
+    result = _smoothed(labels, lambda where: inside[where], spacing, radius_mm)
+    return np.where(inside, result, 0).astype(labels.dtype)
+
+
+def _smoothed(labels: np.ndarray, is_inside, spacing: Sequence[float], radius_mm: float):
+    """:func:`smooth_outlines` of ``labels`` labelled only where they may be, where
+    ``is_inside`` maps a tuple of index arrays to whether those voxels may be labelled:
+    asked only of the few voxels the closing adds."""
     region = labels > 0
     if not region.any():
         return np.zeros_like(labels)
     structure = ball(radius_mm, spacing)
+    smoothed = _closed_and_opened(region, structure)
+    result = labels.copy()
+    result.ravel()[_voxels_taken(np.flatnonzero(region & ~smoothed), region)] = 0
+    added = np.unravel_index(np.flatnonzero(smoothed & ~region), labels.shape)
+    added = tuple(index[is_inside(added)] for index in added)
+    if added[0].size:
+        result[added] = _grown_labels(labels, added, np.array(structure.shape) // 2)
+    return result
+
+
+def _closed_and_opened(region: np.ndarray, structure: np.ndarray) -> np.ndarray:
+    """``region`` closed and then opened by ``structure``, with nothing outside it."""
     # Pad with unlabelled voxels so that the closing is not cut off at the array's border.
     margin = [(half + 1, half + 1) for half in np.array(structure.shape) // 2]
     padded = np.pad(region, margin)
-    closed = centred_morphology(centred_morphology(padded, structure, True), structure, False)
-    smoothed = centred_morphology(centred_morphology(closed, structure, False), structure, True)
-    smoothed = smoothed[tuple(slice(before, -after) for before, after in margin)]
+    width = padded.shape[2]
+    words = pack_bits(padded)
+    for dilate in (True, False, False, True):
+        words = packed_morphology(words, width, structure, dilate)
+    return unpack_bits(words, width)[tuple(slice(a, -b) for a, b in margin)]
+
+
+def _voxels_taken(lost: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """Of the flat indices ``lost`` of ``region``'s voxels, those smoothing takes: not in a
+    region (26-connected) that would lose more than :data:`MAX_LOST_FRACTION` of them."""
+    if not lost.size:
+        return lost
     regions, count = ndi.label(region, np.ones((3, 3, 3), bool))
-    lost = np.bincount(regions[region & ~smoothed], minlength=count + 1)
-    small = lost > MAX_LOST_FRACTION * np.bincount(regions.ravel(), minlength=count + 1)
-    small[0] = False
-    smoothed |= small[regions]
-    smoothed &= inside
-    # Voxels the closing adds lie within the ball's reach of labelled ones: grow the labels
-    # that far, one step to the neighbours within the ball's extent at a time.
-    half = np.array(structure.shape) // 2
+    lost_regions = regions.ravel()[lost]
+    lost_count = np.bincount(lost_regions, minlength=count + 1)
+    small = lost_count > MAX_LOST_FRACTION * np.bincount(regions.ravel(), minlength=count + 1)
+    return lost[~small[lost_regions]]
+
+
+def _grown_labels(labels: np.ndarray, where: tuple[np.ndarray, ...], half: np.ndarray):
+    """At voxels ``where`` (index arrays), the closest label (the largest on a tie) in
+    ``labels`` (0 unlabelled), counted in steps to neighbours within ``half`` voxels along
+    each axis, up to ``half.max()`` steps. Only labels that close to ``where`` count, so
+    only they are grown."""
+    reach = half.max()
+    box = tuple(
+        slice(max(int(index.min()) - reach, 0), min(int(index.max()) + 1 + reach, size))
+        for index, size in zip(where, labels.shape, strict=True)
+    )
+    grown = labels[box]
+    highest = grown.max()
+    if highest == np.where(grown > 0, grown, highest).min():
+        # One label only: every voxel the closing added lies within reach of it.
+        return np.full(where[0].shape, highest, labels.dtype)
     step = np.ones(np.minimum(half, 1) * 2 + 1, bool)
-    grown = np.where(region, labels, 0).astype(labels.dtype)
-    for _ in range(half.max()):
+    for _ in range(reach):
         grown = np.where(grown > 0, grown, centred_morphology(grown, step, dilate=True))
-    return np.where(smoothed, grown, 0).astype(labels.dtype)
+    return grown[tuple(index - part.start for index, part in zip(where, box, strict=True))]
+
+
+def labelled_box(superpixels: Superpixels, superpixel_labels: np.ndarray):
+    """The bounding box (slices) of the superpixels with a label, or None when none has:
+    nothing outside it is labelled, with or without smooth outlines (a closing by a ball
+    stays within the convex hull of what it closes)."""
+    labelled = np.flatnonzero(superpixel_labels[1:]) + 1
+    if not labelled.size:
+        return None
+    extents = superpixels.extents[labelled]
+    return tuple(map(slice, extents[:, :, 0].min(axis=0), extents[:, :, 1].max(axis=0)))
 
 
 def superpixel_segmentation(
@@ -160,15 +265,15 @@ def superpixel_segmentation(
     if radius_mm <= 0:
         return superpixel_labels[superpixels.labels]
     result = np.zeros(superpixels.labels.shape, np.uint8)
-    labelled = np.flatnonzero(superpixel_labels[1:]) + 1
-    if labelled.size:
-        # Smoothing stays within the labelled voxels' bounding box (a closing by a ball
-        # stays within their convex hull), so only that box is computed.
-        extents = superpixels.extents[labelled]
-        box = tuple(map(slice, extents[:, :, 0].min(axis=0), extents[:, :, 1].max(axis=0)))
+    box = labelled_box(superpixels, superpixel_labels)
+    if box is not None:
         ids = superpixels.labels[box]
-        allowed = ids > 0 if erased is None else (ids > 0) & ~erased[ids]
-        result[box] = smooth_outlines(
-            superpixel_labels[ids], allowed, superpixels.spacing, radius_mm
+        allowed = np.ones(len(superpixel_labels), bool) if erased is None else ~erased
+        allowed[0] = False
+        result[box] = _smoothed(
+            superpixel_labels[ids],
+            lambda where: allowed[ids[where]],
+            superpixels.spacing,
+            radius_mm,
         )
     return result
