@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import cc3d
 import numpy as np
-from scipy import ndimage as ndi
 
 from .superpixels import Superpixels
 
@@ -198,7 +198,7 @@ def _voxels_taken(lost: np.ndarray, region: np.ndarray) -> np.ndarray:
     region (26-connected) that would lose more than :data:`MAX_LOST_FRACTION` of them."""
     if not lost.size:
         return lost
-    regions, count = ndi.label(region, np.ones((3, 3, 3), bool))
+    regions, count = cc3d.connected_components(region, connectivity=26, return_N=True)
     lost_regions = regions.ravel()[lost]
     lost_count = np.bincount(lost_regions, minlength=count + 1)
     small = lost_count > MAX_LOST_FRACTION * np.bincount(regions.ravel(), minlength=count + 1)

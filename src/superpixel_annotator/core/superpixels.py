@@ -36,6 +36,7 @@ from .cache import (
     CacheFileError,
     cache_directory,
     mark_cache_file_used,
+    savez_fast,
     trim_cache,
     write_npz_atomically,
 )
@@ -246,11 +247,9 @@ def compute_superpixels(
         labels = np.zeros(mask.shape, np.int32)
         extents, coarse = np.zeros((1, 3, 2), np.int32), np.zeros(1, np.int32)
     else:
-        labels, extents, coarse = _partition(
+        labels = np.zeros(mask.shape, np.int32)
+        labels[box], extents, coarse = _partition(
             [volume.data[box] for volume in volumes], mask[box], volumes[0].spacing, params
-        )
-        labels = np.pad(
-            labels, [(s.start, n - s.stop) for s, n in zip(box, mask.shape, strict=True)]
         )
         extents[1:] += np.array([s.start for s in box], np.int32)[:, None]
     spacing = tuple(map(float, volumes[0].spacing))
@@ -433,7 +432,7 @@ def _write_cache(path: Path, superpixels: Superpixels) -> None:
         "coarse": superpixels.coarse,
     }
     try:
-        write_npz_atomically(path, arrays, np.savez_compressed)
+        write_npz_atomically(path, arrays, savez_fast)
     except OSError as error:
         warnings.warn(f"could not cache superpixels in {path}: {error}", stacklevel=3)
         return
