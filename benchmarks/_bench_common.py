@@ -199,13 +199,13 @@ def have_data() -> bool:
     return False
 
 
-def load_case(cache_dir: str | Path):
+def load_case(cache_dir: str | Path, scan: Path = FLAIR, truth: Path = TRUTH):
     """Volume, tumour mask (ground truth > 0) and superpixels (cached in ``cache_dir``)."""
     from superpixel_annotator.core.superpixels import load_or_compute_superpixels
     from superpixel_annotator.core.volume import load_volume
 
-    volume = load_volume(FLAIR)
-    tumour = load_volume(TRUTH).data > 0
+    volume = load_volume(scan)
+    tumour = load_volume(truth).data > 0
     superpixels = load_or_compute_superpixels(volume, cache_dir)
     return volume, tumour, superpixels
 
@@ -243,15 +243,17 @@ def tumour_slices(tumour: np.ndarray, axis: int, fractions) -> list[int]:
 
 
 @contextlib.contextmanager
-def annotator_server(cache_dir: str | Path) -> Iterator[tuple[str, subprocess.Popen]]:
-    """Run ``python -m superpixel_annotator.cli FLAIR --port <free>``; yields (url, process).
+def annotator_server(
+    cache_dir: str | Path, scan: Path = FLAIR
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Run ``python -m superpixel_annotator.cli SCAN --port <free>``; yields (url, process).
 
     Waits until the server prints "Running on"; always stops it on exit.
     """
     port = free_port()
     env = {**os.environ, "SUPERPIXEL_ANNOTATOR_CACHE": str(cache_dir), "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "superpixel_annotator.cli", str(FLAIR), "--port", str(port)],
+        [sys.executable, "-m", "superpixel_annotator.cli", str(scan), "--port", str(port)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

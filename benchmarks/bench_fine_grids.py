@@ -35,22 +35,12 @@ from bench_strokes import operations, run_edit
 
 from superpixel_annotator.core.cases import open_case
 from superpixel_annotator.core.image_files import Limits
-from superpixel_annotator.core.volume import load_volume
 from superpixel_annotator.web.annotator import VolumeAnnotator
-
-GRIDS = {
-    "BraTS 240x240x155, 1 mm": lambda: (
-        load_volume(common.FLAIR),
-        load_volume(common.TRUTH).data > 0,
-    ),
-    "BraTS x2, 480x480x310, 0.5 mm": lambda: ct_volumes.brats_fine(common.FLAIR, common.TRUTH),
-    "phantom CT, 512x512x400, 0.7x0.7x1 mm": ct_volumes.phantom_ct,
-}
 
 
 def measure(grid: str, n_strokes: int) -> dict:
     """Superpixels, edits and peak RSS of one grid (run in a process of its own)."""
-    volume, mask = GRIDS[grid]()
+    volume, mask = ct_volumes.GRIDS[grid]()
     with tempfile.TemporaryDirectory() as cache:
         start = time.perf_counter()
         case = open_case([volume], cache)
@@ -90,10 +80,10 @@ def main() -> None:
     print(common.machine_header("Fine and CT-sized grids: superpixels, edits, memory"))
     context = multiprocessing.get_context("spawn")
     results = {}
-    for grid in GRIDS:
+    for grid in ct_volumes.GRIDS:
         with context.Pool(1) as pool:
             results[grid] = pool.apply(measure, (grid, args.strokes))
-    base = results[next(iter(GRIDS))]["edit_ms"]
+    base = results["brats"]["edit_ms"]
     rows = (
         ("voxels (M)", lambda r: f"{r['voxels'] / 1e6:.1f}"),
         ("superpixels", lambda r: f"{r['superpixels']:,}"),
@@ -104,10 +94,10 @@ def main() -> None:
         ("ratio to BraTS (median)", lambda r: f"{r['edit_ms'] / base:.1f}"),
         ("peak RSS in all (GB)", lambda r: f"{r['peak_rss_gb']:.2f}"),
     )
-    print("| | " + " | ".join(GRIDS) + " |")
-    print("|---|" + "---:|" * len(GRIDS))
+    print("| | " + " | ".join(ct_volumes.GRID_TITLES.values()) + " |")
+    print("|---|" + "---:|" * len(results))
     for name, cell in rows:
-        print(f"| {name} | " + " | ".join(cell(results[g]) for g in GRIDS) + " |")
+        print(f"| {name} | " + " | ".join(cell(result) for result in results.values()) + " |")
 
 
 if __name__ == "__main__":

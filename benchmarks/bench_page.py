@@ -29,6 +29,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import _bench_common as common
+import ct_volumes
 import dash
 import numpy as np
 from _bench_common import zstd
@@ -352,19 +353,23 @@ def print_memory(steps: list[tuple[str, dict]]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.parse_args()
+    parser.add_argument("--grid", choices=ct_volumes.GRIDS, default="brats")
+    args = parser.parse_args()
     if not common.have_data():
         return
     if not common.CHROMIUM.exists():
         print(f"No Chromium at {common.CHROMIUM}; nothing to benchmark.")
         return
     print(common.machine_header("Page benchmark (`benchmarks/bench_page.py`)"))
+    print(f"- Grid: {ct_volumes.GRID_TITLES[args.grid]}")
     started = time.perf_counter()
     with common.temp_cache() as cache_dir:
-        volume, tumour, superpixels = common.load_case(cache_dir)
+        scan, truth = ct_volumes.write_grid(args.grid, cache_dir)
+        volume, tumour, superpixels = common.load_case(cache_dir, scan, truth)
         server_3d = figure_3d_server(volume, tumour, superpixels)
         memory = []
-        with common.annotator_server(cache_dir) as (url, process), common.chromium() as browser:
+        server = common.annotator_server(cache_dir, scan)
+        with server as (url, process), common.chromium() as browser:
             memory.append(
                 ("start (volume open, superpixels from the cache)", memory_mb(process.pid))
             )

@@ -30,6 +30,7 @@ import statistics
 import time
 
 import _bench_common as common
+import ct_volumes
 import dash
 import numpy as np
 from _bench_common import zstd
@@ -367,7 +368,7 @@ def is_edit(output: str) -> bool:
     return "annotator-annotation.data" in output and "annotation-slices" in output
 
 
-def bench_browser(volume, tumour, cache_dir: str, n_strokes: int) -> dict:
+def bench_browser(volume, tumour, cache_dir: str, n_strokes: int, scan=common.FLAIR) -> dict:
     """Draw ``n_strokes`` on the axial view; returns per-stroke numbers."""
     shape = volume.data.shape
     axial_index = shape[0] // 2  # the slice the axial view opens on
@@ -377,7 +378,8 @@ def bench_browser(volume, tumour, cache_dir: str, n_strokes: int) -> dict:
     fractions = np.linspace(0.1, 0.9, n_strokes)
     selector = common.view(0)
     strokes = []
-    with common.annotator_server(cache_dir) as (url, process), common.chromium() as browser:
+    server = common.annotator_server(cache_dir, scan)
+    with server as (url, process), common.chromium() as browser:
         context = browser.new_context(viewport=common.VIEWPORT)
         context.add_init_script(common.FETCH_PROBE)
         context.add_init_script(common.full_slices_probe(shape))
@@ -525,20 +527,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--strokes", type=int, default=15, help="browser strokes (part b)")
     parser.add_argument("--skip-browser", action="store_true", help="part a only")
+    parser.add_argument("--grid", choices=ct_volumes.GRIDS, default="brats")
     args = parser.parse_args()
     if not common.have_data():
         return
     print(common.machine_header("Stroke benchmark (`benchmarks/bench_strokes.py`)"))
+    print(f"- Grid: {ct_volumes.GRID_TITLES[args.grid]}")
     started = time.perf_counter()
     with common.temp_cache() as cache_dir:
-        volume, tumour, superpixels = common.load_case(cache_dir)
+        scan, truth = ct_volumes.write_grid(args.grid, cache_dir)
+        volume, tumour, superpixels = common.load_case(cache_dir, scan, truth)
         bench_server(volume, tumour, superpixels)
         if args.skip_browser:
             return
         if not common.CHROMIUM.exists():
             print(f"No Chromium at {common.CHROMIUM}; part b skipped.")
             return
-        result = bench_browser(volume, tumour, cache_dir, args.strokes)
+        result = bench_browser(volume, tumour, cache_dir, args.strokes, scan)
         print_browser(result)
     print(f"\nTotal run time {time.perf_counter() - started:.0f} s.")
 

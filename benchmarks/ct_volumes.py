@@ -8,11 +8,16 @@
   its lesion nearest-neighbour).
 
 Each returns the volume (display order, float32) and the lesion or tumour mask (bool, the
-volume's shape). Nothing is written to the disk.
+volume's shape). ``GRIDS`` names them with BraTS itself; ``write_grid`` writes one as NIfTI
+files for the benchmarks that start the real server.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import _bench_common as common
+import nibabel as nib
 import numpy as np
 from scipy import ndimage as ndi
 
@@ -68,3 +73,27 @@ def _volume_and_mask(source, mask, affine, name) -> tuple[Volume, np.ndarray]:
 
 def _lesion_path():
     return sample_path().with_name("head_phantom_lesion.nii.gz")
+
+
+GRIDS = {
+    "brats": lambda: (load_volume(common.FLAIR), load_volume(common.TRUTH).data > 0),
+    "brats-fine": lambda: brats_fine(common.FLAIR, common.TRUTH),
+    "ct": phantom_ct,
+}
+"""The grids by name: BraTS 240x240x155 at 1 mm, the same at 0.5 mm, the CT-sized phantom."""
+GRID_TITLES = {
+    "brats": "BraTS 240x240x155, 1 mm",
+    "brats-fine": "BraTS x2, 480x480x310, 0.5 mm",
+    "ct": "phantom CT, 512x512x400, 0.7x0.7x1 mm",
+}
+
+
+def write_grid(grid: str, folder: str | Path) -> tuple[Path, Path]:
+    """The scan and mask of ``grid`` as NIfTI files in ``folder`` (BraTS: its own files)."""
+    if grid == "brats":
+        return common.FLAIR, common.TRUTH
+    volume, mask = GRIDS[grid]()
+    paths = Path(folder) / f"{grid}.nii.gz", Path(folder) / f"{grid}_mask.nii.gz"
+    for array, path in ((volume.data, paths[0]), (mask.astype(np.uint8), paths[1])):
+        nib.save(nib.Nifti1Image(volume.to_source(array), volume.affine), path)
+    return paths
