@@ -6,7 +6,9 @@ columns are the grids (see ``ct_volumes.py``):
 
 - BraTS 2013 pat0005 FLAIR as it is, 240x240x155 at 1 mm: the baseline, in the same run;
 - the same resampled twice per axis, 480x480x310 at 0.5 mm;
-- the head phantom on a CT-sized grid, 512x512x400 at 0.7x0.7x1 mm.
+- the head phantom on a CT-sized grid, 512x512x400 at 0.7x0.7x1 mm, with strokes across its
+  small lesion, and again with strokes across the whole head (large regions, as strokes on
+  a large organ label).
 
 Each grid runs in a process of its own, so that its peak RSS (``ru_maxrss``) is its own:
 the superpixels computed as a server does (``open_case``, default parameters, written to a

@@ -79,7 +79,7 @@ def main() -> None:
         scan_path, _ = ct_volumes.write_grid("ct", folder)
         scan = load_volume(scan_path)
         size_mb = scan_path.stat().st_size / 1e6
-        print(f"- Scan: {ct_volumes.GRID_TITLES['ct']}, {size_mb:.0f} MB .nii.gz\n")
+        print(f"- Scan: the phantom CT, 512x512x400 at 0.7x0.7x1 mm, {size_mb:.0f} MB .nii.gz\n")
         print("| run | 'Opened' message (s) | views usable (s) | progress values shown |")
         print("|---:|---:|---:|---|")
         for run in range(1, args.runs + 1):

@@ -21,6 +21,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage as ndi
 
+from superpixel_annotator.core.superpixels import head_mask
 from superpixel_annotator.core.volume import Volume, load_volume
 from superpixel_annotator.web.app import sample_path
 
@@ -75,16 +76,25 @@ def _lesion_path():
     return sample_path().with_name("head_phantom_lesion.nii.gz")
 
 
+def phantom_ct_head() -> tuple[Volume, np.ndarray]:
+    """:func:`phantom_ct` with the whole head as the mask: strokes across it label large
+    regions, as strokes on a large organ of a CT would."""
+    volume, _ = phantom_ct()
+    return volume, head_mask(volume.data)
+
+
 GRIDS = {
     "brats": lambda: (load_volume(common.FLAIR), load_volume(common.TRUTH).data > 0),
     "brats-fine": lambda: brats_fine(common.FLAIR, common.TRUTH),
     "ct": phantom_ct,
+    "ct-head": phantom_ct_head,
 }
-"""The grids by name: BraTS 240x240x155 at 1 mm, the same at 0.5 mm, the CT-sized phantom."""
+"""The grids by name, each a scan and the mask strokes go across (see ``GRID_TITLES``)."""
 GRID_TITLES = {
     "brats": "BraTS 240x240x155, 1 mm",
     "brats-fine": "BraTS x2, 480x480x310, 0.5 mm",
-    "ct": "phantom CT, 512x512x400, 0.7x0.7x1 mm",
+    "ct": "phantom CT, 512x512x400, 0.7x0.7x1 mm, strokes across its lesion",
+    "ct-head": "phantom CT, strokes across the head",
 }
 
 

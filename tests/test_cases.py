@@ -3,6 +3,7 @@
 import dataclasses
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,25 @@ def test_another_process_finds_a_case_by_key_on_disk(tmp_path):
         assert mine.spacing == theirs.spacing
     np.testing.assert_array_equal(opened.superpixels.labels, found.superpixels.labels)
     assert found.key == opened.key
+
+
+def test_requests_asking_at_once_for_a_case_on_disk_read_it_once(tmp_path, monkeypatch):
+    import superpixel_annotator.core.cases as cases
+
+    key = open_case([phantom(1)], tmp_path).key
+    reads = []
+    real_read = cases._read_case
+
+    def slow_read(cache_dir, key):
+        reads.append(key)
+        time.sleep(0.2)  # long enough for the other requests to ask meanwhile
+        return real_read(cache_dir, key)
+
+    monkeypatch.setattr(cases, "_read_case", slow_read)
+    store = CaseStore(tmp_path)  # a fresh store, as the web process after a background job
+    with ThreadPoolExecutor(4) as pool:
+        found = list(pool.map(lambda _: store.get(key).key, range(4)))
+    assert found == [key] * 4 and reads == [key]
 
 
 def test_a_case_read_from_dicom_keeps_its_headers_on_disk(tmp_path):

@@ -109,6 +109,20 @@ def test_superpixels_cover_the_head_only_with_contiguous_connected_ids():
         assert ndi.label(labels[box] == k)[1] == 1
 
 
+def test_progress_moves_forward_while_computing_and_is_silent_from_the_cache(tmp_path):
+    volume, _, _ = skull_stripped()
+    told = []
+    computed = load_or_compute_superpixels(volume, tmp_path, lambda *report: told.append(report))
+    done = [fraction for fraction, _ in told]
+    assert done == sorted(done) and done[0] == 0 and done[-1] < 1
+    assert len(set(done)) >= 2 + computed.params["iterations"]
+    assert all(isinstance(text, str) and text for _, text in told)
+    assert computed.params == compute_superpixels(volume).params  # not a parameter
+    told.clear()
+    load_or_compute_superpixels(volume, tmp_path, lambda *report: told.append(report))
+    assert told == []
+
+
 def test_extents_match_brute_force():
     volume, _, _ = skull_stripped(shape=(20, 24, 28))
     result = compute_superpixels(volume, size=3.0)

@@ -35,7 +35,13 @@ from .cache import (
     write_npz_atomically,
 )
 from .meshes import outline_mesh
-from .superpixels import Superpixels, complete_params, load_or_compute_superpixels
+from .superpixels import (
+    Progress,
+    Superpixels,
+    complete_params,
+    load_or_compute_superpixels,
+    no_progress,
+)
 from .volume import Volume
 
 # Cases held in memory per process; a 240x240x155 case takes about 70 MB.
@@ -149,6 +155,7 @@ def open_case(
     volumes: Sequence[Volume],
     cache_dir: str | os.PathLike | None = None,
     superpixels: Superpixels | None = None,
+    progress: Progress = no_progress,
     **params,
 ) -> Case:
     """Build a case, computing its superpixels (or reading them from the cache).
@@ -164,6 +171,8 @@ def open_case(
         See :func:`cache_directory`.
     superpixels : Superpixels, optional
         Precomputed superpixels (then ``params`` are theirs).
+    progress : Progress, optional
+        Told how far computing the superpixels is.
     **params
         Superpixel parameters (see :func:`compute_superpixels`).
 
@@ -173,7 +182,7 @@ def open_case(
     """
     volumes = tuple(volumes)
     if superpixels is None:
-        superpixels = load_or_compute_superpixels(volumes, cache_dir, **params)
+        superpixels = load_or_compute_superpixels(volumes, cache_dir, progress, **params)
     case = Case(volumes=volumes, superpixels=superpixels, key=case_key(volumes, superpixels.params))
     _keep_on_disk(cache_directory(cache_dir), case)
     return case
@@ -199,6 +208,7 @@ class CaseStore:
         self._pinned = {case.key: case for case in pinned}
         self._cases: OrderedDict[str, Case] = OrderedDict()
         self._lock = threading.Lock()
+        self._reading = threading.Lock()
 
     def add(self, case: Case) -> None:
         """Keep ``case`` in memory (it is on disk already, see :func:`open_case`)."""
@@ -230,8 +240,13 @@ class CaseStore:
         if case is not None:
             _keep_on_disk(self.cache_dir, case)
             return case
-        case = _read_case(self.cache_dir, key)
-        self.add(case)
+        # The requests that follow a case change all ask for it at once: one reads it.
+        with self._reading:
+            with self._lock:
+                case = self._cases.get(key)
+            if case is None:
+                case = _read_case(self.cache_dir, key)
+                self.add(case)
         return case
 
 

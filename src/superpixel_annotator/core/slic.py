@@ -4,6 +4,7 @@ eight closest centres, and connected supervoxels (see :func:`.superpixels.comput
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numba
 import numpy as np
@@ -64,11 +65,13 @@ def slic(
     size: float,
     compactness: float,
     iterations: int,
+    progress: Callable[[float], None] = lambda done: None,
 ) -> np.ndarray:
     """Connected SLIC supervoxels of the voxels in ``mask``, numbered 1..n in raster order.
 
     ``channels`` (float32, shape ``(n_channels, *mask.shape)``) are the smoothed intensities
-    in the units of ``compactness``.
+    in the units of ``compactness``. ``progress`` is told the fraction of the iterations
+    done after each.
     """
     shape = mask.shape
     steps = grid_steps(spacing, size)
@@ -80,7 +83,8 @@ def slic(
     clusters = np.broadcast_to(clusters, shape).copy()
     spatial_weight = (compactness / size) ** 2
     mm_per_voxel = np.asarray(spacing, np.float64)
-    for _ in range(iterations):
+    for iteration in range(iterations):
+        progress(iteration / iterations)
         centres = _cluster_centres(channels, mask, clusters, int(np.prod(grid_shape)))
         _assign_clusters(
             channels,

@@ -23,7 +23,7 @@ import hashlib
 import inspect
 import json
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -176,8 +176,17 @@ def _otsu_effectiveness(values: np.ndarray, threshold: float) -> float:
     return float(fraction * (1 - fraction) * gap**2 / values.var())
 
 
+Progress = Callable[[float, str], None]
+"""Told how far a long computation is (a fraction from 0 to 1) and what it does now."""
+
+
+def no_progress(done: float, text: str) -> None:
+    """A :data:`Progress` that tells no one."""
+
+
 def compute_superpixels(
     volumes: Volume | Sequence[Volume],
+    progress: Progress = no_progress,
     *,
     size: float = 4.5,
     compactness: float = 0.7,
@@ -204,6 +213,8 @@ def compute_superpixels(
     ----------
     volumes : Volume or sequence of Volume
         The scan, or co-registered scans of one head (same shape and spacing).
+    progress : Progress, optional
+        Told how far the computation is (not a parameter of the superpixels).
     size : float
         Grid spacing in mm, about the supervoxel diameter, but a grid cell holds at least
         :data:`.slic.MIN_SUPERPIXEL_VOXELS` voxels (see :func:`.slic.grid_steps`).
@@ -240,17 +251,16 @@ def compute_superpixels(
     """
     params = dict(locals())
     volumes = _co_registered(params.pop("volumes"))
-    params = complete_params(params)
+    params = complete_params({k: v for k, v in params.items() if k != "progress"})
+    progress(0.0, "Finding the head…")
     mask = head_mask(volumes[0].data)
     box = bounding_box(mask)
-    if box is None:
-        labels = np.zeros(mask.shape, np.int32)
-        extents, coarse = np.zeros((1, 3, 2), np.int32), np.zeros(1, np.int32)
-    else:
-        labels = np.zeros(mask.shape, np.int32)
-        labels[box], extents, coarse = _partition(
-            [volume.data[box] for volume in volumes], mask[box], volumes[0].spacing, params
-        )
+    labels = np.zeros(mask.shape, np.int32)
+    extents, coarse = np.zeros((1, 3, 2), np.int32), np.zeros(1, np.int32)
+    if box is not None:
+        cropped = [volume.data[box] for volume in volumes]
+        spacing = volumes[0].spacing
+        labels[box], extents, coarse = _partition(cropped, mask[box], spacing, params, progress)
         extents[1:] += np.array([s.start for s in box], np.int32)[:, None]
     spacing = tuple(map(float, volumes[0].spacing))
     return Superpixels(labels, params, extents, coarse, spacing)
@@ -265,7 +275,11 @@ DEFAULT_PARAMS = {
 
 
 def _partition(
-    cropped: Sequence[np.ndarray], mask: np.ndarray, spacing: Sequence[float], params: dict
+    cropped: Sequence[np.ndarray],
+    mask: np.ndarray,
+    spacing: Sequence[float],
+    params: dict,
+    progress: Progress,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Supervoxel ids, extents and coarse regions of the volumes cropped to the head's box."""
     mask = np.ascontiguousarray(mask)
@@ -279,7 +293,9 @@ def _partition(
         mask,
         spacing,
         *(params[name] for name in ("size", "compactness", "iterations")),
+        lambda done: progress(0.2 + 0.5 * done, "Clustering supervoxels…"),
     )
+    progress(0.8, "Merging coarse regions…")
     coarse = merge_regions(
         labels,
         modality_channels(cropped, mask),
@@ -389,7 +405,10 @@ def achievable_segmentation_accuracy(labels: np.ndarray, truth: np.ndarray) -> f
 
 
 def load_or_compute_superpixels(
-    volumes: Volume | Sequence[Volume], cache_dir: str | Path | None = None, **params
+    volumes: Volume | Sequence[Volume],
+    cache_dir: str | Path | None = None,
+    progress: Progress = no_progress,
+    **params,
 ) -> Superpixels:
     """Supervoxels from the disk cache, computing and storing them when missing or unreadable.
 
@@ -400,6 +419,8 @@ def load_or_compute_superpixels(
         ``content_hash`` and the parameters.
     cache_dir : str or Path, optional
         See :func:`cache_directory`.
+    progress : Progress, optional
+        Told how far the computation is, when the cache does not hold them.
     **params
         As for :func:`compute_superpixels`.
 
@@ -420,7 +441,8 @@ def load_or_compute_superpixels(
     cached = _read_cache(path, volumes[0], params)
     if cached is not None:
         return cached
-    superpixels = compute_superpixels(volumes, **params)
+    superpixels = compute_superpixels(volumes, progress, **params)
+    progress(0.9, "Saving the superpixels…")
     _write_cache(path, superpixels)
     return superpixels
 

@@ -142,7 +142,7 @@ class Volume:
         digest.update(str(self.data.shape).encode())
         digest.update(np.asarray(self.spacing).tobytes())
         digest.update(self.affine.tobytes())
-        digest.update(self.data.tobytes())
+        digest.update(memoryview(np.ascontiguousarray(self.data)).cast("B"))
         former = digest.hexdigest()[:32]
         for header in self.dicom_headers:
             digest.update(str(header.SOPInstanceUID).encode())

@@ -32,6 +32,12 @@ ALREADY_RUNNING = "A scan of yours is still being opened (in this or another tab
 QUEUED = "Queued: the server is computing other scans…"
 
 
+def superpixel_progress(set_progress: Callable, start: int) -> Callable[[float, str], None]:
+    """A :data:`~superpixel_annotator.core.superpixels.Progress` moving a background
+    callback's progress bar (value, label) from ``start`` to 95 percent."""
+    return lambda done, text: set_progress((start + round((95 - start) * done), text))
+
+
 class JobRefused(Exception):
     """A job that may not run now; its message says why, in one line."""
 

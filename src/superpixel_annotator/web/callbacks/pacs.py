@@ -32,6 +32,7 @@ from ..context import (
     no_message,
     one_line,
 )
+from ..jobs import superpixel_progress
 from ..pacs_panel import series_list, study_list
 
 
@@ -129,7 +130,9 @@ def open_series(context: AnnotatorContext, request, size: float, set_progress) -
     except VolumeError as error:  # a PacsError is one too
         return message(one_line(error), "warning")
     set_progress((40, "Computing superpixels…"))
-    case = open_case([volume], context.cache_dir, size=size)
+    case = open_case(
+        [volume], context.cache_dir, progress=superpixel_progress(set_progress, 40), size=size
+    )
     set_progress((100, "Done"))
     superpixels = case.superpixels
     text = (

@@ -28,7 +28,7 @@ from ..context import (
     size_option,
     valid_modality,
 )
-from ..jobs import QUEUED, JobRefused
+from ..jobs import QUEUED, JobRefused, superpixel_progress
 from ..layout import contrast_range, modality_options, modality_style
 from ..slicer import SessionSlicer, is_window
 from .dataset import carried_dataset, open_requested
@@ -55,6 +55,7 @@ def register(
         },
         background=True,
         manager=manager,
+        interval=500,
         running=[
             (Output(ids["progress"], "style"), {"minWidth": "12em"}, {"display": "none"}),
             (Output(ids["upload"], "disabled"), True, False),
@@ -164,7 +165,9 @@ def _compute(
     except (VolumeError, AnnotationStateError) as error:
         return message(one_line(error), "warning")
     set_progress((30, "Computing superpixels…"))
-    opened = open_case(volumes, context.cache_dir, size=size)
+    opened = open_case(
+        volumes, context.cache_dir, progress=superpixel_progress(set_progress, 30), size=size
+    )
     set_progress((100, "Done"))
     if current is None:
         return _opened_uploads(opened, volumes)
