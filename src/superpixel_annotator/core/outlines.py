@@ -226,7 +226,9 @@ def _grown_labels(labels: np.ndarray, where: tuple[np.ndarray, ...], half: np.nd
     return grown[tuple(index - part.start for index, part in zip(where, box, strict=True))]
 
 
-def labelled_box(superpixels: Superpixels, superpixel_labels: np.ndarray):
+def labelled_box(
+    superpixels: Superpixels, superpixel_labels: np.ndarray
+) -> tuple[slice, ...] | None:
     """The bounding box (slices) of the superpixels with a label, or None when none has:
     nothing outside it is labelled, with or without smooth outlines (a closing by a ball
     stays within the convex hull of what it closes)."""
