@@ -215,21 +215,26 @@ def paint_best_level(
     label: int,
     levels: Sequence[str],
     score: Callable[[np.ndarray], float],
+    intensities: Sequence[np.ndarray] = (),
 ) -> str | None:
     """Draw an axial stroke at the level whose label volume ``score`` rates best.
 
     With more than one level, each is tried and undone, as a user watching the superpixel
-    overlay would choose whether to hold the fine-level modifier. Returns the level drawn,
-    or None when the stroke changed nothing.
+    overlay would switch Fine or Grow strokes on. ``intensities`` are the scan's, for the grow
+    level. Returns the level drawn, or None when the stroke changed nothing.
     """
+
+    def paint(level: str) -> np.ndarray:
+        return annotation.paint(0, index, points, label, level, intensities)
+
     best_score, best_level = -np.inf, levels[0]
     for level in levels if len(levels) > 1 else ():
-        if annotation.paint(0, index, points, label, level).size:
+        if paint(level).size:
             value = score(annotation.label_volume())
             annotation.undo()
             if value > best_score:
                 best_score, best_level = value, level
-    return best_level if annotation.paint(0, index, points, label, best_level).size else None
+    return best_level if paint(best_level).size else None
 
 
 def plot_curves(

@@ -68,6 +68,7 @@ from skimage.segmentation import slic
 from skimage.util import img_as_ubyte
 
 from superpixel_annotator import Annotation, compute_superpixels
+from superpixel_annotator.core.annotation import LEVELS
 from superpixel_annotator.core.superpixels import Superpixels, achievable_segmentation_accuracy
 from superpixel_annotator.core.volume import Volume
 
@@ -114,14 +115,15 @@ def simulate(
     strokes: int,
     can_erase: bool = True,
     levels: tuple[str, ...] = ("coarse", "fine"),
-    fill_intensities: list[np.ndarray] | None = None,
+    intensities: list[np.ndarray] | None = None,
+    fill: bool = False,
 ) -> list[float]:
     """Dice against ``truth`` after each of ``strokes`` simulated strokes.
 
     With more than one selection level, the annotator draws the stroke at the level whose
-    result is best (as a user looking at the superpixel overlay would choose whether to hold
-    the fine-level modifier). With ``fill_intensities``, :meth:`Annotation.autofill` runs on
-    them after every stroke that changed something.
+    result is best (as a user looking at the superpixel overlay would switch Fine or Grow
+    strokes on). ``intensities`` are the scan's, for the grow level and Fill; with ``fill``,
+    :meth:`Annotation.autofill` runs after every stroke that changed something.
     """
 
     def score(labels: np.ndarray) -> float:
@@ -133,10 +135,13 @@ def simulate(
         stroke = next_stroke(annotation.label_volume() > 0, truth, ignored, can_erase)
         if stroke is not None:
             index, points, label, region = stroke
-            if paint_best_level(annotation, index, points, label, levels, score) is None:
+            drawn = paint_best_level(
+                annotation, index, points, label, levels, score, intensities or ()
+            )
+            if drawn is None:
                 ignored[index] |= region
-            elif fill_intensities is not None:
-                annotation.autofill(fill_intensities)
+            elif fill:
+                annotation.autofill(intensities)
         scores.append(score(annotation.label_volume()))
     return scores
 
@@ -211,20 +216,23 @@ def whole_tumour(
             f"{achievable_segmentation_accuracy(flair_superpixels.labels, truth):.3f} | "
             f"{achievable_segmentation_accuracy(coarse_labels, truth):.3f} |"
         )
+        levels, on_flair = ("coarse", "fine"), (flair_superpixels, [flair.data])
         pipelines = {
-            "ours, fine level only": (flair_superpixels, ("fine",), None),
-            "ours": (flair_superpixels, ("coarse", "fine"), None),
-            "ours + autofill": (flair_superpixels, ("coarse", "fine"), [flair.data]),
+            "ours, fine level only": (*on_flair, ("fine",), False),
+            "ours": (*on_flair, levels, False),
+            "ours, all levels (Grow strokes too)": (*on_flair, LEVELS, False),
+            "ours + autofill": (*on_flair, levels, True),
         }
         if with_t1c:
             pipelines["ours + autofill (FLAIR, T1c)"] = (
                 compute_superpixels([flair, run.t1c]),
-                ("coarse", "fine"),
                 [flair.data, run.t1c.data],
+                levels,
+                True,
             )
-        for name, (superpixels, levels, intensities) in pipelines.items():
+        for name, (superpixels, intensities, levels, fill) in pipelines.items():
             annotation = Annotation(superpixels)
-            scores = simulate(annotation, truth, strokes, True, levels, intensities)
+            scores = simulate(annotation, truth, strokes, True, levels, intensities, fill)
             curves.setdefault(name, []).append(scores)
     if not case_names:
         return

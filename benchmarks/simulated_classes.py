@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +50,8 @@ NAMES = ("background", "oedema", "core", "enhancing")
 CLASSES = len(NAMES)
 # Each region is the voxels of this class or above: whole tumour, tumour core, enhancing.
 REGIONS = {"WT": 1, "TC": 2, "ET": 3}
+# The levels the simulated annotator may choose from: as before Grow strokes, and all.
+PIPELINES = {"coarse and fine strokes": ("coarse", "fine"), "all levels": LEVELS}
 
 
 def region_dice(labels: np.ndarray, truth: np.ndarray) -> list[float]:
@@ -104,8 +106,15 @@ class ClassRun:
     history: np.ndarray
 
 
-def simulate_classes(annotation: Annotation, truth: np.ndarray, strokes: int) -> ClassRun:
-    """Draw ``strokes`` strokes of the protocol on ``annotation`` against the classes ``truth``."""
+def simulate_classes(
+    annotation: Annotation,
+    truth: np.ndarray,
+    strokes: int,
+    intensities: Sequence[np.ndarray],
+    levels: Sequence[str] = LEVELS,
+) -> ClassRun:
+    """Draw ``strokes`` strokes of the protocol on ``annotation`` against the classes ``truth``,
+    each at the best of ``levels``; ``intensities`` are the scan's (for the grow level)."""
 
     def score(volume: np.ndarray) -> float:
         return float(np.mean(region_dice(volume, truth)))
@@ -117,7 +126,7 @@ def simulate_classes(annotation: Annotation, truth: np.ndarray, strokes: int) ->
         stroke = next_class_stroke(labels, truth, ignored)
         if stroke is not None:
             index, points, label, region = stroke
-            level = paint_best_level(annotation, index, points, label, LEVELS, score)
+            level = paint_best_level(annotation, index, points, label, levels, score, intensities)
             drawn.append((label, level))
             history.append(annotation.superpixel_labels.copy())
             if level is None:
@@ -203,8 +212,9 @@ def strokes_table(scores: dict[str, np.ndarray]) -> str:
 
 
 def report(runs: Iterable[Run], strokes: int, plot_path: Path) -> None:
-    """Run the protocol on ``runs``; print its tables and plot its curves."""
-    scores: dict[str, np.ndarray] = {}
+    """Run the protocol on ``runs`` with and without the grow level; print its tables and plot
+    its curves."""
+    scores: dict[str, dict[str, np.ndarray]] = {name: {} for name in PIPELINES}
     bound_rows, stroke_rows = [], []
     for run in runs:
         truth = run.truth_classes()
@@ -213,30 +223,35 @@ def report(runs: Iterable[Run], strokes: int, plot_path: Path) -> None:
             print(f"Skipped {run.name}: {problem}")
             continue
         superpixels = compute_superpixels([run.flair, run.t1c])
-        annotation = Annotation(superpixels)
-        result = simulate_classes(annotation, truth, strokes)
-        scores[run.name] = result.scores
-        stroke_rows.append(f"| {run.name} | {stroke_counts(result)} |")
         labellings = superpixel_bounds(superpixels, truth)
-        raw = annotation.superpixel_labels[superpixels.labels]
-        labellings["strokes, raw"] = region_dice(raw, truth)
-        labellings["strokes, smoothed (as scored)"] = scores[run.name][-1]
+        for pipeline, levels in PIPELINES.items():
+            annotation = Annotation(superpixels)
+            intensities = [run.flair.data, run.t1c.data]
+            result = simulate_classes(annotation, truth, strokes, intensities, levels)
+            scores[pipeline][run.name] = result.scores
+            stroke_rows.append(f"| {run.name} | {pipeline} | {stroke_counts(result)} |")
+            raw = annotation.superpixel_labels[superpixels.labels]
+            labellings[f"{pipeline}, raw"] = region_dice(raw, truth)
+            labellings[f"{pipeline}, smoothed (as scored)"] = result.scores[-1]
         for name, values in labellings.items():
             bound_rows.append(f"| {run.name} | {name} | {_cells([*values, np.mean(values)])} |")
-    if not scores:
+    if not bound_rows:
         return
-    print(strokes_table(scores))
-    print("\n| case | labels, outlines | WT | TC | ET | mean |")
+    for pipeline, pipeline_scores in scores.items():
+        print(f"{pipeline}:\n\n{strokes_table(pipeline_scores)}\n")
+    print("| case | labels, outlines | WT | TC | ET | mean |")
     print("|---|---|---:|---:|---:|---:|")
     print("\n".join(bound_rows))
     print(
-        f"\n| case | strokes per class ({', '.join(NAMES)}) | strokes per level "
+        f"\n| case | strokes | per class ({', '.join(NAMES)}) | per level "
         "| superpixels changed / changed twice or more / given back an earlier label |"
     )
-    print("|---|---|---|---|")
+    print("|---|---|---|---|---|")
     print("\n".join(stroke_rows))
-    curves = {"mean(WT, TC, ET)": [run.mean(axis=1) for run in scores.values()]}
+    baseline, best = (scores[name].values() for name in PIPELINES)
+    curves = {f"mean, {next(iter(PIPELINES))}": [run.mean(axis=1) for run in baseline]}
+    curves["mean(WT, TC, ET)"] = [run.mean(axis=1) for run in best]
     for column, name in enumerate(REGIONS):
-        curves[name] = [run[:, column] for run in scores.values()]
-    plot_curves(curves, plot_path, "Sub-region Dice per stroke", CHECKPOINTS)
+        curves[name] = [run[:, column] for run in scores[list(PIPELINES)[-1]].values()]
+    plot_curves(curves, plot_path, "Sub-region Dice per stroke, all levels", CHECKPOINTS)
     print(f"\nPlot: {plot_path}")

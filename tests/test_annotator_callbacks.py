@@ -59,6 +59,7 @@ def edit(
     label=1,
     index=None,
     fine=False,
+    grow=False,
     preview=None,
     case=None,
     segmentation=None,
@@ -88,6 +89,7 @@ def edit(
         and "data:application/gzip;base64," + base64.b64encode(segmentation[1]).decode(),
         "segmentation_name": segmentation and segmentation[0],
         "fine": fine,
+        "grow": grow,
         "indices": [middle[a] if index is None or a != axis else index for a in range(3)],
         "label": label,
         "state": state,
@@ -672,3 +674,16 @@ def test_the_component_ids_of_0_1_0_are_kept(annotator):
     ids = layout_ids(annotator.layout)
     assert [name for name in IDS_OF_0_1_0 if name not in ids] == []
     assert set(annotator.ids.for_browser().values()) <= ids
+
+
+def test_the_grow_switch_grows_the_stroke_label_beyond_the_superpixels_crossed(annotator):
+    path = stroke_path(annotator, 0, [(7, 7)])
+    states = [
+        edit(annotator, None, axis=0, path=path, **switches)["state"]
+        for switches in ({"fine": True}, {"grow": True, "fine": True})
+    ]
+    fine, grown = (Annotation.from_state(annotator.superpixels, state) for state in states)
+    crossed = np.flatnonzero(fine.superpixel_labels)
+    assert crossed.size == 1
+    assert grown.superpixel_labels[crossed] == 1
+    assert np.count_nonzero(grown.superpixel_labels) > 1

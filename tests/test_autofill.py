@@ -170,3 +170,47 @@ def test_a_pocket_open_to_the_outside_or_holding_an_erased_superpixel_is_not_fil
     label_cubes(annotation, [centre], 0)  # erased by the user
     annotation.autofill([image])
     assert annotation.superpixel_labels[centre] == 0
+
+
+def grow(annotation: Annotation, image: np.ndarray, row: int, col: int, label: int) -> np.ndarray:
+    return annotation.paint(0, 1, [(2 * row, 2 * col)], label, level="grow", intensities=[image])
+
+
+def test_a_grow_stroke_takes_the_touching_look_alikes_in_one_users_step(toy):
+    annotation, image = toy
+    changed = grow(annotation, image, 2, 2, 1)
+    blob_a = {block_id(r, c) for r, c in A_BLOCKS}
+    assert set(changed.tolist()) == blob_a
+    assert set(np.flatnonzero(annotation.superpixel_labels)) == blob_a
+    labelled, _ = annotation.user_marks()
+    assert set(np.flatnonzero(labelled)) == blob_a  # seeds of a later Fill
+    annotation.undo()
+    assert not annotation.superpixel_labels.any()
+
+
+@pytest.mark.parametrize("wall_label", [0, 2])
+def test_other_labels_and_erased_superpixels_stop_a_grow_stroke(toy, wall_label):
+    annotation, image = toy
+    wall = [block_id(r, 2) for r in range(1, 4)]
+    for row in range(1, 4):
+        click(annotation, row, 2, wall_label)
+    grow(annotation, image, 2, 1, 1)
+    assert set(np.flatnonzero(annotation.superpixel_labels == 1)) == {
+        block_id(r, 1) for r in range(1, 4)
+    }
+    np.testing.assert_array_equal(annotation.superpixel_labels[wall], wall_label)
+    assert annotation.erased[wall].all() == (wall_label == 0)
+
+
+def test_the_eraser_at_the_grow_level_erases_the_superpixels_crossed(toy):
+    annotation, image = toy
+    grow(annotation, image, 2, 2, 1)
+    assert list(grow(annotation, image, 2, 2, 0)) == [block_id(2, 2)]
+    assert annotation.erased[block_id(2, 2)]
+
+
+def test_a_grow_stroke_needs_the_intensities(toy):
+    annotation, _ = toy
+    with pytest.raises(ValueError, match="intensities"):
+        annotation.paint(0, 1, [(4, 4)], 1, level="grow")
+    assert not annotation.can_undo

@@ -380,3 +380,21 @@ def test_erased_superpixel_inside_the_labels_stays_unlabelled(page, app_url, sam
     assert Annotation.from_state(superpixels, annotation_state(page)).erased[enclosed]
     assert not overlay_indices(after)[on_slice == enclosed].any()
     assert overlay_indices(after)[(on_slice != enclosed) & labelled[on_slice]].any()
+
+
+def test_grow_strokes_replace_fine_strokes_and_grow_the_label_in_3d(
+    page, app_url, sample, cache_dir
+):
+    open_annotator(page, app_url, sample)
+    page.keyboard.press("s")
+    page.wait_for_selector(f"#{ANNOTATOR}-fine:checked")
+    page.keyboard.press("g")
+    page.wait_for_selector(f"#{ANNOTATOR}-grow:checked")
+    page.wait_for_selector(f"#{ANNOTATOR}-fine:not(:checked)")
+    stroke_across_coronal_plane(page, sample)
+    page.wait_for_function(HAS_ANNOTATION, arg=view(0), timeout=TIMEOUT_MS)
+    superpixels = load_or_compute_superpixels(sample, cache_dir)
+    labelled = Annotation.from_state(superpixels, annotation_state(page)).superpixel_labels > 0
+    # A stroke at the fine level labels only superpixels of the slice it is drawn on.
+    on_slice = np.unique(superpixels.labels[sample.data.shape[0] // 2])
+    assert np.count_nonzero(labelled) > np.count_nonzero(labelled[on_slice])

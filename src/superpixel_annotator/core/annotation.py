@@ -36,7 +36,7 @@ __all__ = [
     "Change",
     "split_marks",
 ]
-LEVELS = ("coarse", "fine")
+LEVELS = ("coarse", "fine", "grow")
 _VOTE_SLAB_VOXELS = 1 << 20
 
 
@@ -82,8 +82,9 @@ class Annotation:
     ) -> np.ndarray:
         """Ids of the superpixels a polyline on one slice selects (background excluded).
 
-        At the ``"fine"`` level, those it passes through; at the ``"coarse"`` level, every
-        superpixel of the coarse regions it passes through (the same without a coarse level).
+        At the ``"fine"`` and ``"grow"`` levels, those it passes through; at the ``"coarse"``
+        level, every superpixel of the coarse regions it passes through (the same without a
+        coarse level).
         """
         if level not in LEVELS:
             raise ValueError(f"level must be one of {LEVELS}, not {level!r}")
@@ -94,7 +95,13 @@ class Annotation:
         return self.superpixels.members(ids) if level == "coarse" else ids
 
     def paint(
-        self, axis: int, index: int, points: np.ndarray, label: int, level: str = "coarse"
+        self,
+        axis: int,
+        index: int,
+        points: np.ndarray,
+        label: int,
+        level: str = "coarse",
+        intensities: Sequence[np.ndarray] = (),
     ) -> np.ndarray:
         """Give ``label`` to every superpixel the stroke selects; ``label=0`` erases.
 
@@ -108,8 +115,13 @@ class Annotation:
             The stroke as (row, col) voxel coordinates within that slice.
         label : int
             The label value, 0 to erase.
-        level : {"coarse", "fine"}
-            Select whole coarse regions (the default) or only the superpixels crossed.
+        level : {"coarse", "fine", "grow"}
+            Select whole coarse regions (the default), only the superpixels crossed, or
+            those and the superpixels the label grows into from them (see
+            :meth:`grown_selection`; the eraser erases as at the fine level).
+        intensities : sequence of ndarray
+            One intensity volume per modality, for the ``"grow"`` level (as for
+            :meth:`autofill_labels`).
 
         Returns
         -------
@@ -125,7 +137,44 @@ class Annotation:
         if not 0 <= label <= MAX_LABEL:
             raise ValueError(f"label must be between 0 and {MAX_LABEL}, not {label}")
         ids = self.superpixels_on_stroke(axis, index, points, level)
+        if level == "grow" and label and ids.size:
+            ids = self.grown_selection(ids, label, intensities)
         return self._change(ids, np.full(ids.size, label or ERASED, np.int16))
+
+    def grown_selection(
+        self, ids: np.ndarray, label: int, intensities: Sequence[np.ndarray]
+    ) -> np.ndarray:
+        """Superpixels ``ids`` and those ``label`` grows into once the user labels them.
+
+        Fill for one label: growing from the superpixels the user gave ``label``, ``ids``
+        included, over touching superpixels whose mean intensities are like theirs, then
+        filling the pockets they enclose (see :func:`grow_labels`). Superpixels of other
+        labels and those the user erased stop the growth.
+
+        Parameters
+        ----------
+        ids : ndarray of int
+            The superpixels a stroke selects.
+        label : int
+            The label drawn, not 0.
+        intensities : sequence of ndarray
+            One intensity volume per modality, as for :meth:`autofill_labels`.
+
+        Returns
+        -------
+        ndarray of int
+            ``ids`` and the superpixels grown into, sorted.
+        """
+        if not intensities:
+            raise ValueError("growing a label needs the scan's intensities")
+        labelled, erased = self.user_marks()
+        labels = self.superpixel_labels.copy()
+        labels[ids], labelled[ids], erased[ids] = label, True, False
+        seeds = np.where(labelled & (labels == label), label, 0).astype(np.uint8)
+        blocked = erased | ((labels > 0) & (labels != label))
+        graph = superpixel_graph(self.superpixels, intensities)
+        grown = grow_labels(graph, seeds, blocked)
+        return np.union1d(ids, np.flatnonzero(grown == label))
 
     def set_superpixel_labels(
         self, superpixel_labels: np.ndarray, filled: bool = False

@@ -178,7 +178,7 @@ class EditSession:
         shape = section(self.case.superpixels.labels, axis, index).shape
         if polyline_length(points, shape) > MAX_STROKE_LENGTH_VOXELS:
             raise ValueError("stroke is too long")
-        return self.annotation.paint(axis, index, points, label, level)
+        return self.annotation.paint(axis, index, points, label, level, self.case.intensities)
 
     def propose_fill(self) -> FillProposal | None:
         """What Fill would label (``None`` when nothing), without changing the annotation."""

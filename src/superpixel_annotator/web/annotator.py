@@ -197,6 +197,7 @@ class VolumeAnnotator:
             "case": ids["case"],
             "label": ids["label"],
             "fine": ids["fine"],
+            "grow": ids["grow"],
             "opacity": ids["opacity"],
             "stroke": ids.view("stroke", axis),
             "idsRequest": ids.view("ids-request", axis),

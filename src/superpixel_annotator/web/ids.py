@@ -21,6 +21,7 @@ INSTANCE_PARTS = (
     "redo",
     "fill",
     "fine",
+    "grow",
     "download-button",
     # shown for a scan read from DICOM
     "download-seg-button",

@@ -51,7 +51,10 @@ HELP_ITEMS = (
         "on any slice view with the mouse: every region the stroke touches gets the "
         "selected label, in all three views at once. A region is a group of neighbouring "
         "superpixels of similar intensity; with Fine strokes (key S) only the superpixels "
-        "crossed are labelled, for corrections.",
+        "crossed are labelled, for corrections. With Grow strokes (key G) the label also "
+        "spreads from the superpixels crossed through the touching ones that look like that "
+        "label's, in 3D: one stroke takes most of a region of one kind, such as oedema or an "
+        "enhancing rim; other labels and erased superpixels stop it.",
     ),
     ("Labels", "keys 1-9 pick a label; the Eraser (key E or 0) removes labels."),
     (
@@ -282,8 +285,11 @@ class LayoutBuilder:
                 self._button("Fill", "fill", "success", "Label similar touching superpixels (F)"),
             ]
         )
-        fine = dbc.Switch(
-            id=self.ids["fine"], label="Fine strokes (S)", value=False, className="mb-0 small"
+        levels = html.Div(
+            [
+                dbc.Switch(id=self.ids[name], label=label, value=False, className="mb-0 small")
+                for name, label in (("fine", "Fine strokes (S)"), ("grow", "Grow strokes (G)"))
+            ]
         )
         return _row(
             [
@@ -291,7 +297,7 @@ class LayoutBuilder:
                     "label", label_options, self.labels[0].value, className="btn-group-sm"
                 ),
                 edit_buttons,
-                fine,
+                levels,
                 self._button("Download segmentation", "download-button", "primary"),
                 dbc.Button(
                     "Download DICOM SEG",

@@ -1,5 +1,6 @@
 """The callbacks that run in the browser (``js/annotator.js`` and ``js/strokes.js``): local
-storage of the annotation, overlay traces, stale slices, strokes and keyboard shortcuts."""
+storage of the annotation, overlay traces, stale slices, strokes, keyboard shortcuts and
+the stroke level switches (Fine and Grow, one at a time)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,14 @@ def register(app: dash.Dash, ids: AnnotatorIds, slicers: Sequence[SessionSlicer]
         browser_function("installShortcuts"),
         Output(ids["shortcuts"], "data"),
         Input(ids["browser-config"], "data"),
+    )
+    app.clientside_callback(
+        browser_function("oneStrokeLevel"),
+        Output(ids["fine"], "value"),
+        Output(ids["grow"], "value"),
+        Input(ids["fine"], "value"),
+        Input(ids["grow"], "value"),
+        prevent_initial_call=True,
     )
 
 

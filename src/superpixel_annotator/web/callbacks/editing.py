@@ -41,6 +41,7 @@ def register(app: dash.Dash, context: AnnotatorContext, slicers: Sequence[Sessio
             "segmentation": Input(ids["open-segmentation"], "contents"),
             "segmentation_name": State(ids["open-segmentation"], "filename"),
             "fine": State(ids["fine"], "value"),
+            "grow": State(ids["grow"], "value"),
             "indices": [State(slicer.slider.id, "value") for slicer in slicers],
             "label": State(ids["label"], "value"),
             "state": State(ids["annotation"], "data"),
@@ -124,7 +125,7 @@ def _action(context: AnnotatorContext, trigger) -> tuple[str, int | None] | None
 def _stroke(context, session: EditSession, axis: int, inputs: dict):
     stroke = inputs["strokes"][axis]
     stroke = stroke if isinstance(stroke, dict) else {}
-    level = "fine" if inputs["fine"] is True else "coarse"
+    level = next((name for name in ("grow", "fine") if inputs[name] is True), "coarse")
     changed = session.stroke(axis, stroke.get("index"), stroke.get("path"), inputs["label"], level)
     return changed, None
 

@@ -180,6 +180,8 @@
             }
         } else if (!modifier && key === 's') {
             click('fine');
+        } else if (!modifier && key === 'g') {
+            click('grow');
         } else if (!modifier && (key === 'n' || key === 'p') && config.ids['case-next']) {
             click(key === 'n' ? 'case-next' : 'case-previous');
         } else if (!modifier && (key === 'e' || key === '0')) {
@@ -194,6 +196,14 @@
 
     // A random id of this browser, kept in local storage, so the server runs one job of it
     // at a time (see web/jobs.py).
+    // Fine and Grow strokes are two levels: switching one on switches the other off.
+    function oneStrokeLevel(fine, grow) {
+        if (fine !== true || grow !== true) { return [noUpdate(), noUpdate()]; }
+        const growSwitched = window.dash_clientside.callback_context.triggered.some(
+            (input) => input.prop_id.endsWith('grow.value'));
+        return growSwitched ? [false, noUpdate()] : [noUpdate(), false];
+    }
+
     function sessionId(storagePrefix, current) {
         if (typeof current === 'string' && /^[0-9a-f]{32}$/.test(current)) {
             return current;
@@ -206,6 +216,6 @@
     window.dash_clientside.superpixel_annotator = Object.assign(
         window.dash_clientside.superpixel_annotator || {}, {
             composeOverlays, requestStale, publishState, passWhenShown, enterCase,
-            restoreCase, saveAnnotation, installShortcuts, sessionId,
+            restoreCase, saveAnnotation, installShortcuts, oneStrokeLevel, sessionId,
         });
 })();

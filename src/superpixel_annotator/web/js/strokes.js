@@ -9,7 +9,8 @@
 // The canvas reproduces the server's rule (core/annotation.py, Annotation.paint): the voxels
 // along the polyline, sampled config.samples times per voxel, select their superpixels, or at
 // the coarse level every superpixel of their coarse regions; the eraser shows the slice
-// without colour. Each view's "stroke-config" store gives its component ids and constants.
+// without colour. At the grow level the canvas shows the superpixels crossed, and the server's
+// answer adds those the label grows into. Each view's "stroke-config" store gives its component ids and constants.
 (function () {
     'use strict';
 
@@ -176,7 +177,9 @@
             }
             if (!hit.size) { return; }
             let selected = hit;
-            if (prop(view.config.fine, 'value') !== true) {
+            const crossedOnly = [view.config.fine, view.config.grow].some(
+                (id) => prop(id, 'value') === true);
+            if (!crossedOnly) {
                 const regions = new Set([...hit].map((id) => ids.coarse.get(id)));
                 const inRegion = (id) => regions.has(ids.coarse.get(id));
                 selected = new Set([...ids.coarse.keys()].filter(inRegion));
