@@ -1,6 +1,7 @@
 """Benchmark stroke handling on a BraTS 2013 FLAIR volume: server side, then end to end.
 
-Run ``python benchmarks/bench_strokes.py [--strokes 15]``. Prints two Markdown tables.
+Run ``python benchmarks/bench_strokes.py [--strokes 15] [--skip-browser] [--grid brats]
+[--level coarse]``. Prints two Markdown tables; ``--level`` is that of part a's strokes.
 
 a. Server side, no browser: 20 strokes across the tumour on different slices of all three
    views, with undo and redo mixed in. For each operation, the time of the edit callback
@@ -36,6 +37,7 @@ import numpy as np
 from _bench_common import zstd
 from dash._utils import to_json
 
+from superpixel_annotator.core.annotation import LEVELS
 from superpixel_annotator.core.editing import EditSession, shown_labels
 from superpixel_annotator.core.geometry import section, view_geometry
 from superpixel_annotator.core.overlays import indexed_png_uri
@@ -119,9 +121,10 @@ def tumour_slice_list(tumour: np.ndarray, axis: int, n_strokes: int) -> list[int
     return common.tumour_slices(tumour, axis, np.linspace(0, 1, count))
 
 
-def edit_call(annotator: VolumeAnnotator, op, state) -> tuple:
+def edit_call(annotator: VolumeAnnotator, op, state, level: str = "coarse") -> tuple:
     """The edit callback's action and inputs for ``op``, as the browser sends them: a stroke
-    on a view showing slice ``index`` (the others on their middle slice), or a button."""
+    at ``level`` on a view showing slice ``index`` (the others on their middle slice), or a
+    button."""
     middle = [size // 2 for size in annotator.volume.data.shape]
     strokes = [None, None, None]
     indices = list(middle)
@@ -138,7 +141,8 @@ def edit_call(annotator: VolumeAnnotator, op, state) -> tuple:
         **dict.fromkeys(("undo", "redo", "fill", "fill_accept", "fill_discard"), 1),
         "segmentation": None,
         "segmentation_name": None,
-        "fine": False,
+        "fine": level == "fine",
+        "grow": level == "grow",
         "indices": indices,
         "label": label,
         "state": state,
@@ -148,8 +152,8 @@ def edit_call(annotator: VolumeAnnotator, op, state) -> tuple:
     return action, inputs
 
 
-def run_edit(annotator: VolumeAnnotator, op, state, strategy=overlay_patches):
-    action, inputs = edit_call(annotator, op, state)
+def run_edit(annotator: VolumeAnnotator, op, state, strategy=overlay_patches, level="coarse"):
+    action, inputs = edit_call(annotator, op, state, level)
     with overlay_strategy(strategy):
         start = time.perf_counter()
         result = editing.edit(annotator.context, action, inputs)
@@ -166,7 +170,7 @@ def run_edit(annotator: VolumeAnnotator, op, state, strategy=overlay_patches):
     }
 
 
-def stroke_parts(annotator: VolumeAnnotator, ops: list) -> dict:
+def stroke_parts(annotator: VolumeAnnotator, ops: list, level: str) -> dict:
     """Median ms of each step of ``edit`` for the strokes of ``ops`` (replayed in order)."""
     times: dict[str, list[float]] = {}
     state = None
@@ -185,7 +189,7 @@ def stroke_parts(annotator: VolumeAnnotator, ops: list) -> dict:
         annotation = session.annotation
         if op[0] == "stroke":
             _, axis, index, path, label = op
-            changed = timed("paint", session.stroke, axis, index, path, label, "coarse")
+            changed = timed("paint", session.stroke, axis, index, path, label, level)
             shown = [index if a == axis else middle[a] for a in range(3)]
         else:
             changed = getattr(annotation, op[0])()
@@ -237,14 +241,14 @@ def visit_stale(annotator: VolumeAnnotator, axis: int, index: int, state) -> das
     return patch
 
 
-def bench_server(volume, tumour, superpixels) -> None:
+def bench_server(volume, tumour, superpixels, level: str) -> None:
     ours = VolumeAnnotator(dash.Dash("ours"), volume, id="annotator", superpixels=superpixels)
     seed = VolumeAnnotator(dash.Dash("seed"), volume, id="annotator", superpixels=superpixels)
     strategies = {"ours": overlay_patches, "seed": full_overlays}
     ops = operations(ours, tumour)
     # Warm up both paths once (imports, PIL, plotly's encoder) on a throwaway state.
     for annotator, strategy in ((ours, overlay_patches), (seed, full_overlays)):
-        run_edit(annotator, ops[0], None, strategy)
+        run_edit(annotator, ops[0], None, strategy, level)
 
     rows = {"ours": {}, "seed": {}}
     client = [[None] * volume.data.shape[a] for a in range(3)]
@@ -257,7 +261,7 @@ def bench_server(volume, tumour, superpixels) -> None:
         order = ("ours", "seed") if len(rows["ours"].get(kind, [])) % 2 else ("seed", "ours")
         for name in order:
             annotator = ours if name == "ours" else seed
-            result, numbers = run_edit(annotator, op, state, strategies[name])
+            result, numbers = run_edit(annotator, op, state, strategies[name], level)
             numbers["slices"] = slices_sent(result["slices"])
             rows[name].setdefault(kind, []).append(numbers)
             results[name] = result
@@ -278,9 +282,10 @@ def bench_server(volume, tumour, superpixels) -> None:
     n_strokes = len(rows["ours"]["stroke"])
     n_other = len(rows["ours"]["undo/redo"])
     print(
-        f"{n_strokes} strokes across the tumour (axial, coronal, sagittal in turn, "
-        f"{volume.data.shape} voxels, {superpixels.count} superpixels) and {n_other} "
-        "undos/redos. Medians per operation; response = Dash's JSON body for the outputs.\n"
+        f"{n_strokes} strokes at the {level} level across the tumour (axial, coronal, "
+        f"sagittal in turn, {volume.data.shape} voxels, {superpixels.count} superpixels) "
+        f"and {n_other} undos/redos. Medians per operation; response = Dash's JSON body for "
+        "the outputs.\n"
     )
     print(
         "| strategy | operation | n | slices sent | edit ms | to_json ms "
@@ -305,7 +310,7 @@ def bench_server(volume, tumour, superpixels) -> None:
         print(f"| ratio ours / baseline | {kind} | | {cells} |")
     if not medians["seed", "stroke"]["slices"]:
         print("\n**Warning: the strokes changed nothing; check the stroke geometry.**")
-    parts = stroke_parts(ours, ops)
+    parts = stroke_parts(ours, ops, level)
     print(
         "\nWhere ours' stroke time goes (medians, same strokes, calling the parts of `edit` "
         "directly): " + ", ".join(f"`{name}` {value:.1f} ms" for name, value in parts.items()) + "."
@@ -528,6 +533,7 @@ def main() -> None:
     parser.add_argument("--strokes", type=int, default=15, help="browser strokes (part b)")
     parser.add_argument("--skip-browser", action="store_true", help="part a only")
     parser.add_argument("--grid", choices=ct_volumes.GRIDS, default="brats")
+    parser.add_argument("--level", choices=LEVELS, default="coarse", help="of part a's strokes")
     args = parser.parse_args()
     if not common.have_data():
         return
@@ -537,7 +543,7 @@ def main() -> None:
     with common.temp_cache() as cache_dir:
         scan, truth = ct_volumes.write_grid(args.grid, cache_dir)
         volume, tumour, superpixels = common.load_case(cache_dir, scan, truth)
-        bench_server(volume, tumour, superpixels)
+        bench_server(volume, tumour, superpixels, args.level)
         if args.skip_browser:
             return
         if not common.CHROMIUM.exists():
