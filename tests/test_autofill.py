@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
 
 from superpixel_annotator.core.annotation import Annotation
 from superpixel_annotator.core.autofill import superpixel_graph
@@ -214,3 +215,24 @@ def test_a_grow_stroke_needs_the_intensities(toy):
     with pytest.raises(ValueError, match="intensities"):
         annotation.paint(0, 1, [(4, 4)], 1, level="grow")
     assert not annotation.can_undo
+
+
+def test_graph_statistics_follow_their_definition():
+    rng = np.random.default_rng(3)
+    labels = rng.integers(1, 40, (9, 11, 13)).astype(np.int32)
+    labels[rng.random(labels.shape) < 0.2] = 0  # background, also inside and at the edges
+    images = [rng.normal(0, 1, labels.shape).astype(np.float32) for _ in range(2)]
+    graph = superpixel_graph(Superpixels.from_labels(labels, params={}), images)
+
+    flat = labels.ravel()
+    counts = np.bincount(flat, minlength=40)
+    counts[0] = 0
+    np.testing.assert_array_equal(graph.counts, counts)
+    for column, image in enumerate(images):
+        sums = np.bincount(flat, weights=image.ravel(), minlength=40)
+        sums[0] = 0
+        np.testing.assert_array_equal(graph.sums[:, column], sums)
+    head = labels > 0
+    on_border = np.zeros(40, bool)
+    on_border[labels[head & ~ndi.binary_erosion(head)]] = True
+    np.testing.assert_array_equal(graph.on_border, on_border)

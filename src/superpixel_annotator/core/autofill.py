@@ -23,8 +23,8 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numba
 import numpy as np
-from scipy import ndimage as ndi
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
@@ -49,9 +49,9 @@ class SuperpixelGraph:
     on_border : ndarray of bool, shape (count + 1,)
         Superpixels touching the outside of the head or the edge of the volume.
     counts : ndarray of int64, shape (count + 1,)
-        Voxels per superpixel (row 0: background).
+        Voxels per superpixel (row 0, the background, is 0).
     sums : ndarray of float64, shape (count + 1, n_modalities)
-        Sum of each modality's intensities per superpixel.
+        Sum of each modality's intensities per superpixel (row 0 is 0).
     centres, scales : ndarray of float64, shape (n_modalities,)
         Mean and standard deviation of each modality's intensities inside the head (the
         scale is 1 for a constant modality).
@@ -111,25 +111,66 @@ def _build_graph(superpixels: Superpixels, intensities: Sequence[np.ndarray]) ->
     labels = superpixels.labels
     if not intensities or any(np.shape(a) != labels.shape for a in intensities):
         raise ValueError(f"expected one or more intensity volumes of shape {labels.shape}")
-    flat = labels.ravel()
     size = superpixels.count + 1
-    counts = np.bincount(flat, minlength=size)
-    sums = np.column_stack(
-        [np.bincount(flat, weights=np.ravel(a), minlength=size) for a in intensities]
-    )
-    inside = flat > 0
-    centres = np.array([np.ravel(a)[inside].mean() if inside.any() else 0.0 for a in intensities])
-    scales = np.array([np.ravel(a)[inside].std() if inside.any() else 0.0 for a in intensities])
+    counts, on_border = _counts_and_border(labels, size)
+    sums = np.column_stack([_sums(labels, np.asarray(a), size) for a in intensities])
+    inside = labels > 0
+    centres = np.array([a[inside].mean() if inside.any() else 0.0 for a in intensities])
+    scales = np.array([a[inside].std() if inside.any() else 0.0 for a in intensities])
     scales[scales == 0] = 1.0
     pairs = superpixel_adjacency(labels)
     both = np.concatenate([pairs, pairs[:, ::-1]])
     both = both[np.argsort(both[:, 0], kind="stable")]
     bounds = np.searchsorted(both[:, 0], np.arange(size + 1))
     neighbours = [both[bounds[k] : bounds[k + 1], 1] for k in range(size)]
-    head = labels > 0
-    on_border = np.zeros(size, bool)
-    on_border[labels[head & ~ndi.binary_erosion(head)]] = True
     return SuperpixelGraph(pairs, neighbours, on_border, counts, sums, centres, scales)
+
+
+@numba.njit(cache=True)
+def _counts_and_border(labels, size):
+    """Voxels per superpixel, and the superpixels with a voxel whose face touches the
+    background or the edge of the volume; in one pass (row 0, the background, is 0)."""
+    nz, ny, nx = labels.shape
+    counts = np.zeros(size, np.int64)
+    on_border = np.zeros(size, np.bool_)
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                k = labels[z, y, x]
+                if k == 0:
+                    continue
+                counts[k] += 1
+                if not on_border[k] and (
+                    z == 0
+                    or y == 0
+                    or x == 0
+                    or z == nz - 1
+                    or y == ny - 1
+                    or x == nx - 1
+                    or labels[z - 1, y, x] == 0
+                    or labels[z + 1, y, x] == 0
+                    or labels[z, y - 1, x] == 0
+                    or labels[z, y + 1, x] == 0
+                    or labels[z, y, x - 1] == 0
+                    or labels[z, y, x + 1] == 0
+                ):
+                    on_border[k] = True
+    return counts, on_border
+
+
+@numba.njit(cache=True)
+def _sums(labels, image, size):
+    """The sum of ``image`` over each superpixel, added in float64 in raster order (row 0 is
+    0)."""
+    sums = np.zeros(size, np.float64)
+    nz, ny, nx = labels.shape
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                k = labels[z, y, x]
+                if k != 0:
+                    sums[k] += image[z, y, x]
+    return sums
 
 
 def grow_labels(
