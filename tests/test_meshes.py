@@ -4,6 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from superpixel_annotator.core import meshes
 from superpixel_annotator.core.meshes import (
     index_to_scene,
     label_meshes,
@@ -170,3 +171,25 @@ def test_sample_phantom_lesion_is_inside_the_head_on_the_patient_right():
         v = vertices(trace)
         assert (v.min(axis=0) > head.min(axis=0)).all() and (v.max(axis=0) < head.max(axis=0)).all()
     assert vertices(core).mean(axis=0)[0] > centre[0] + 20  # the generator puts it right
+
+
+@pytest.mark.parametrize("factors", [(2, 2, 2), (3, 1, 2), (7, 7, 7)])
+def test_block_mean_is_the_mean_of_the_zero_padded_blocks(factors):
+    mask = np.random.default_rng(0).random((15, 16, 17)) < 0.4
+    pad = [(0, -n % f) for n, f in zip(mask.shape, factors, strict=True)]
+    padded = np.pad(mask.astype(np.float32), pad)
+    (a, b, c), (fa, fb, fc) = padded.shape, factors
+    blocks = padded.reshape(a // fa, fa, b // fb, fb, c // fc, fc)
+    expected = blocks.mean(axis=(1, 3, 5), dtype=np.float32)
+    np.testing.assert_array_equal(meshes._block_mean(mask, factors), expected)
+
+
+def test_negative_values_are_background_in_any_integer_type():
+    labels = np.zeros((12, 12, 12), np.int16)
+    labels[2:6, 2:6, 2:6] = 3
+    labels[7:10, 7:10, 7:10] = 1
+    with_negatives = np.where(labels == 0, -5, labels).astype(np.int16)
+    colours = {1: "#ff0000", 3: "#00ff00"}
+    expected = label_meshes(labels.astype(np.uint8), (1.0, 1.0, 1.0), colours)
+    assert [trace["uid"] for trace in expected] == ["label-1", "label-3"]
+    assert label_meshes(with_negatives, (1.0, 1.0, 1.0), colours) == expected

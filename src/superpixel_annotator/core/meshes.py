@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+import numba
 import numpy as np
 from scipy import ndimage
 from skimage.measure import marching_cubes
@@ -116,14 +117,12 @@ def label_meshes(
     crop = labels[box]
     if not np.issubdtype(crop.dtype, np.integer) or crop.dtype.itemsize > 4:
         crop = crop.astype(np.int32)
-    crop = np.where(crop > 0, crop, 0)
+    if np.issubdtype(crop.dtype, np.signedinteger):
+        crop = np.where(crop > 0, crop, 0)
     origin = np.array([axis.start for axis in box], dtype=np.float64)
 
     traces = []
-    for index, region in enumerate(ndimage.find_objects(crop)):
-        if region is None:
-            continue
-        value = index + 1
+    for value, region in _label_boxes(crop):
         mask = crop[region] == value
         corner = origin + [axis.start for axis in region]
         verts, faces = _surface(mask, _step_for(mask, max_triangles), corner)
@@ -291,12 +290,52 @@ def _mesh_grid(
 
 
 def _block_mean(mask: np.ndarray, factors: Sequence[int]) -> np.ndarray:
-    """Average a mask over blocks of ``factors`` voxels (the last blocks zero-padded)."""
+    """Average a mask over blocks of ``factors`` voxels (the last blocks zero-padded), as
+    float32."""
     pad = [(0, -n % f) for n, f in zip(mask.shape, factors, strict=True)]
-    padded = np.pad(mask.astype(np.float32), pad)
-    (a, b, c), (fa, fb, fc) = padded.shape, factors
-    blocks = padded.reshape(a // fa, fa, b // fb, fb, c // fc, fc)
-    return blocks.mean(axis=(1, 3, 5), dtype=np.float32)
+    padded = np.pad(mask.view(np.uint8) if mask.dtype == bool else mask, pad)
+    counts = padded.astype(np.uint32)
+    for axis, factor in enumerate(factors):
+        every = [(slice(None),) * axis + (slice(k, None, factor),) for k in range(factor)]
+        counts = sum(counts[part] for part in every)
+    # Counts of ones are exact in float32: the mean is the same as summing floats.
+    return counts.astype(np.float32) / np.float32(np.prod(factors))
+
+
+def _label_boxes(labels: np.ndarray) -> list[tuple[int, tuple[slice, ...]]]:
+    """Each label value > 0 present in ``labels`` with its bounding box, by value."""
+    present, low, high = _label_extents(labels, int(labels.max()) + 1)
+    return [
+        (int(value), tuple(map(slice, low[value], high[value] + 1)))
+        for value in np.flatnonzero(present)
+    ]
+
+
+@numba.njit(cache=True)
+def _label_extents(labels, size):
+    """Per label value, whether it is present and its lowest and highest index per axis."""
+    present = np.zeros(size, np.bool_)
+    low = np.zeros((size, 3), np.int64)
+    high = np.zeros((size, 3), np.int64)
+    nz, ny, nx = labels.shape
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                k = labels[z, y, x]
+                if k <= 0:
+                    continue
+                if not present[k]:
+                    present[k] = True
+                    low[k, 0], low[k, 1], low[k, 2] = z, y, x
+                    high[k, 0], high[k, 1], high[k, 2] = z, y, x
+                    continue
+                low[k, 0] = min(low[k, 0], z)
+                low[k, 1] = min(low[k, 1], y)
+                low[k, 2] = min(low[k, 2], x)
+                high[k, 0] = max(high[k, 0], z)
+                high[k, 1] = max(high[k, 1], y)
+                high[k, 2] = max(high[k, 2], x)
+    return present, low, high
 
 
 def _mesh_trace(xyz: np.ndarray, faces: np.ndarray) -> dict:
