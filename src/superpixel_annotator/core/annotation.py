@@ -163,7 +163,8 @@ class Annotation:
         Returns
         -------
         ndarray of int
-            ``ids`` and the superpixels grown into, sorted.
+            Every superpixel that then holds ``label``: ``ids``, those the user gave it
+            before and those it grows into, sorted.
         """
         if not intensities:
             raise ValueError("growing a label needs the scan's intensities")
