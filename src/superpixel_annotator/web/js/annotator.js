@@ -194,8 +194,6 @@
         event.preventDefault();
     }
 
-    // A random id of this browser, kept in local storage, so the server runs one job of it
-    // at a time (see web/jobs.py).
     // Fine and Grow strokes are two levels: switching one on switches the other off.
     function oneStrokeLevel(fine, grow) {
         if (fine !== true || grow !== true) { return [noUpdate(), noUpdate()]; }
@@ -204,6 +202,8 @@
         return growSwitched ? [false, noUpdate()] : [noUpdate(), false];
     }
 
+    // A random id of this browser, kept in local storage, so the server runs one job of it
+    // at a time (see web/jobs.py).
     function sessionId(storagePrefix, current) {
         if (typeof current === 'string' && /^[0-9a-f]{32}$/.test(current)) {
             return current;

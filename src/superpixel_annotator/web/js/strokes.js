@@ -10,7 +10,8 @@
 // along the polyline, sampled config.samples times per voxel, select their superpixels, or at
 // the coarse level every superpixel of their coarse regions; the eraser shows the slice
 // without colour. At the grow level the canvas shows the superpixels crossed, and the server's
-// answer adds those the label grows into. Each view's "stroke-config" store gives its component ids and constants.
+// answer adds those the label grows into. Each view's "stroke-config" store gives its
+// component ids and constants.
 (function () {
     'use strict';
 
