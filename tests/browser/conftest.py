@@ -45,7 +45,8 @@ def wait_until_serving(
 ) -> list[str]:
     """Read the process's output until a line holds one of ``markers``.
 
-    Fails when the process exits first or says nothing for ``STARTUP_TIMEOUT_S``.
+    Fails when the process exits first or says nothing for ``STARTUP_TIMEOUT_S``. Every
+    line also goes to stderr, so a failing test's report shows what its server logged.
 
     Returns
     -------
@@ -58,6 +59,7 @@ def wait_until_serving(
     def read() -> None:
         for line in process.stdout:
             said.append(line)
+            sys.stderr.write(line)
             lines.put(line)
         lines.put(None)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import struct
+import threading
 import tokenize
 import zipfile
 import zlib
@@ -22,6 +23,9 @@ _HEADER_READERS = {
     (2, 0): npy_format.read_array_header_2_0,
 }
 _READ_CHUNK_BYTES = 2**24
+# numpy parses a header with ast.literal_eval, and CPython 3.11 can raise SystemError when two
+# threads build an AST at once (python/cpython#106905): one server thread per request does.
+_HEADER_LOCK = threading.Lock()
 READ_ERRORS = (
     zipfile.BadZipFile,
     zlib.error,
@@ -99,7 +103,10 @@ def _read_array(member, info: zipfile.ZipInfo, max_bytes: int, dtypes, ndim) -> 
     version = npy_format.read_magic(member)
     if version not in _HEADER_READERS:
         raise ArchiveError(f"{name} is not a plain array")
-    shape, fortran_order, dtype = _HEADER_READERS[version](member, max_header_size=NPY_HEADER_BYTES)
+    with _HEADER_LOCK:
+        shape, fortran_order, dtype = _HEADER_READERS[version](
+            member, max_header_size=NPY_HEADER_BYTES
+        )
     wrong_dtype = dtype.hasobject or (dtypes is not None and dtype not in dtypes)
     if wrong_dtype or (ndim is not None and len(shape) != ndim):
         raise ArchiveError(f"{name} has the wrong type ({dtype}, {len(shape)}D)")
