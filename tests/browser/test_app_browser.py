@@ -2,6 +2,7 @@
 
 import base64
 import io
+import json
 
 import nibabel as nib
 import numpy as np
@@ -175,10 +176,25 @@ def stroke_across_coronal_plane(page, sample, annotator=ANNOTATOR):
     draw_stroke(page, 0, points, annotator)
 
 
+def callback_outputs_requested(page) -> list[str]:
+    """The outputs of the server callbacks the page calls from now on, as it names them."""
+    outputs: list[str] = []
+
+    def on_request(request) -> None:
+        if request.url.split("?")[0].endswith("/_dash-update-component"):
+            outputs.append(json.loads(request.post_data)["output"])
+
+    page.on("request", on_request)
+    return outputs
+
+
 def test_views_show_full_resolution_slices_and_indicators(page, app_url, sample):
     # Catches dash-slicer under Dash 4 showing only 32-px thumbnails without explicit ranges.
+    requested = callback_outputs_requested(page)
     open_annotator(page, app_url, sample)
     assert not [e for e in page_errors(page) if "TypeError" in e]
+    # The hidden 3D view and statistics cost a page load nothing.
+    assert requested and not [o for o in requested if "view-3d" in o or "statistics" in o]
 
 
 def test_stroke_colours_superpixels_in_all_views_and_undo_redo(page, app_url, sample):

@@ -74,6 +74,7 @@ def _register_storage(app: dash.Dash, ids: AnnotatorIds) -> None:
             Output(ids[f"annotation-{panel}"], "data"),
             Input(ids["annotation"], "data"),
             Input(ids[f"show-{panel}"], "value"),
+            prevent_initial_call=True,
         )
 
 
@@ -99,10 +100,16 @@ def _register_view(app: dash.Dash, ids: AnnotatorIds, axis: int, slicer: Session
         config,
     )
     app.clientside_callback(
-        browser_function("receiveIds"), Input(ids.view("ids", axis), "data"), config
+        browser_function("receiveIds"),
+        Input(ids.view("ids", axis), "data"),
+        config,
+        prevent_initial_call=True,
     )
     app.clientside_callback(
-        browser_function("clearAfterRedraw"), Input(slicer.extra_traces.id, "data"), config
+        browser_function("clearAfterRedraw"),
+        Input(slicer.extra_traces.id, "data"),
+        config,
+        prevent_initial_call=True,
     )
     app.clientside_callback(
         browser_function("requestStale"),
@@ -110,6 +117,7 @@ def _register_view(app: dash.Dash, ids: AnnotatorIds, axis: int, slicer: Session
         Input(slicer.slider.id, "value"),
         Input(slices, "data"),
         State(ids["browser-config"], "data"),
+        prevent_initial_call=True,
     )
     app.clientside_callback(
         browser_function("composeOverlays"),

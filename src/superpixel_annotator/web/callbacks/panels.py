@@ -31,6 +31,7 @@ def register(app: dash.Dash, context: AnnotatorContext) -> None:
         Input(ids["annotation-3d"], "data"),
         Input(ids["show-3d"], "value"),
         case,
+        prevent_initial_call=True,
     )(lambda state, show, case_data: figure_3d(context, state, show, case_data))
     app.callback(
         Output(ids["statistics"], "is_open"),
@@ -39,6 +40,7 @@ def register(app: dash.Dash, context: AnnotatorContext) -> None:
         Input(ids["annotation-statistics"], "data"),
         Input(ids["show-statistics"], "value"),
         case,
+        prevent_initial_call=True,
     )(lambda state, show, case_data: statistics_view(context, state, show, case_data))
     app.callback(
         Output(ids["statistics-download"], "data"),
