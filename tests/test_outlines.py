@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
+from superpixel_annotator.core import outlines
 from superpixel_annotator.core.outlines import (
     MAX_LOST_FRACTION,
     ball,
-    centred_morphology,
     pack_bits,
     packed_morphology,
     smooth_outlines,
@@ -44,12 +44,10 @@ def test_morphology_by_a_ball_is_scipys(radius, spacing):
     rng = np.random.default_rng(0)
     mask = ndi.gaussian_filter(rng.random((23, 19, 17)), 2) > 0.5
     structure = ball(radius, spacing)
-    np.testing.assert_array_equal(
-        centred_morphology(mask, structure, dilate=True), ndi.binary_dilation(mask, structure)
-    )
-    np.testing.assert_array_equal(
-        centred_morphology(mask, structure, dilate=False), ndi.binary_erosion(mask, structure)
-    )
+    words = pack_bits(mask)
+    for dilate, scipy_morphology in ((True, ndi.binary_dilation), (False, ndi.binary_erosion)):
+        result = unpack_bits(packed_morphology(words, 17, structure, dilate), 17)
+        np.testing.assert_array_equal(result, scipy_morphology(mask, structure))
 
 
 @pytest.mark.parametrize("width", [1, 63, 64, 65, 130])
@@ -102,16 +100,6 @@ def test_smooth_outlines_follow_their_definition(spacing, n_labels):
     np.testing.assert_array_equal(
         smooth_outlines(labels, inside, spacing, 2.0),
         smooth_outlines_by_definition(labels, inside, spacing, 2.0),
-    )
-
-
-@pytest.mark.parametrize("shape", [(3, 3, 3), (3, 3, 1), (1, 3, 3)])
-def test_morphology_of_labels_by_a_box_is_scipys_maximum(shape):
-    labels = np.random.default_rng(1).integers(0, 4, (11, 9, 7)).astype(np.uint8)
-    labels[labels == 1] = 0
-    np.testing.assert_array_equal(
-        centred_morphology(labels, np.ones(shape, bool), dilate=True),
-        ndi.grey_dilation(labels, footprint=np.ones(shape, bool), mode="constant", cval=0),
     )
 
 
@@ -240,3 +228,15 @@ def test_superpixel_segmentation_follows_the_definition_with_erased_superpixels(
         superpixel_segmentation(superpixels, superpixel_labels, erased),
         smooth_outlines_by_definition(superpixel_labels[labels], inside, (1.0, 1.0, 1.0), 2.0),
     )
+
+
+def test_loaded_kernels_are_those_a_segmentation_of_several_labels_runs():
+    outlines.load_kernels()
+    kernels = (outlines._closest_labels, outlines._voxel_counts)
+    loaded = [list(kernel.signatures) for kernel in kernels]
+    ids = np.arange(1, np.prod(SHAPE) + 1, dtype=np.int32).reshape(SHAPE)
+    superpixels = Superpixels.from_labels(ids, params={"outline_smoothing": 2.0})
+    superpixel_labels = np.concatenate([[0], (sphere(9) * 1 + sphere(5)).ravel()]).astype(np.uint8)
+    result = superpixel_segmentation(superpixels, superpixel_labels)
+    assert set(np.unique(result)) == {0, 1, 2}
+    assert [list(kernel.signatures) for kernel in kernels] == loaded

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import cc3d
+import numba
 import numpy as np
 
 from .superpixels import Superpixels
@@ -38,35 +39,15 @@ def _pairs(size: int, offset: int) -> tuple[slice, slice, slice]:
     return slice(-offset, size), slice(0, size + offset), slice(0, -offset)
 
 
-def centred_morphology(values: np.ndarray, structure: np.ndarray, dilate: bool) -> np.ndarray:
-    """The dilation (maximum) or erosion (minimum) of a 3D array of booleans or non-negative
-    values by ``structure``, values outside the array counting as 0: the same as
-    ``scipy.ndimage.binary_dilation`` (``binary_erosion``) of booleans, and as
-    ``scipy.ndimage.grey_dilation`` with ``footprint=structure`` of labels.
-
-    ``structure`` must be symmetric with runs centred on its last axis, as a :func:`ball` or
-    a box is. The array is first dilated (eroded) along the last axis by runs of each
-    half-length the structure has, one voxel at a time; then each of the structure's rows
-    shifts its run's result into place: a few dozen whole-array operations, about ten times
-    faster than scipy's loop over voxels for a ball.
-    """
-    combine = np.maximum if dilate else np.minimum
-
-    def along_last(previous: np.ndarray) -> np.ndarray:
-        grown = previous.copy()
-        for offset in (1, -1):
-            out, source, outside = _pairs(values.shape[2], offset)
-            combine(grown[..., out], previous[..., source], out=grown[..., out])
-            if not dilate:
-                grown[..., outside] = 0
-        return grown
-
-    return _by_rows(values, structure, dilate, combine, along_last)
-
-
 def _by_rows(values, structure, dilate, combine, along_last) -> np.ndarray:
-    """:func:`centred_morphology` given ``combine`` (maximum or minimum, elementwise) and
-    ``along_last`` (one more voxel of dilation or erosion along the last axis)."""
+    """The dilation or erosion of ``values`` by ``structure`` given ``combine`` (elementwise
+    union or intersection) and ``along_last`` (one more voxel of it along the last axis).
+
+    ``structure`` must be symmetric with runs centred on its last axis, as a :func:`ball`
+    is. ``values`` is first dilated (eroded) along the last axis by runs of each half-length
+    the structure has, one voxel at a time; then each of the structure's rows shifts its
+    run's result into place: a few dozen whole-array operations.
+    """
     runs = structure.sum(axis=2) // 2
     by_run = [values]
     for _ in range(runs.max()):
@@ -92,9 +73,10 @@ _WORD_BITS = 64
 def packed_morphology(
     words: np.ndarray, width: int, structure: np.ndarray, dilate: bool
 ) -> np.ndarray:
-    """:func:`centred_morphology` of a boolean array of last-axis length ``width`` packed by
-    :func:`pack_bits`: whole 64-voxel words are combined at once, eight times less memory
-    to go through than an array of booleans."""
+    """The dilation or erosion by ``structure`` of a boolean array of last-axis length
+    ``width`` packed by :func:`pack_bits`, values outside the array counting as 0 (as
+    ``scipy.ndimage.binary_dilation`` and ``binary_erosion``): whole 64-voxel words are
+    combined at once, eight times less memory to go through than an array of booleans."""
     combine = np.bitwise_or if dilate else np.bitwise_and
 
     def along_last(previous: np.ndarray) -> np.ndarray:
@@ -198,32 +180,63 @@ def _voxels_taken(lost: np.ndarray, region: np.ndarray) -> np.ndarray:
     region (26-connected) that would lose more than :data:`MAX_LOST_FRACTION` of them."""
     if not lost.size:
         return lost
-    regions, count = cc3d.connected_components(region, connectivity=26, return_N=True)
+    regions, count = cc3d.connected_components(
+        region, connectivity=26, return_N=True, out_dtype=np.uint32
+    )
     lost_regions = regions.ravel()[lost]
     lost_count = np.bincount(lost_regions, minlength=count + 1)
-    small = lost_count > MAX_LOST_FRACTION * np.bincount(regions.ravel(), minlength=count + 1)
+    small = lost_count > MAX_LOST_FRACTION * _voxel_counts(regions.ravel(), count)
     return lost[~small[lost_regions]]
+
+
+@numba.njit(cache=True)
+def _voxel_counts(values, count):
+    """How many of ``values`` (flat, 0 to ``count``) hold each value: ``np.bincount`` without
+    its copy of the values as 64-bit integers."""
+    counts = np.zeros(count + 1, np.int64)
+    for value in values:
+        counts[value] += 1
+    return counts
 
 
 def _grown_labels(labels: np.ndarray, where: tuple[np.ndarray, ...], half: np.ndarray):
     """At voxels ``where`` (index arrays), the closest label (the largest on a tie) in
     ``labels`` (0 unlabelled), counted in steps to neighbours within ``half`` voxels along
-    each axis, up to ``half.max()`` steps. Only labels that close to ``where`` count, so
-    only they are grown."""
-    reach = half.max()
-    box = tuple(
-        slice(max(int(index.min()) - reach, 0), min(int(index.max()) + 1 + reach, size))
-        for index, size in zip(where, labels.shape, strict=True)
-    )
-    grown = labels[box]
-    highest = grown.max()
-    if highest == np.where(grown > 0, grown, highest).min():
-        # One label only: every voxel the closing added lies within reach of it.
-        return np.full(where[0].shape, highest, labels.dtype)
-    step = np.ones(np.minimum(half, 1) * 2 + 1, bool)
-    for _ in range(reach):
-        grown = np.where(grown > 0, grown, centred_morphology(grown, step, dilate=True))
-    return grown[tuple(index - part.start for index, part in zip(where, box, strict=True))]
+    each axis, up to ``half.max()`` steps (0 beyond)."""
+    return _closest_labels(labels, *where, np.minimum(half, 1), int(half.max()))
+
+
+@numba.njit(cache=True)
+def _closest_labels(labels, z, y, x, step, reach):
+    """:func:`_grown_labels` with ``step`` (0 or 1 per axis) the reach of one step.
+
+    Growing labels one step at a time gives a voxel the largest label among the labelled
+    voxels fewest steps away (a step moves up to ``step`` along every axis at once), so the
+    boxes of 1, 2... steps around each voxel are searched until one holds a label.
+    """
+    nz, ny, nx = labels.shape
+    grown = np.zeros(z.size, labels.dtype)
+    for i in range(z.size):
+        for steps in range(1, reach + 1):
+            dz, dy, dx = steps * step[0], steps * step[1], steps * step[2]
+            best = 0
+            for a in range(max(z[i] - dz, 0), min(z[i] + dz + 1, nz)):
+                for b in range(max(y[i] - dy, 0), min(y[i] + dy + 1, ny)):
+                    for c in range(max(x[i] - dx, 0), min(x[i] + dx + 1, nx)):
+                        best = max(best, labels[a, b, c])
+            if best > 0:
+                grown[i] = best
+                break
+    return grown
+
+
+def load_kernels() -> None:
+    """Compile the smoothing's kernels for the types strokes give them, or load them from
+    numba's cache: time (about 0.4 s, 2 s with an empty cache) that the first stroke of a
+    server process would otherwise wait."""
+    index = np.zeros(1, np.intp)
+    _closest_labels(np.ones((1, 1, 1), np.uint8), index, index, index, np.ones(3, np.int64), 1)
+    _voxel_counts(np.zeros(1, np.uint32), 0)
 
 
 def labelled_box(
