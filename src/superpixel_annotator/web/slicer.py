@@ -110,6 +110,7 @@ class SessionSlicer(VolumeSlicer):
             Input(self._state.id, "data"),
             Input(self._clim.id, "data"),
             *session,
+            prevent_initial_call=True,
         )(self.requested_slice)
 
     def thumbnails(self, clim, case_data, modality) -> list[str]:
