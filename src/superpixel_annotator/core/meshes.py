@@ -29,12 +29,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-import numba
 import numpy as np
 from scipy import ndimage
 from skimage.measure import marching_cubes
 
 from .geometry import bounding_box
+from .slic import label_extents
 
 COORD_DECIMALS = 1
 DEFAULT_MAX_TRIANGLES = 20_000
@@ -304,38 +304,9 @@ def _block_mean(mask: np.ndarray, factors: Sequence[int]) -> np.ndarray:
 
 def _label_boxes(labels: np.ndarray) -> list[tuple[int, tuple[slice, ...]]]:
     """Each label value > 0 present in ``labels`` with its bounding box, by value."""
-    present, low, high = _label_extents(labels, int(labels.max()) + 1)
-    return [
-        (int(value), tuple(map(slice, low[value], high[value] + 1)))
-        for value in np.flatnonzero(present)
-    ]
-
-
-@numba.njit(cache=True)
-def _label_extents(labels, size):
-    """Per label value, whether it is present and its lowest and highest index per axis."""
-    present = np.zeros(size, np.bool_)
-    low = np.zeros((size, 3), np.int64)
-    high = np.zeros((size, 3), np.int64)
-    nz, ny, nx = labels.shape
-    for z in range(nz):
-        for y in range(ny):
-            for x in range(nx):
-                k = labels[z, y, x]
-                if k <= 0:
-                    continue
-                if not present[k]:
-                    present[k] = True
-                    low[k, 0], low[k, 1], low[k, 2] = z, y, x
-                    high[k, 0], high[k, 1], high[k, 2] = z, y, x
-                    continue
-                low[k, 0] = min(low[k, 0], z)
-                low[k, 1] = min(low[k, 1], y)
-                low[k, 2] = min(low[k, 2], x)
-                high[k, 0] = max(high[k, 0], z)
-                high[k, 1] = max(high[k, 1], y)
-                high[k, 2] = max(high[k, 2], x)
-    return present, low, high
+    extents = label_extents(labels)
+    present = np.flatnonzero(extents[:, 0, 0] < extents[:, 0, 1])
+    return [(int(value), tuple(map(slice, *extents[value].T))) for value in present]
 
 
 def _mesh_trace(xyz: np.ndarray, faces: np.ndarray) -> dict:
