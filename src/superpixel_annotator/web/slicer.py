@@ -87,6 +87,12 @@ class SessionSlicer(VolumeSlicer):
         """The store of dash-slicer's view info (see :meth:`info_for`)."""
         return self._info
 
+    @property
+    def figure_parts(self) -> tuple:
+        """The stores dash-slicer composes the view's figure from besides the extra traces:
+        the slice's image traces and the other views' position indicators."""
+        return self._img_traces, self._indicator_traces
+
     def info_for(self, case: Case) -> dict:
         """dash-slicer's view info for ``case`` (a new ``infoid`` makes it reload the slice)."""
         size = shape3d_to_size2d(case.shape, self._axis)

@@ -119,9 +119,11 @@ def _register_view(app: dash.Dash, ids: AnnotatorIds, axis: int, slicer: Session
         State(ids["browser-config"], "data"),
         prevent_initial_call=True,
     )
+    image_traces, indicator_traces = slicer.figure_parts
     app.clientside_callback(
         browser_function("composeOverlays"),
         Output(slicer.extra_traces.id, "data"),
+        Output(slicer.graph.id, "figure", allow_duplicate=True),
         Input(slicer.slider.id, "value"),
         Input(slices, "data"),
         Input(ids.view("boundary-slice", axis), "data"),
@@ -131,4 +133,8 @@ def _register_view(app: dash.Dash, ids: AnnotatorIds, axis: int, slicer: Session
         State(geometry, "data"),
         State(slicer.extra_traces.id, "data"),
         State(ids["browser-config"], "data"),
+        State(image_traces.id, "data"),
+        State(indicator_traces.id, "data"),
+        State(slicer.graph.id, "figure"),
+        prevent_initial_call="initial_duplicate",
     )

@@ -6,9 +6,13 @@
     const noUpdate = () => window.dash_clientside.no_update;
 
     // The overlay traces of a view: the annotation slice (unless stale) and the superpixel
-    // borders. An unchanged overlay must not cost the view a redraw.
+    // borders. An unchanged overlay must not cost the view a redraw. The view's figure is
+    // composed here too, as dash-slicer composes it from its traces (image, extra traces,
+    // shown indicators), so the overlay is drawn in this round of callbacks rather than in
+    // the next one, where dash-slicer's composition then finds the same figure.
     function composeOverlays(index, annotationSlices, boundary, showBoundaries, showAnnotation,
-                             opacity, geometry, current, config) {
+                             opacity, geometry, current, config, imageTraces, indicatorTraces,
+                             figure) {
         const traces = [];
         const base = {type: 'image', hoverinfo: 'skip', x0: geometry.x0, y0: geometry.y0,
                       dx: geometry.dx, dy: geometry.dy};
@@ -21,7 +25,9 @@
         }
         const key = (list) => JSON.stringify(
             (list || []).map((t) => [t.name, t.source, t.opacity]));
-        return key(traces) === key(current) ? noUpdate() : traces;
+        if (key(traces) === key(current)) { return [noUpdate(), noUpdate()]; }
+        const shownIndicators = (indicatorTraces || []).filter((trace) => trace.line.color);
+        return [traces, {...figure, data: [...(imageTraces || []), ...traces, ...shownIndicators]}];
     }
 
     // A view that shows a slice marked stale asks the server for it (with a time stamp, so
