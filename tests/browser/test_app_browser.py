@@ -51,6 +51,16 @@ HAS_ANNOTATION = """
 }
 """.replace("PLOT", PLOT)
 NO_ANNOTATION = HAS_ANNOTATION.replace("return Boolean(", "return !Boolean(")
+# A view's traces in order, by name or else by type; RECORD_TRACES keeps them at every redraw.
+TRACES = "(selector) => (PLOT)(selector).data.map((trace) => trace.name || trace.type)".replace(
+    "PLOT", PLOT
+)
+RECORD_TRACES = """
+(selector) => {
+    const gd = (PLOT)(selector), drawn = window.__drawnTraces = [];
+    gd.on('plotly_afterplot', () => drawn.push((TRACES)(selector)));
+}
+""".replace("PLOT", PLOT).replace("TRACES", TRACES)
 NO_SHAPES = """
 (selector) => {
     const gd = (PLOT)(selector);
@@ -199,10 +209,18 @@ def test_views_show_full_resolution_slices_and_indicators(page, app_url, sample)
 
 def test_stroke_colours_superpixels_in_all_views_and_undo_redo(page, app_url, sample):
     open_annotator(page, app_url, sample)
+    traces = page.evaluate(TRACES, view(0))
+    page.evaluate(RECORD_TRACES, view(0))
     stroke_across_coronal_plane(page, sample)
     for axis in (0, 1):
         page.wait_for_function(HAS_ANNOTATION, arg=view(axis), timeout=TIMEOUT_MS)
     page.wait_for_function(NO_SHAPES, arg=view(0), timeout=TIMEOUT_MS)
+    # The first figure drawn with the server's answer is composed as dash-slicer composes
+    # it: the slice's images, the overlays, the other views' position indicators.
+    drawn = page.evaluate("() => window.__drawnTraces")
+    images = [trace for trace in traces if trace == "image"]
+    others = [trace for trace in traces if trace != "image"]
+    assert next(t for t in drawn if "annotation" in t) == [*images, "annotation", *others]
 
     # Slices off screen when the stroke landed are rendered when a view shows them.
     page.evaluate(MOVE_SLIDER, [view(0), sample.data.shape[0] // 2 + 1])

@@ -191,11 +191,13 @@ class VolumeAnnotator:
         return dash.DiskcacheManager(diskcache.Cache(self.cache_dir / "jobs"))
 
     def _stroke_config(self, axis: int) -> dict:
-        """What a view's stroke handlers need to know (see ``js/strokes.js``)."""
+        """What a view's stroke handlers and overlays need to know (see ``js/strokes.js``
+        and ``showOverlays`` in ``js/annotator.js``)."""
         slicer, ids = self.slicers[axis], self.ids
         return {
             "graph": slicer.graph.id,
             "slider": slicer.slider.id,
+            "slices": ids.view("annotation-slices", axis),
             "case": ids["case"],
             "label": ids["label"],
             "fine": ids["fine"],

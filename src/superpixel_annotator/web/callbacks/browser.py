@@ -63,19 +63,17 @@ def _register_storage(app: dash.Dash, ids: AnnotatorIds) -> None:
         State(ids["session"], "data"),
     )
     app.clientside_callback(
-        browser_function("saveAnnotation"),
+        browser_function("keepAnnotation"),
+        Output(ids["annotation-3d"], "data"),
+        Output(ids["annotation-statistics"], "data"),
         Input(ids["annotation"], "data"),
+        Input(ids["show-3d"], "value"),
+        Input(ids["show-statistics"], "value"),
         case,
         State(ids["storage-prefix"], "data"),
+        State(ids["browser-config"], "data"),
+        prevent_initial_call=True,
     )
-    for panel in ("3d", "statistics"):
-        app.clientside_callback(
-            browser_function("passWhenShown"),
-            Output(ids[f"annotation-{panel}"], "data"),
-            Input(ids["annotation"], "data"),
-            Input(ids[f"show-{panel}"], "value"),
-            prevent_initial_call=True,
-        )
 
 
 def _register_view(app: dash.Dash, ids: AnnotatorIds, axis: int, slicer: SessionSlicer) -> None:
@@ -106,12 +104,6 @@ def _register_view(app: dash.Dash, ids: AnnotatorIds, axis: int, slicer: Session
         prevent_initial_call=True,
     )
     app.clientside_callback(
-        browser_function("clearAfterRedraw"),
-        Input(slicer.extra_traces.id, "data"),
-        config,
-        prevent_initial_call=True,
-    )
-    app.clientside_callback(
         browser_function("requestStale"),
         Output(ids.view("stale-request", axis), "data"),
         Input(slicer.slider.id, "value"),
@@ -121,7 +113,7 @@ def _register_view(app: dash.Dash, ids: AnnotatorIds, axis: int, slicer: Session
     )
     image_traces, indicator_traces = slicer.figure_parts
     app.clientside_callback(
-        browser_function("composeOverlays"),
+        browser_function("showOverlays"),
         Output(slicer.extra_traces.id, "data"),
         Output(slicer.graph.id, "figure", allow_duplicate=True),
         Input(slicer.slider.id, "value"),
@@ -136,5 +128,6 @@ def _register_view(app: dash.Dash, ids: AnnotatorIds, axis: int, slicer: Session
         State(image_traces.id, "data"),
         State(indicator_traces.id, "data"),
         State(slicer.graph.id, "figure"),
+        config,
         prevent_initial_call="initial_duplicate",
     )

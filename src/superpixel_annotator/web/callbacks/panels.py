@@ -1,6 +1,6 @@
 """Results: the 3D view, the statistics panel and its CSV, the segmentation download (NIfTI,
 or DICOM SEG for a scan read from DICOM), and the help. The panels get the annotation only
-while shown (``passWhenShown``)."""
+while shown (``keepAnnotation`` in ``js/annotator.js``)."""
 
 from __future__ import annotations
 

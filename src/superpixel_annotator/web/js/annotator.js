@@ -5,18 +5,25 @@
     'use strict';
     const noUpdate = () => window.dash_clientside.no_update;
 
-    // The overlay traces of a view: the annotation slice (unless stale) and the superpixel
-    // borders. An unchanged overlay must not cost the view a redraw. The view's figure is
-    // composed here too, as dash-slicer composes it from its traces (image, extra traces,
-    // shown indicators), so the overlay is drawn in this round of callbacks rather than in
-    // the next one, where dash-slicer's composition then finds the same figure.
-    function composeOverlays(index, annotationSlices, boundary, showBoundaries, showAnnotation,
-                             opacity, geometry, current, config, imageTraces, indicatorTraces,
-                             figure) {
+    // A view's overlays: the annotation slice (unless stale) and the superpixel borders, as
+    // the view's extra traces. An unchanged overlay must not cost the view a redraw. When
+    // new annotation slices changed them, the view's figure is composed here too, as
+    // dash-slicer composes it (image, extra traces, shown indicators), so that the server's
+    // answer to an edit is drawn in this round of callbacks rather than in the next (where
+    // dash-slicer's composition finds the same figure); after a move of the slider, the
+    // new slice's image comes with that next round, and so does the figure. The stroke's
+    // canvas is cleared once the view is redrawn (strokes.js).
+    function showOverlays(index, annotationSlices, boundary, showBoundaries, showAnnotation,
+                          opacity, geometry, current, config, imageTraces, indicatorTraces,
+                          figure, viewConfig) {
+        const triggered = window.dash_clientside.callback_context.triggered.map(
+            (input) => input.prop_id);
+        const moved = triggered.includes(viewConfig.slider + '.value');
+        const answered = triggered.includes(viewConfig.slices + '.data');
+        const annotation = annotationSlices ? annotationSlices[index] : null;
         const traces = [];
         const base = {type: 'image', hoverinfo: 'skip', x0: geometry.x0, y0: geometry.y0,
                       dx: geometry.dx, dy: geometry.dy};
-        const annotation = annotationSlices ? annotationSlices[index] : null;
         if (showAnnotation && annotation && annotation !== config.stale) {
             traces.push({...base, source: annotation, opacity: opacity, name: 'annotation'});
         }
@@ -26,12 +33,16 @@
         const key = (list) => JSON.stringify(
             (list || []).map((t) => [t.name, t.source, t.opacity]));
         if (key(traces) === key(current)) { return [noUpdate(), noUpdate()]; }
+        window.dash_clientside.superpixel_annotator.clearAfterRedraw(viewConfig);
+        if (moved || !answered) { return [traces, noUpdate()]; }
         const shownIndicators = (indicatorTraces || []).filter((trace) => trace.line.color);
-        return [traces, {...figure, data: [...(imageTraces || []), ...traces, ...shownIndicators]}];
+        const data = [...(imageTraces || []), ...traces, ...shownIndicators];
+        return [traces, {...figure, data: data}];
     }
 
     // A view that shows a slice marked stale asks the server for it (with a time stamp, so
-    // that asking twice for the same slice still counts).
+    // that asking twice for the same slice still counts). Not part of showOverlays: Dash
+    // does not call a callback again for the answer to a request it made itself.
     function requestStale(index, annotationSlices, config) {
         if (annotationSlices && annotationSlices[index] === config.stale) {
             return [index, performance.now()];
@@ -54,10 +65,21 @@
                 color: info.color};
     }
 
-    // The 3D view and the statistics get the annotation only while shown: hidden, strokes
-    // cost them no request.
-    function passWhenShown(state, show) {
-        return show ? state : noUpdate();
+    // A new annotation is saved in local storage for the case, and passed to the 3D view
+    // and the statistics while they are shown (hidden, strokes cost them no request); a
+    // panel switched on gets the annotation then.
+    function keepAnnotation(state, show3d, showStatistics, caseData, storagePrefix, config) {
+        const triggered = window.dash_clientside.callback_context.triggered.map(
+            (input) => input.prop_id);
+        const changed = triggered.includes(config.ids.annotation + '.data');
+        if (changed && typeof state === 'string' && caseData && typeof caseData.key === 'string') {
+            try {
+                window.localStorage.setItem(storagePrefix + caseData.key, state);
+            } catch (error) {}
+        }
+        const pass = (show, part) => show && (changed || triggered.includes(
+            config.ids[part] + '.value')) ? state : noUpdate();
+        return [pass(show3d, 'show-3d'), pass(showStatistics, 'show-statistics')];
     }
 
     // Entering a case (page load, upload, new superpixel size, undo of that, restore) sets
@@ -126,14 +148,6 @@
             }
         } catch (error) {}
         return Object.keys(request).length ? request : noUpdate();
-    }
-
-    function saveAnnotation(state, caseData, storagePrefix) {
-        if (typeof state === 'string' && caseData && typeof caseData.key === 'string') {
-            try {
-                window.localStorage.setItem(storagePrefix + caseData.key, state);
-            } catch (error) {}
-        }
     }
 
     // Keyboard shortcuts go to the annotator the pointer was last pressed in (the first one
@@ -221,7 +235,7 @@
     window.dash_clientside = window.dash_clientside || {};
     window.dash_clientside.superpixel_annotator = Object.assign(
         window.dash_clientside.superpixel_annotator || {}, {
-            composeOverlays, requestStale, publishState, passWhenShown, enterCase,
-            restoreCase, saveAnnotation, installShortcuts, oneStrokeLevel, sessionId,
+            showOverlays, requestStale, publishState, keepAnnotation, enterCase, restoreCase,
+            installShortcuts, oneStrokeLevel, sessionId,
         });
 })();

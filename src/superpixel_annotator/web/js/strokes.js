@@ -235,9 +235,10 @@
         return window.dash_clientside.no_update;
     }
 
-    // Once the view shows the server's annotation (or another slice), the canvas has served.
-    function clearAfterRedraw(traces, config) {
-        const view = (window._superpixelStrokeViews || {})[config.graph];
+    // Once the view shows the server's annotation (or another slice), the canvas has served:
+    // it is cleared after the view's next redraw (called by showOverlays, annotator.js).
+    function clearAfterRedraw(config) {
+        const view = config && (window._superpixelStrokeViews || {})[config.graph];
         const root = document.getElementById(config.graph);
         if (view && view.canvas && !view.points && root) {
             const clear = () => view.points || view.canvas.getContext('2d').clearRect(
@@ -245,7 +246,6 @@
             const gd = root.querySelector(':scope > div:last-child');
             if (gd && gd.once) { gd.once('plotly_afterplot', clear); } else { clear(); }
         }
-        return window.dash_clientside.no_update;
     }
 
     window.dash_clientside = window.dash_clientside || {};
