@@ -205,6 +205,10 @@ def test_views_show_full_resolution_slices_and_indicators(page, app_url, sample)
     assert not [e for e in page_errors(page) if "TypeError" in e]
     # The hidden 3D view and statistics cost a page load nothing.
     assert requested and not [o for o in requested if "view-3d" in o or "statistics" in o]
+    # Without Dash's Babel polyfill, the views load: its regenerator runtime, which Dash's
+    # lazily loaded components need, comes with dash-bootstrap-components.
+    globals_ = "() => [typeof window._babelPolyfill, typeof window.regeneratorRuntime]"
+    assert page.evaluate(globals_) == ["undefined", "object"]
 
 
 def test_stroke_colours_superpixels_in_all_views_and_undo_redo(page, app_url, sample):
