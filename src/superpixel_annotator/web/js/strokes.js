@@ -238,7 +238,7 @@
     // Once the view shows the server's annotation (or another slice), the canvas has served:
     // it is cleared after the view's next redraw (called by showOverlays, annotator.js).
     function clearAfterRedraw(config) {
-        const view = config && (window._superpixelStrokeViews || {})[config.graph];
+        const view = (window._superpixelStrokeViews || {})[config.graph];
         const root = document.getElementById(config.graph);
         if (view && view.canvas && !view.points && root) {
             const clear = () => view.points || view.canvas.getContext('2d').clearRect(
