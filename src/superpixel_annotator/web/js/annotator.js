@@ -4,6 +4,9 @@
 (function () {
     'use strict';
     const noUpdate = () => window.dash_clientside.no_update;
+    // The "id.property" names of the inputs that triggered the running callback.
+    const triggeredProps = () => window.dash_clientside.callback_context.triggered.map(
+        (input) => input.prop_id);
 
     // A view's overlays: the annotation slice (unless stale) and the superpixel borders, as
     // the view's extra traces. An unchanged overlay must not cost the view a redraw. When
@@ -16,8 +19,7 @@
     function showOverlays(index, annotationSlices, boundary, showBoundaries, showAnnotation,
                           opacity, geometry, current, config, imageTraces, indicatorTraces,
                           figure, viewConfig) {
-        const triggered = window.dash_clientside.callback_context.triggered.map(
-            (input) => input.prop_id);
+        const triggered = triggeredProps();
         const moved = triggered.includes(viewConfig.slider + '.value');
         const answered = triggered.includes(viewConfig.slices + '.data');
         const annotation = annotationSlices ? annotationSlices[index] : null;
@@ -69,8 +71,7 @@
     // and the statistics while they are shown (hidden, strokes cost them no request); a
     // panel switched on gets the annotation then.
     function keepAnnotation(state, show3d, showStatistics, caseData, storagePrefix, config) {
-        const triggered = window.dash_clientside.callback_context.triggered.map(
-            (input) => input.prop_id);
+        const triggered = triggeredProps();
         const changed = triggered.includes(config.ids.annotation + '.data');
         if (changed && typeof state === 'string' && caseData && typeof caseData.key === 'string') {
             try {
@@ -217,8 +218,7 @@
     // Fine and Grow strokes are two levels: switching one on switches the other off.
     function oneStrokeLevel(fine, grow) {
         if (fine !== true || grow !== true) { return [noUpdate(), noUpdate()]; }
-        const growSwitched = window.dash_clientside.callback_context.triggered.some(
-            (input) => input.prop_id.endsWith('grow.value'));
+        const growSwitched = triggeredProps().some((name) => name.endsWith('grow.value'));
         return growSwitched ? [false, noUpdate()] : [noUpdate(), false];
     }
 
