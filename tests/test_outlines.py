@@ -1,5 +1,6 @@
 """Smooth outlines of labels made of whole superpixels."""
 
+import numba
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
@@ -8,11 +9,9 @@ from superpixel_annotator.core import outlines
 from superpixel_annotator.core.outlines import (
     MAX_LOST_FRACTION,
     ball,
-    pack_bits,
     packed_morphology,
-    smooth_outlines,
+    superpixel_contacts,
     superpixel_segmentation,
-    unpack_bits,
 )
 from superpixel_annotator.core.superpixels import Superpixels
 
@@ -26,7 +25,27 @@ def sphere(radius: float, centre=(15, 15, 15)) -> np.ndarray:
 
 
 def smoothed(labels: np.ndarray, spacing=(1.0, 1.0, 1.0), inside=INSIDE) -> np.ndarray:
-    return smooth_outlines(labels.astype(np.uint8), inside, spacing, 2.0)
+    """The smooth outlines of voxel ``labels`` (2 mm ball): :func:`superpixel_segmentation`
+    with each voxel a superpixel of its own, those outside ``inside`` erased."""
+    ids = np.arange(1, labels.size + 1, dtype=np.int32).reshape(labels.shape)
+    superpixels = Superpixels.from_labels(ids, {"outline_smoothing": 2.0}, spacing=spacing)
+    superpixel_labels = np.concatenate([[0], labels.ravel()]).astype(np.uint8)
+    erased = np.concatenate([[False], ~inside.ravel()])
+    return superpixel_segmentation(superpixels, superpixel_labels, erased)
+
+
+def pack_bits(mask: np.ndarray) -> np.ndarray:
+    """A 3D boolean array packed as :func:`packed_morphology` takes it."""
+    n_words = mask.shape[2] // 64 + 1
+    packed = np.zeros((*mask.shape[:2], n_words * 8), np.uint8)
+    packed[..., : -(-mask.shape[2] // 8)] = np.packbits(mask, axis=2, bitorder="little")
+    return packed.view("<u8")
+
+
+def unpack_bits(words: np.ndarray, width: int) -> np.ndarray:
+    """The boolean array of last-axis length ``width`` that :func:`pack_bits` packed."""
+    bits = np.unpackbits(words.view(np.uint8), axis=2, count=width, bitorder="little")
+    return bits.view(bool)
 
 
 def test_ball_is_an_ellipsoid_in_voxels():
@@ -96,9 +115,9 @@ def test_smooth_outlines_follow_their_definition(spacing, n_labels):
     labels = np.where(blobs > 0.5, rng.integers(1, n_labels + 1, blobs.shape), 0)
     labels = ndi.grey_dilation(labels, size=(2, 2, 2)).astype(np.uint8)  # patches, not noise
     labels[3:5, 3:5, 3:5] = 1  # a region smaller than the ball
-    inside = ndi.gaussian_filter(rng.random(blobs.shape), 2) > 0.45
+    inside = (ndi.gaussian_filter(rng.random(blobs.shape), 2) > 0.45) | (labels > 0)
     np.testing.assert_array_equal(
-        smooth_outlines(labels, inside, spacing, 2.0),
+        smoothed(labels, spacing, inside),
         smooth_outlines_by_definition(labels, inside, spacing, 2.0),
     )
 
@@ -176,7 +195,7 @@ def test_new_voxels_take_the_label_nearest_in_mm():
     labels[5:25, 5:25, 5:25] = 2
     labels[15] = np.where(labels[15], 1, 0)
     labels[15, 10:20, 15] = 0  # a slot 1 mm from label 1 in its plane, 4 mm from label 2
-    result = smooth_outlines(labels, INSIDE, (4.0, 1.0, 1.0), 2.0)
+    result = smoothed(labels, spacing=(4.0, 1.0, 1.0))
     assert (result[15, 10:20, 15] == 1).all()
 
 
@@ -206,7 +225,7 @@ def test_superpixel_segmentation_smooths_in_mm():
     superpixel_labels[np.unique(labels[sphere(9)])] = 1
     raw = superpixel_labels[labels]
     result = superpixel_segmentation(superpixels, superpixel_labels)
-    np.testing.assert_array_equal(result, smooth_outlines(raw, INSIDE, (1.0, 1.0, 1.0), 2.0))
+    np.testing.assert_array_equal(result, smoothed(raw))
     assert (result != raw).any()
     # The outline moves by at most the ball's diameter.
     assert not (result & ~ndi.binary_dilation(raw, ball(4.0, (1, 1, 1)))).any()
@@ -232,7 +251,10 @@ def test_superpixel_segmentation_follows_the_definition_with_erased_superpixels(
 
 def test_loaded_kernels_are_those_a_segmentation_of_several_labels_runs():
     outlines.load_kernels()
-    kernels = (outlines._closest_labels, outlines._voxel_counts)
+    kernels = [
+        k for k in vars(outlines).values() if isinstance(k, numba.core.dispatcher.Dispatcher)
+    ]
+    assert len(kernels) >= 5
     loaded = [list(kernel.signatures) for kernel in kernels]
     ids = np.arange(1, np.prod(SHAPE) + 1, dtype=np.int32).reshape(SHAPE)
     superpixels = Superpixels.from_labels(ids, params={"outline_smoothing": 2.0})
@@ -240,3 +262,29 @@ def test_loaded_kernels_are_those_a_segmentation_of_several_labels_runs():
     result = superpixel_segmentation(superpixels, superpixel_labels)
     assert set(np.unique(result)) == {0, 1, 2}
     assert [list(kernel.signatures) for kernel in kernels] == loaded
+
+
+def test_superpixel_contacts_are_the_26_neighbours_and_sizes():
+    rng = np.random.default_rng(3)
+    ids = ndi.zoom(rng.integers(0, 40, (6, 5, 7)), 4, order=0).astype(np.int32)
+    superpixels = Superpixels.from_labels(ids, params={})
+    asked = np.array([5, 1, 17, 39, 5])
+    sizes, touching = superpixel_contacts(superpixels, asked)
+    for superpixel, size, found in zip(asked, sizes, touching, strict=True):
+        voxels = ids == superpixel
+        around = np.unique(ids[ndi.binary_dilation(voxels, np.ones((3, 3, 3), bool))])
+        assert size == voxels.sum()
+        assert sorted(found) == [k for k in around if k not in (0, superpixel)]
+
+
+def test_labels_and_their_bits_are_gathered_from_superpixels_with_a_margin():
+    rng = np.random.default_rng(4)
+    ids = rng.integers(0, 9, (7, 8, 70)).astype(np.int32)
+    table = np.array([0, 1, 0, 2, 3, 0, 1, 0, 4], np.uint8)
+    margin = np.array([1, 2, 3])
+    width = 70 + 6
+    labels, bits = outlines._labels_and_bits(ids, table, margin, width // 64 + 1)
+    np.testing.assert_array_equal(labels, table[ids])
+    padded = np.pad(table[ids] > 0, [(1, 1), (2, 2), (3, 3)])
+    np.testing.assert_array_equal(unpack_bits(bits, width), padded)
+    np.testing.assert_array_equal(bits, pack_bits(padded))

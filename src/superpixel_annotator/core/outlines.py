@@ -2,19 +2,22 @@
 
 A label volume built from whole supervoxels has staircase outlines: bumps and dents the size
 of a supervoxel where the supervoxel grid, not the anatomy, decided. Manual outlines, and the
-anatomy, are smooth. :func:`smooth_outlines` closes and then opens the labelled voxels with a
-ball: the closing fills dents and gaps and the opening removes bumps and bridges narrower
+anatomy, are smooth. :func:`superpixel_segmentation` closes and then opens the labelled voxels
+with a ball: the closing fills dents and gaps and the opening removes bumps and bridges narrower
 than the ball, while a region the ball rolls freely inside and outside of keeps its shape and
 size (a local smoothing by, say, a Gaussian would shrink every small region).
 """
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Sequence
 
-import cc3d
 import numba
 import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from .superpixels import Superpixels
 
@@ -74,14 +77,16 @@ def packed_morphology(
     words: np.ndarray, width: int, structure: np.ndarray, dilate: bool
 ) -> np.ndarray:
     """The dilation or erosion by ``structure`` of a boolean array of last-axis length
-    ``width`` packed by :func:`pack_bits`, values outside the array counting as 0 (as
-    ``scipy.ndimage.binary_dilation`` and ``binary_erosion``): whole 64-voxel words are
-    combined at once, eight times less memory to go through than an array of booleans."""
+    ``width``, packed 64 voxels to a ``uint64`` word along its last axis (voxel ``k`` is
+    bit ``k % 64`` of word ``k // 64``; the bits past the end, at least one, are 0), values
+    outside the array counting as 0 (as ``scipy.ndimage.binary_dilation`` and
+    ``binary_erosion``): whole 64-voxel words are combined at once, eight times less memory
+    to go through than an array of booleans."""
     combine = np.bitwise_or if dilate else np.bitwise_and
 
     def along_last(previous: np.ndarray) -> np.ndarray:
         # Along the flattened words a voxel's neighbour across a row's end is a bit past the
-        # row's end: always 0 there (pack_bits leaves at least one), and cleared after.
+        # row's end: always 0 there, and cleared after.
         flat = previous.reshape(-1)
         from_next = flat >> 1
         from_next[:-1] |= flat[1:] << (_WORD_BITS - 1)
@@ -95,108 +100,135 @@ def packed_morphology(
     return _by_rows(words, structure, dilate, combine, along_last)
 
 
-def pack_bits(mask: np.ndarray) -> np.ndarray:
-    """A 3D boolean array as 64-bit words along its last axis: voxel ``k`` is bit ``k % 64``
-    of word ``k // 64``, and the bits past the end (at least one) are 0."""
-    n_words = mask.shape[2] // _WORD_BITS + 1
-    packed = np.zeros((*mask.shape[:2], n_words * 8), np.uint8)
-    packed[..., : -(-mask.shape[2] // 8)] = np.packbits(mask, axis=2, bitorder="little")
-    return packed.view("<u8")
-
-
-def unpack_bits(words: np.ndarray, width: int) -> np.ndarray:
-    """The boolean array of last-axis length ``width`` that :func:`pack_bits` packed."""
-    bits = np.unpackbits(words.view(np.uint8), axis=2, count=width, bitorder="little")
-    return bits.view(bool)
-
-
-def smooth_outlines(
-    labels: np.ndarray,
-    inside: np.ndarray,
-    spacing: Sequence[float],
+def _smoothed(
+    superpixels: Superpixels,
+    superpixel_labels: np.ndarray,
+    allowed: np.ndarray,
+    box: tuple[slice, ...],
     radius_mm: float,
 ) -> np.ndarray:
-    """Labels whose outer outline is smoothed by a ball of ``radius_mm``.
-
-    The labelled voxels (any label) are closed and then opened by the ball. A labelled
-    region (26-connected) that would lose more than :data:`MAX_LOST_FRACTION` of its voxels
-    keeps them all: a region little larger than the ball is left as the user labelled it
-    rather than shrunk, and no label the user gave disappears. Voxels that become labelled
-    take the label of the closest labelled voxel, counted in steps between neighbours (the
-    largest label on a tie); outlines between two labels are not moved. Nothing outside
-    ``inside`` is labelled.
-
-    Parameters
-    ----------
-    labels : ndarray of uint8, 3D
-        Label values, 0 unlabelled.
-    inside : ndarray of bool, the shape of ``labels``
-        Where labels may be (the head, less what the user erased).
-    spacing : sequence of 3 float
-        Voxel size in mm.
-    radius_mm : float
-        Radius of the ball.
-
-    Returns
-    -------
-    ndarray of uint8, the shape of ``labels``
-    """
-    result = _smoothed(labels, lambda where: inside[where], spacing, radius_mm)
-    return np.where(inside, result, 0).astype(labels.dtype)
-
-
-def _smoothed(labels: np.ndarray, is_inside, spacing: Sequence[float], radius_mm: float):
-    """:func:`smooth_outlines` of ``labels`` labelled only where they may be, where
-    ``is_inside`` maps a tuple of index arrays to whether those voxels may be labelled:
-    asked only of the few voxels the closing adds."""
-    region = labels > 0
-    if not region.any():
-        return np.zeros_like(labels)
-    structure = ball(radius_mm, spacing)
-    smoothed = _closed_and_opened(region, structure)
-    result = labels.copy()
-    result.ravel()[_voxels_taken(np.flatnonzero(region & ~smoothed), region)] = 0
-    added = np.unravel_index(np.flatnonzero(smoothed & ~region), labels.shape)
-    added = tuple(index[is_inside(added)] for index in added)
-    if added[0].size:
-        result[added] = _grown_labels(labels, added, np.array(structure.shape) // 2)
-    return result
-
-
-def _closed_and_opened(region: np.ndarray, structure: np.ndarray) -> np.ndarray:
-    """``region`` closed and then opened by ``structure``, with nothing outside it."""
-    # Pad with unlabelled voxels so that the closing is not cut off at the array's border.
-    margin = [(half + 1, half + 1) for half in np.array(structure.shape) // 2]
-    padded = np.pad(region, margin)
-    width = padded.shape[2]
-    words = pack_bits(padded)
+    """The smoothed labels of ``box``, which holds every labelled superpixel (see
+    :func:`superpixel_segmentation`); ``allowed`` says which superpixels smoothing may
+    label."""
+    ids = superpixels.labels[box]
+    structure = ball(radius_mm, superpixels.spacing)
+    half = np.array(structure.shape) // 2
+    # Padded with unlabelled voxels so that the closing is not cut off at the box's border.
+    margin = half + 1
+    width = ids.shape[2] + 2 * int(margin[2])
+    labels, region = _labels_and_bits(ids, superpixel_labels, margin, width // _WORD_BITS + 1)
+    smoothed = region
     for dilate in (True, False, False, True):
-        words = packed_morphology(words, width, structure, dilate)
-    return unpack_bits(words, width)[tuple(slice(a, -b) for a, b in margin)]
-
-
-def _voxels_taken(lost: np.ndarray, region: np.ndarray) -> np.ndarray:
-    """Of the flat indices ``lost`` of ``region``'s voxels, those smoothing takes: not in a
-    region (26-connected) that would lose more than :data:`MAX_LOST_FRACTION` of them."""
-    if not lost.size:
-        return lost
-    regions, count = cc3d.connected_components(
-        region, connectivity=26, return_N=True, out_dtype=np.uint32
-    )
-    lost_regions = regions.ravel()[lost]
-    lost_count = np.bincount(lost_regions, minlength=count + 1)
-    small = lost_count > MAX_LOST_FRACTION * _voxel_counts(regions.ravel(), count)
-    return lost[~small[lost_regions]]
+        smoothed = packed_morphology(smoothed, width, structure, dilate)
+    lost, lost_ids, added = _outline_changes(region, smoothed, margin, ids, allowed)
+    grown = _grown_labels(labels, tuple(added), half)
+    taken = lost[_is_taken(lost_ids, superpixels, superpixel_labels)]
+    labels.ravel()[taken] = 0
+    labels[tuple(added)] = grown
+    return labels
 
 
 @numba.njit(cache=True)
-def _voxel_counts(values, count):
-    """How many of ``values`` (flat, 0 to ``count``) hold each value: ``np.bincount`` without
-    its copy of the values as 64-bit integers."""
-    counts = np.zeros(count + 1, np.int64)
-    for value in values:
-        counts[value] += 1
-    return counts
+def _labels_and_bits(ids, table, margin, n_words):
+    """The label ``table`` gives each voxel of the superpixels ``ids``, and where it is not
+    0 as the packed bits (see :func:`packed_morphology`) of ``ids`` padded by ``margin``
+    voxels each side."""
+    nz, ny, nx = ids.shape
+    labels = np.empty(ids.shape, np.uint8)
+    bits = np.zeros((nz + 2 * margin[0], ny + 2 * margin[1], n_words), np.uint64)
+    one = np.uint64(1)
+    for z in range(nz):
+        for y in range(ny):
+            row = bits[z + margin[0], y + margin[1]]
+            for x in range(nx):
+                value = table[ids[z, y, x]]
+                labels[z, y, x] = value
+                if value:
+                    bit = x + margin[2]
+                    row[bit >> 6] |= one << np.uint64(bit & 63)
+    return labels, bits
+
+
+_DE_BRUIJN = 0x03F79D71B4CB0A89
+_LOWEST_BIT = np.zeros(_WORD_BITS, np.int64)
+"""The position of a word's only set bit, by its product with :data:`_DE_BRUIJN` (modulo
+2**64) shifted right by 58: a table lookup instead of a loop over the bits."""
+for _position in range(_WORD_BITS):
+    _LOWEST_BIT[((1 << _position) * _DE_BRUIJN % 2**_WORD_BITS) >> 58] = _position
+
+
+@numba.njit(cache=True)
+def _bit_count(word):
+    word = word - ((word >> np.uint64(1)) & np.uint64(0x5555555555555555))
+    word = (word & np.uint64(0x3333333333333333)) + (
+        (word >> np.uint64(2)) & np.uint64(0x3333333333333333)
+    )
+    word = (word + (word >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    return (word * np.uint64(0x0101010101010101)) >> np.uint64(56)
+
+
+@numba.njit(cache=True)
+def _outline_changes(region, smoothed, margin, ids, allowed):
+    """Where the packed bits ``smoothed`` differ from ``region`` (both padded by ``margin``)
+    within the box of ``ids``: the flat indices and superpixels of the voxels smoothing
+    takes, and the coordinates (3, n) of the voxels it adds in ``allowed`` superpixels."""
+    nz, ny, nx = ids.shape
+    n_lost = n_added = 0
+    for i in range(region.shape[0]):
+        for j in range(region.shape[1]):
+            for w in range(region.shape[2]):
+                differ = region[i, j, w] ^ smoothed[i, j, w]
+                n_lost += _bit_count(differ & region[i, j, w])
+                n_added += _bit_count(differ & ~region[i, j, w])
+    lost = np.empty(n_lost, np.int64)
+    lost_ids = np.empty(n_lost, ids.dtype)
+    added = np.empty((3, n_added), np.int64)
+    n_lost = n_added = 0
+    for i in range(region.shape[0]):
+        z = i - margin[0]
+        for j in range(region.shape[1]):
+            y = j - margin[1]
+            for w in range(region.shape[2]):
+                differ = region[i, j, w] ^ smoothed[i, j, w]
+                while differ:
+                    bit = differ & (~differ + np.uint64(1))
+                    differ ^= bit
+                    x = w * _WORD_BITS + _LOWEST_BIT[(bit * np.uint64(_DE_BRUIJN)) >> np.uint64(58)]
+                    x -= margin[2]
+                    if not (0 <= z < nz and 0 <= y < ny and 0 <= x < nx):
+                        continue
+                    if region[i, j, w] & bit:
+                        lost[n_lost] = (z * ny + y) * nx + x
+                        lost_ids[n_lost] = ids[z, y, x]
+                        n_lost += 1
+                    elif allowed[ids[z, y, x]]:
+                        added[:, n_added] = z, y, x
+                        n_added += 1
+    return lost[:n_lost], lost_ids[:n_lost], added[:, :n_added].copy()
+
+
+def _is_taken(
+    lost_ids: np.ndarray, superpixels: Superpixels, superpixel_labels: np.ndarray
+) -> np.ndarray:
+    """Whether smoothing takes each lost voxel, given its superpixel: not when its labelled
+    region (labelled superpixels that touch, 26-connected) would lose more than
+    :data:`MAX_LOST_FRACTION` of its voxels."""
+    if not lost_ids.size:
+        return np.zeros(0, bool)
+    labelled = np.flatnonzero(superpixel_labels[1:]) + 1
+    sizes, touching = superpixel_contacts(superpixels, labelled)
+    position = np.zeros(len(superpixel_labels), np.int64)
+    position[labelled] = np.arange(labelled.size)
+    pairs = np.stack([np.repeat(labelled, [n.size for n in touching]), np.concatenate(touching)])
+    pairs = pairs[:, superpixel_labels[pairs[1]] > 0]
+    graph = coo_matrix(
+        (np.ones(pairs.shape[1], bool), tuple(position[pairs])), (labelled.size,) * 2
+    )
+    _, region_of = connected_components(graph, directed=False)
+    region_sizes = np.bincount(region_of, weights=sizes)
+    lost_regions = region_of[position[lost_ids]]
+    lost_count = np.bincount(lost_regions, minlength=region_sizes.size)
+    return ~(lost_count > MAX_LOST_FRACTION * region_sizes)[lost_regions]
 
 
 def _grown_labels(labels: np.ndarray, where: tuple[np.ndarray, ...], half: np.ndarray):
@@ -234,9 +266,88 @@ def load_kernels() -> None:
     """Compile the smoothing's kernels for the types strokes give them, or load them from
     numba's cache: time (about 0.4 s, 2 s with an empty cache) that the first stroke of a
     server process would otherwise wait."""
+    ids = np.ones((1, 1, 1), np.int32)
     index = np.zeros(1, np.intp)
-    _closest_labels(np.ones((1, 1, 1), np.uint8), index, index, index, np.ones(3, np.int64), 1)
-    _voxel_counts(np.zeros(1, np.uint32), 0)
+    margin = np.ones(3, np.int64)
+    labels, bits = _labels_and_bits(ids, np.ones(2, np.uint8), margin, 1)
+    _outline_changes(bits, bits, margin, ids, np.ones(2, bool))
+    _closest_labels(labels, index, index, index, margin, 1)
+    _contacts(ids, np.array([[[0, 0]] * 3, [[0, 1]] * 3], np.int32), np.ones(1, np.int64))
+
+
+_contacts_found: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_contacts_lock = threading.Lock()
+
+
+def superpixel_contacts(
+    superpixels: Superpixels, ids: np.ndarray
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The voxel count of each superpixel of ``ids``, and the superpixels each touches (26
+    neighbours; air excluded), found in its bounding box when first asked and then kept
+    with ``superpixels``: a stroke's smoothing asks about the labelled superpixels only.
+
+    Parameters
+    ----------
+    superpixels : Superpixels
+        The partition.
+    ids : ndarray of int
+        Superpixel ids (not 0).
+
+    Returns
+    -------
+    sizes : ndarray of int64, the length of ``ids``
+    touching : list of ndarray of int32, one per id
+    """
+    with _contacts_lock:
+        if superpixels not in _contacts_found:
+            _contacts_found[superpixels] = (
+                np.full(superpixels.count + 1, -1, np.int64),
+                [np.empty(0, np.int32)] * (superpixels.count + 1),
+            )
+        sizes, touching = _contacts_found[superpixels]
+        new = ids[sizes[ids] < 0]
+        if new.size:
+            new_sizes, offsets, found = _contacts(superpixels.labels, superpixels.extents, new)
+            for k, superpixel in enumerate(new):
+                touching[superpixel] = found[offsets[k] : offsets[k + 1]]
+            sizes[new] = new_sizes
+        return sizes[ids], [touching[superpixel] for superpixel in ids]
+
+
+@numba.njit(cache=True)
+def _contacts(labels, extents, ids):
+    """For each of ``ids``: its voxel count, and the ids (not 0) of its voxels' 26
+    neighbours that are not its own, as ``found[offsets[k]:offsets[k + 1]]``."""
+    nz, ny, nx = labels.shape
+    last_seen_by = np.full(len(extents), -1, np.int64)
+    sizes = np.zeros(len(ids), np.int64)
+    offsets = np.zeros(len(ids) + 1, np.int64)
+    found = np.empty(1024, labels.dtype)
+    n_found = 0
+    for k in range(len(ids)):
+        own = ids[k]
+        box = extents[own]
+        for z in range(box[0, 0], box[0, 1]):
+            for y in range(box[1, 0], box[1, 1]):
+                for x in range(box[2, 0], box[2, 1]):
+                    if labels[z, y, x] != own:
+                        continue
+                    sizes[k] += 1
+                    for a in range(max(z - 1, 0), min(z + 2, nz)):
+                        for b in range(max(y - 1, 0), min(y + 2, ny)):
+                            for c in range(max(x - 1, 0), min(x + 2, nx)):
+                                other = labels[a, b, c]
+                                if other == own or other == 0 or last_seen_by[other] == k:
+                                    continue
+                                last_seen_by[other] = k
+                                if n_found == found.size:
+                                    larger = np.empty(2 * found.size, found.dtype)
+                                    larger[:n_found] = found
+                                    found = larger
+                                found[n_found] = other
+                                n_found += 1
+        offsets[k + 1] = n_found
+    return sizes, offsets, found[:n_found].copy()
 
 
 def labelled_box(
@@ -260,6 +371,13 @@ def superpixel_segmentation(
     """The label volume of one label per superpixel, with outlines smoothed by a ball of the
     superpixels' ``outline_smoothing`` parameter (mm; none when absent or 0).
 
+    The labelled voxels (any label) are closed and then opened by the ball. A labelled
+    region (labelled superpixels that touch, 26-connected: with connected superpixels, a
+    26-connected region of voxels) that would lose more than :data:`MAX_LOST_FRACTION` of
+    its voxels keeps them all: a region little larger than the ball is left as the user
+    labelled it rather than shrunk, and no label the user gave disappears. Voxels that
+    become labelled take the label of the closest labelled voxel, counted in steps between
+    neighbours (the largest label on a tie); outlines between two labels are not moved.
     Smoothing never labels the voxels of ``erased`` superpixels: what the user erased stays
     erased, even where a closing would fill it.
 
@@ -282,13 +400,7 @@ def superpixel_segmentation(
     result = np.zeros(superpixels.labels.shape, np.uint8)
     box = labelled_box(superpixels, superpixel_labels)
     if box is not None:
-        ids = superpixels.labels[box]
         allowed = np.ones(len(superpixel_labels), bool) if erased is None else ~erased
         allowed[0] = False
-        result[box] = _smoothed(
-            superpixel_labels[ids],
-            lambda where: allowed[ids[where]],
-            superpixels.spacing,
-            radius_mm,
-        )
+        result[box] = _smoothed(superpixels, superpixel_labels, allowed, box, radius_mm)
     return result
