@@ -317,7 +317,11 @@ def superpixel_contacts(
 @numba.njit(cache=True)
 def _contacts(labels, extents, ids):
     """For each of ``ids``: its voxel count, and the ids (not 0) of its voxels' 26
-    neighbours that are not its own, as ``found[offsets[k]:offsets[k + 1]]``."""
+    neighbours that are not its own, as ``found[offsets[k]:offsets[k + 1]]``.
+
+    Only voxels with a face neighbour of another id look around: a voxel of another id
+    among the 26 neighbours of a voxel ``v`` is also among those of the last voxel of the
+    superpixel on a path of face steps from ``v`` towards it."""
     nz, ny, nx = labels.shape
     last_seen_by = np.full(len(extents), -1, np.int64)
     sizes = np.zeros(len(ids), np.int64)
@@ -333,6 +337,15 @@ def _contacts(labels, extents, ids):
                     if labels[z, y, x] != own:
                         continue
                     sizes[k] += 1
+                    if (
+                        (z == 0 or labels[z - 1, y, x] == own)
+                        and (z == nz - 1 or labels[z + 1, y, x] == own)
+                        and (y == 0 or labels[z, y - 1, x] == own)
+                        and (y == ny - 1 or labels[z, y + 1, x] == own)
+                        and (x == 0 or labels[z, y, x - 1] == own)
+                        and (x == nx - 1 or labels[z, y, x + 1] == own)
+                    ):
+                        continue
                     for a in range(max(z - 1, 0), min(z + 2, nz)):
                         for b in range(max(y - 1, 0), min(y + 2, ny)):
                             for c in range(max(x - 1, 0), min(x + 2, nx)):
