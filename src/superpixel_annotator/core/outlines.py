@@ -216,11 +216,10 @@ def _is_taken(
     if not lost_ids.size:
         return np.zeros(0, bool)
     labelled = np.flatnonzero(superpixel_labels[1:]) + 1
-    sizes, touching = superpixel_contacts(superpixels, labelled)
+    sizes, pairs = superpixel_contacts(superpixels, labelled)
+    pairs = pairs[:, (superpixel_labels[pairs] > 0).all(axis=0)]
     position = np.zeros(len(superpixel_labels), np.int64)
     position[labelled] = np.arange(labelled.size)
-    pairs = np.stack([np.repeat(labelled, [n.size for n in touching]), np.concatenate(touching)])
-    pairs = pairs[:, superpixel_labels[pairs[1]] > 0]
     graph = coo_matrix(
         (np.ones(pairs.shape[1], bool), tuple(position[pairs])), (labelled.size,) * 2
     )
@@ -279,12 +278,13 @@ _contacts_found: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _contacts_lock = threading.Lock()
 
 
-def superpixel_contacts(
-    superpixels: Superpixels, ids: np.ndarray
-) -> tuple[np.ndarray, list[np.ndarray]]:
-    """The voxel count of each superpixel of ``ids``, and the superpixels each touches (26
-    neighbours; air excluded), found in its bounding box when first asked and then kept
-    with ``superpixels``: a stroke's smoothing asks about the labelled superpixels only.
+def superpixel_contacts(superpixels: Superpixels, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The voxel count of each superpixel of ``ids``, and pairs of superpixels that touch
+    (26 neighbours; air excluded), every pair of which one is in ``ids`` among them.
+
+    Each superpixel's contacts are found in its bounding box when it is first asked about,
+    and then kept with ``superpixels``: a stroke's smoothing asks about the labelled
+    superpixels only, and mostly about those asked before.
 
     Parameters
     ----------
@@ -296,22 +296,23 @@ def superpixel_contacts(
     Returns
     -------
     sizes : ndarray of int64, the length of ``ids``
-    touching : list of ndarray of int32, one per id
+    pairs : ndarray of int, shape (2, n)
+        Each contact ``(a, b)`` with ``a`` asked about so far, in both orders when ``b`` was
+        asked about too.
     """
     with _contacts_lock:
         if superpixels not in _contacts_found:
-            _contacts_found[superpixels] = (
+            _contacts_found[superpixels] = [
                 np.full(superpixels.count + 1, -1, np.int64),
-                [np.empty(0, np.int32)] * (superpixels.count + 1),
-            )
-        sizes, touching = _contacts_found[superpixels]
-        new = ids[sizes[ids] < 0]
+                np.empty((2, 0), superpixels.labels.dtype),
+            ]
+        known = _contacts_found[superpixels]
+        new = ids[known[0][ids] < 0]
         if new.size:
-            new_sizes, offsets, found = _contacts(superpixels.labels, superpixels.extents, new)
-            for k, superpixel in enumerate(new):
-                touching[superpixel] = found[offsets[k] : offsets[k + 1]]
-            sizes[new] = new_sizes
-        return sizes[ids], [touching[superpixel] for superpixel in ids]
+            sizes, offsets, found = _contacts(superpixels.labels, superpixels.extents, new)
+            known[0][new] = sizes
+            known[1] = np.concatenate([known[1], [np.repeat(new, np.diff(offsets)), found]], 1)
+        return known[0][ids], known[1]
 
 
 @numba.njit(cache=True)
