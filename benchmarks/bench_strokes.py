@@ -237,7 +237,9 @@ def visit_stale(annotator: VolumeAnnotator, axis: int, index: int, state) -> das
     session = context.edit_session(case_data(annotator.initial_case), state)
     marks = shown_labels(session.annotation, session.proposal)
     patch = dash.Patch()
-    patch[index] = context.overlay_uri(context.segmentations.get(session.case, marks), axis, index)
+    patch[index] = context.overlay_uri(
+        context.segmentations.section(session.case, marks, axis, index)
+    )
     return patch
 
 

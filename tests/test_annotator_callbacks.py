@@ -15,7 +15,7 @@ import pytest
 
 from superpixel_annotator.core.annotation import Annotation, split_marks
 from superpixel_annotator.core.editing import proposal_arrays, shown_labels
-from superpixel_annotator.core.geometry import view_geometry
+from superpixel_annotator.core.geometry import section, view_geometry
 from superpixel_annotator.core.image_files import Limits
 from superpixel_annotator.core.outlines import superpixel_segmentation
 from superpixel_annotator.web.annotator import VolumeAnnotator
@@ -126,7 +126,8 @@ def full_render(annotator, state, axis, preview=None):
     marks = shown_labels(annotation, proposal)
     labels = superpixel_segmentation(annotator.superpixels, *split_marks(marks))
     return [
-        annotator.context.overlay_uri(labels, axis, index) for index in range(labels.shape[axis])
+        annotator.context.overlay_uri(section(labels, axis, index))
+        for index in range(labels.shape[axis])
     ]
 
 

@@ -96,8 +96,9 @@ def paint(editing: Editing, state, axis, rows_cols, label=1, *, index=None, fine
 def test_changed_slices_bring_a_view_to_the_full_render_after_strokes_undos_and_fills(
     any_editing,
 ):
-    """A client that redraws only the slices :meth:`Segmentations.changed_slices` names
-    shows, after every step, what rendering the whole annotation from scratch shows."""
+    """A client that redraws only the slices :meth:`Segmentations.changed_slices` names,
+    with :meth:`Segmentations.section`, shows after every step what rendering the whole
+    annotation from scratch shows."""
     editing = any_editing
     case, segmentations = editing.case, editing.segmentations
     shape = case.shape
@@ -142,7 +143,7 @@ def test_changed_slices_bring_a_view_to_the_full_render_after_strokes_undos_and_
             segmentations.changed_slices(case, session.shown_before, after)
         ):
             for index in indices:
-                client[axis][index] = section(new, axis, index).copy()
+                client[axis][index] = segmentations.section(case, after, axis, index)
         for axis in range(3):
             for index in range(shape[axis]):
                 np.testing.assert_array_equal(

@@ -19,7 +19,7 @@ from .annotation import Annotation, split_marks
 from .cases import Case, CaseStore, is_json_int
 from .geometry import other_axes, polyline_length, section, view_geometry, view_to_voxels
 from .image_files import Limits, VolumeError
-from .outlines import labelled_box, superpixel_segmentation
+from .outlines import boxed_segmentation
 from .palette import MAX_LABEL
 from .segmentation_io import read_segmentation_bytes
 
@@ -256,32 +256,45 @@ class EditSession:
 class Segmentations:
     """The label volumes (smooth outlines) of recent annotations, per case; read-only.
 
-    A stroke compares the volume before it with the one after, and the next stroke starts
-    from that one, so the last few are kept.
+    A stroke compares the labels before it with those after, and the next stroke starts
+    from those, so the last few are kept, each as the labels of its labelled box: a stroke
+    needs only the slices that changed and the one on screen. Whole volumes, for downloads,
+    statistics and meshes, are kept for the last two.
 
     Parameters
     ----------
     cases : CaseStore
         Where cases are found by key.
     size : int
-        How many volumes are kept.
+        How many labelled boxes are kept.
     """
 
     def __init__(self, cases: CaseStore, size: int = 4) -> None:
         self._cases = cases
-        self._render = lru_cache(maxsize=size)(self._render_volume)
+        self._boxed = lru_cache(maxsize=size)(self._render_box)
+        self._whole = lru_cache(maxsize=2)(self._whole_volume)
 
     def get(self, case: Case, marks: np.ndarray) -> np.ndarray:
         """The label volume of ``case`` for the marked label of each superpixel (see
         :meth:`Annotation.marked_labels`), with smooth outlines (see
         :func:`~.outlines.superpixel_segmentation`)."""
-        return self._render(case.key, marks.astype(np.int16).tobytes())
+        return self._whole(case.key, _marks_key(marks))
+
+    def section(self, case: Case, marks: np.ndarray, axis: int, index: int) -> np.ndarray:
+        """Slice ``index`` along ``axis`` of the label volume :meth:`get` gives, made from
+        the labelled box alone."""
+        box, labels = self._boxed(case.key, _marks_key(marks))
+        result = np.zeros(section(case.superpixels.labels, axis, index).shape, np.uint8)
+        if box is not None and box[axis].start <= index < box[axis].stop:
+            rows, cols = other_axes(axis)
+            result[box[rows], box[cols]] = section(labels, axis, index - box[axis].start)
+        return result
 
     def changed_slices(self, case: Case, before: np.ndarray, after: np.ndarray) -> list[list[int]]:
         """For each view axis, the slices whose labels differ between marked labels ``before``
         and ``after``."""
-        boxes = [labelled_box(case.superpixels, split_marks(marks)[0]) for marks in (before, after)]
-        boxes = [box for box in boxes if box is not None]
+        boxed = [self._boxed(case.key, _marks_key(marks)) for marks in (before, after)]
+        boxes = [box for box, _ in boxed if box is not None]
         if not boxes:
             return [[], [], []]
         # Both volumes are unlabelled outside their boxes: compare within the two boxes'.
@@ -289,14 +302,38 @@ class Segmentations:
             slice(min(part.start for part in parts), max(part.stop for part in parts))
             for parts in zip(*boxes, strict=True)
         )
-        differs = self.get(case, before)[box] != self.get(case, after)[box]
+        differs = _within(*boxed[0], box) != _within(*boxed[1], box)
         return [
             (np.flatnonzero(differs.any(axis=other_axes(axis))) + box[axis].start).tolist()
             for axis in range(3)
         ]
 
-    def _render_volume(self, key: str, marks: bytes) -> np.ndarray:
+    def _render_box(self, key: str, marks: bytes) -> tuple[tuple[slice, ...] | None, np.ndarray]:
         superpixels = self._cases.get(key).superpixels
-        volume = superpixel_segmentation(superpixels, *split_marks(np.frombuffer(marks, np.int16)))
+        box, labels = boxed_segmentation(superpixels, *split_marks(np.frombuffer(marks, np.int16)))
+        labels.setflags(write=False)
+        return box, labels
+
+    def _whole_volume(self, key: str, marks: bytes) -> np.ndarray:
+        box, labels = self._boxed(key, marks)
+        volume = np.zeros(self._cases.get(key).superpixels.labels.shape, np.uint8)
+        if box is not None:
+            volume[box] = labels
         volume.setflags(write=False)
         return volume
+
+
+def _marks_key(marks: np.ndarray) -> bytes:
+    return marks.astype(np.int16).tobytes()
+
+
+def _within(box: tuple[slice, ...] | None, labels: np.ndarray, outer: tuple[slice, ...]):
+    """The ``labels`` of ``box`` (None: nothing labelled) as those of ``outer``, a box
+    holding it."""
+    if box == outer:
+        return labels
+    result = np.zeros(tuple(part.stop - part.start for part in outer), np.uint8)
+    if box is not None:
+        inner = zip(box, outer, strict=True)
+        result[tuple(slice(b.start - o.start, b.stop - o.start) for b, o in inner)] = labels
+    return result

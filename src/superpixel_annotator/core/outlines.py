@@ -408,13 +408,26 @@ def superpixel_segmentation(
     -------
     ndarray of uint8, the superpixels' shape
     """
+    result = np.zeros(superpixels.labels.shape, np.uint8)
+    box, labels = boxed_segmentation(superpixels, superpixel_labels, erased)
+    if box is not None:
+        result[box] = labels
+    return result
+
+
+def boxed_segmentation(
+    superpixels: Superpixels,
+    superpixel_labels: np.ndarray,
+    erased: np.ndarray | None = None,
+) -> tuple[tuple[slice, ...] | None, np.ndarray]:
+    """:func:`superpixel_segmentation` within :func:`labelled_box` (nothing outside it is
+    labelled): the box (None when nothing is labelled) and the labels in it."""
+    box = labelled_box(superpixels, superpixel_labels)
+    if box is None:
+        return None, np.zeros((0, 0, 0), np.uint8)
     radius_mm = superpixels.params.get("outline_smoothing", 0.0)
     if radius_mm <= 0:
-        return superpixel_labels[superpixels.labels]
-    result = np.zeros(superpixels.labels.shape, np.uint8)
-    box = labelled_box(superpixels, superpixel_labels)
-    if box is not None:
-        allowed = np.ones(len(superpixel_labels), bool) if erased is None else ~erased
-        allowed[0] = False
-        result[box] = _smoothed(superpixels, superpixel_labels, allowed, box, radius_mm)
-    return result
+        return box, superpixel_labels[superpixels.labels[box]]
+    allowed = np.ones(len(superpixel_labels), bool) if erased is None else ~erased
+    allowed[0] = False
+    return box, _smoothed(superpixels, superpixel_labels, allowed, box, radius_mm)

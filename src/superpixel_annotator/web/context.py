@@ -18,7 +18,6 @@ from dash import Output
 from ..core.annotation import AnnotationStateError
 from ..core.cases import Case, CaseNotFoundError, CaseStore
 from ..core.editing import PREVIEW_VALUE, EditSession, Segmentations
-from ..core.geometry import section
 from ..core.image_files import Limits
 from ..core.overlays import indexed_png_uri, label_palette
 from ..core.palette import LabelClass
@@ -123,9 +122,9 @@ class AnnotatorContext:
         case = self.shown_case(case_data)
         return case, valid_modality(case, modality)
 
-    def overlay_uri(self, segmentation: np.ndarray, axis: int, index: int) -> str | None:
-        """One slice of a label volume as an overlay PNG data URI (``None`` when empty)."""
-        return indexed_png_uri(section(segmentation, axis, index), self.palette)
+    def overlay_uri(self, labels: np.ndarray) -> str | None:
+        """A slice of labels as an overlay PNG data URI (``None`` when empty)."""
+        return indexed_png_uri(labels, self.palette)
 
 
 def valid_modality(case: Case, modality) -> int:

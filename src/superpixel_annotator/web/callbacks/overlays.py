@@ -31,12 +31,14 @@ def overlay_patches(
     """
     segmentations = context.segmentations
     changed = segmentations.changed_slices(session.case, session.shown_before, after)
-    new = segmentations.get(session.case, after)
     patches = []
     for axis, indices in enumerate(changed):
         patch = dash.Patch()
         for index in indices:
-            patch[index] = context.overlay_uri(new, axis, index) if index == shown[axis] else STALE
+            patch[index] = STALE
+            if index == shown[axis]:
+                labels = segmentations.section(session.case, after, axis, index)
+                patch[index] = context.overlay_uri(labels)
         patches.append(patch)
     return patches
 
@@ -80,7 +82,7 @@ def stale_slice_callback(context: AnnotatorContext, axis: int):
         marks = shown_labels(session.annotation, session.proposal)
         patch = dash.Patch()
         patch[index] = context.overlay_uri(
-            context.segmentations.get(session.case, marks), axis, index
+            context.segmentations.section(session.case, marks, axis, index)
         )
         return patch
 
