@@ -1,6 +1,8 @@
 """Smooth outlines of labels made of whole superpixels."""
 
-import numba
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
@@ -249,19 +251,35 @@ def test_superpixel_segmentation_follows_the_definition_with_erased_superpixels(
     )
 
 
-def test_loaded_kernels_are_those_a_segmentation_of_several_labels_runs():
-    outlines.load_kernels()
-    kernels = [
-        k for k in vars(outlines).values() if isinstance(k, numba.core.dispatcher.Dispatcher)
-    ]
-    assert len(kernels) >= 5
-    loaded = [list(kernel.signatures) for kernel in kernels]
-    ids = np.arange(1, np.prod(SHAPE) + 1, dtype=np.int32).reshape(SHAPE)
+KERNELS_AFTER_LOADING = """
+import numba, numpy as np
+from superpixel_annotator.core import outlines
+from superpixel_annotator.core.outlines import superpixel_segmentation
+from superpixel_annotator.core.superpixels import Superpixels
+
+outlines.load_kernels()
+kernels = [k for k in vars(outlines).values() if isinstance(k, numba.core.dispatcher.Dispatcher)]
+loaded = [list(kernel.signatures) for kernel in kernels]
+grid = np.indices((30, 30, 30))
+for centre in (15, 29):  # a labelled box inside the volume, and one reaching its far side
+    ids = np.arange(1, 30**3 + 1, dtype=np.int32).reshape(30, 30, 30)
     superpixels = Superpixels.from_labels(ids, params={"outline_smoothing": 2.0})
-    superpixel_labels = np.concatenate([[0], (sphere(9) * 1 + sphere(5)).ravel()]).astype(np.uint8)
-    result = superpixel_segmentation(superpixels, superpixel_labels)
+    distance = sum((axis - centre) ** 2 for axis in grid)
+    labels = (distance <= 81).astype(np.uint8) + (distance <= 25)
+    table = np.concatenate([[0], labels.ravel()]).astype(np.uint8)
+    result = superpixel_segmentation(superpixels, table)
     assert set(np.unique(result)) == {0, 1, 2}
-    assert [list(kernel.signatures) for kernel in kernels] == loaded
+print(len(kernels), [list(kernel.signatures) for kernel in kernels] == loaded)
+"""
+
+
+def test_loaded_kernels_are_those_a_segmentation_of_several_labels_runs():
+    # In a process of its own: in this one, earlier tests have compiled kernels already.
+    run = subprocess.run(
+        [sys.executable, "-c", KERNELS_AFTER_LOADING], capture_output=True, text=True, check=True
+    )
+    count, same = run.stdout.split()
+    assert int(count) >= 5 and same == "True"
 
 
 def test_superpixel_contacts_are_the_26_neighbours_and_sizes():

@@ -159,6 +159,7 @@ for _position in range(_WORD_BITS):
 
 @numba.njit(cache=True)
 def _bit_count(word):
+    """The number of set bits of a ``uint64`` word."""
     word = word - ((word >> np.uint64(1)) & np.uint64(0x5555555555555555))
     word = (word & np.uint64(0x3333333333333333)) + (
         (word >> np.uint64(2)) & np.uint64(0x3333333333333333)
@@ -265,13 +266,15 @@ def load_kernels() -> None:
     """Compile the smoothing's kernels for the types strokes give them, or load them from
     numba's cache: time (about 0.4 s, 2 s with an empty cache) that the first stroke of a
     server process would otherwise wait."""
-    ids = np.ones((1, 1, 1), np.int32)
     index = np.zeros(1, np.intp)
     margin = np.ones(3, np.int64)
-    labels, bits = _labels_and_bits(ids, np.ones(2, np.uint8), margin, 1)
-    _outline_changes(bits, bits, margin, ids, np.ones(2, bool))
+    # A box of the superpixels is contiguous when it spans the last two axes, else not.
+    for ids in (np.ones((1, 1, 1), np.int32), np.ones((2, 2, 2), np.int32)[:, :, :1]):
+        labels, bits = _labels_and_bits(ids, np.ones(2, np.uint8), margin, 1)
+        _outline_changes(bits, bits, margin, ids, np.ones(2, bool))
     _closest_labels(labels, index, index, index, margin, 1)
-    _contacts(ids, np.array([[[0, 0]] * 3, [[0, 1]] * 3], np.int32), np.ones(1, np.int64))
+    extents = np.array([[[0, 0]] * 3, [[0, 1]] * 3], np.int32)
+    _contacts(np.ones((1, 1, 1), np.int32), extents, np.ones(1, np.int64))
 
 
 _contacts_found: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
