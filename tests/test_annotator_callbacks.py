@@ -229,7 +229,7 @@ def test_stroke_sends_only_touched_slices(annotator):
     result = edit(annotator, None, axis=0, path=path, index=1)
     axial_patch = result["slices"][0].to_plotly_json()["operations"]
     sent = {op["location"][0]: op["params"]["value"] for op in axial_patch}
-    assert sorted(sent) == [0, 1, 2]
+    assert [op["location"][0] for op in axial_patch] == [0, 1, 2]  # each slice once
     # Only the slice on screen is rendered now; the others when a view shows them.
     assert sent[1].startswith("data:image/png") and sent[0] == sent[2] == STALE
     assert result["show_message"] is False

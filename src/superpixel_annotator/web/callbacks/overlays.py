@@ -35,10 +35,11 @@ def overlay_patches(
     for axis, indices in enumerate(changed):
         patch = dash.Patch()
         for index in indices:
-            patch[index] = STALE
             if index == shown[axis]:
                 labels = segmentations.section(session.case, after, axis, index)
                 patch[index] = context.overlay_uri(labels)
+            else:
+                patch[index] = STALE
         patches.append(patch)
     return patches
 
