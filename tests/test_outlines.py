@@ -8,11 +8,12 @@ import pytest
 from scipy import ndimage as ndi
 
 from superpixel_annotator.core import outlines
+from superpixel_annotator.core.contacts import superpixel_contacts
 from superpixel_annotator.core.outlines import (
     MAX_LOST_FRACTION,
     ball,
     packed_morphology,
-    superpixel_contacts,
+    smooth_outlines,
     superpixel_segmentation,
 )
 from superpixel_annotator.core.superpixels import Superpixels
@@ -27,7 +28,7 @@ def sphere(radius: float, centre=(15, 15, 15)) -> np.ndarray:
 
 
 def smoothed(labels: np.ndarray, spacing=(1.0, 1.0, 1.0), inside=INSIDE) -> np.ndarray:
-    """The smooth outlines of voxel ``labels`` (2 mm ball): :func:`superpixel_segmentation`
+    """The smooth outlines of voxel ``labels`` (2 mm ball) by :func:`superpixel_segmentation`,
     with each voxel a superpixel of its own, those outside ``inside`` erased."""
     ids = np.arange(1, labels.size + 1, dtype=np.int32).reshape(labels.shape)
     superpixels = Superpixels.from_labels(ids, {"outline_smoothing": 2.0}, spacing=spacing)
@@ -107,20 +108,23 @@ def smooth_outlines_by_definition(labels, inside, spacing, radius):
     return np.where(smoothed, grown, 0)
 
 
+@pytest.mark.parametrize("smooth", [smoothed, smooth_outlines], ids=["superpixels", "voxels"])
 @pytest.mark.parametrize(
     "spacing, n_labels",
     [((1.0, 1.0, 1.0), 1), ((1.0, 1.0, 1.0), 3), ((0.5, 0.7, 0.7), 2), ((3.0, 1.0, 0.9), 3)],
 )
-def test_smooth_outlines_follow_their_definition(spacing, n_labels):
+def test_smooth_outlines_follow_their_definition(smooth, spacing, n_labels):
     rng = np.random.default_rng(n_labels)
     blobs = ndi.gaussian_filter(rng.random((26, 31, 70)), 2)
     labels = np.where(blobs > 0.5, rng.integers(1, n_labels + 1, blobs.shape), 0)
     labels = ndi.grey_dilation(labels, size=(2, 2, 2)).astype(np.uint8)  # patches, not noise
     labels[3:5, 3:5, 3:5] = 1  # a region smaller than the ball
-    inside = (ndi.gaussian_filter(rng.random(blobs.shape), 2) > 0.45) | (labels > 0)
+    inside = ndi.gaussian_filter(rng.random(blobs.shape), 2) > 0.45
+    if smooth is smoothed:  # a labelled superpixel is never erased
+        inside |= labels > 0
+    arguments = (spacing, inside) if smooth is smoothed else (inside, spacing, 2.0)
     np.testing.assert_array_equal(
-        smoothed(labels, spacing, inside),
-        smooth_outlines_by_definition(labels, inside, spacing, 2.0),
+        smooth(labels, *arguments), smooth_outlines_by_definition(labels, inside, spacing, 2.0)
     )
 
 
@@ -253,12 +257,13 @@ def test_superpixel_segmentation_follows_the_definition_with_erased_superpixels(
 
 KERNELS_AFTER_LOADING = """
 import numba, numpy as np
-from superpixel_annotator.core import outlines
+from superpixel_annotator.core import contacts, outlines
 from superpixel_annotator.core.outlines import superpixel_segmentation
 from superpixel_annotator.core.superpixels import Superpixels
 
 outlines.load_kernels()
-kernels = [k for k in vars(outlines).values() if isinstance(k, numba.core.dispatcher.Dispatcher)]
+functions = [*vars(outlines).values(), *vars(contacts).values()]
+kernels = [k for k in functions if isinstance(k, numba.core.dispatcher.Dispatcher)]
 loaded = [list(kernel.signatures) for kernel in kernels]
 grid = np.indices((30, 30, 30))
 for centre in (15, 29):  # a labelled box inside the volume, and one reaching its far side

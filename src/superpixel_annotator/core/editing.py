@@ -19,7 +19,7 @@ from .annotation import Annotation, split_marks
 from .cases import Case, CaseStore, is_json_int
 from .geometry import other_axes, polyline_length, section, view_geometry, view_to_voxels
 from .image_files import Limits, VolumeError
-from .outlines import boxed_segmentation
+from .outlines import boxed_segmentation, placed
 from .palette import MAX_LABEL
 from .segmentation_io import read_segmentation_bytes
 
@@ -315,10 +315,7 @@ class Segmentations:
         return box, labels
 
     def _whole_volume(self, key: str, marks: bytes) -> np.ndarray:
-        box, labels = self._boxed(key, marks)
-        volume = np.zeros(self._cases.get(key).superpixels.labels.shape, np.uint8)
-        if box is not None:
-            volume[box] = labels
+        volume = placed(*self._boxed(key, marks), self._cases.get(key).superpixels.labels.shape)
         volume.setflags(write=False)
         return volume
 
@@ -332,8 +329,7 @@ def _within(box: tuple[slice, ...] | None, labels: np.ndarray, outer: tuple[slic
     holding it."""
     if box == outer:
         return labels
-    result = np.zeros(tuple(part.stop - part.start for part in outer), np.uint8)
     if box is not None:
         inner = zip(box, outer, strict=True)
-        result[tuple(slice(b.start - o.start, b.stop - o.start) for b, o in inner)] = labels
-    return result
+        box = tuple(slice(b.start - o.start, b.stop - o.start) for b, o in inner)
+    return placed(box, labels, tuple(part.stop - part.start for part in outer))

@@ -10,15 +10,15 @@ size (a local smoothing by, say, a Gaussian would shrink every small region).
 
 from __future__ import annotations
 
-import threading
-import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numba
 import numpy as np
+from scipy import ndimage as ndi
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from .contacts import superpixel_contacts
 from .superpixels import Superpixels
 
 MAX_LOST_FRACTION = 0.1
@@ -100,30 +100,78 @@ def packed_morphology(
     return _by_rows(words, structure, dilate, combine, along_last)
 
 
-def _smoothed(
-    superpixels: Superpixels,
-    superpixel_labels: np.ndarray,
-    allowed: np.ndarray,
-    box: tuple[slice, ...],
+def smooth_outlines(
+    labels: np.ndarray,
+    inside: np.ndarray,
+    spacing: Sequence[float],
     radius_mm: float,
 ) -> np.ndarray:
-    """The smoothed labels of ``box``, which holds every labelled superpixel (see
-    :func:`superpixel_segmentation`); ``allowed`` says which superpixels smoothing may
-    label."""
-    ids = superpixels.labels[box]
-    structure = ball(radius_mm, superpixels.spacing)
+    """Labels whose outer outline is smoothed by a ball of ``radius_mm``, as
+    :func:`superpixel_segmentation` smooths labels of whole superpixels.
+
+    The labelled voxels (any label) are closed and then opened by the ball. A labelled
+    region (26-connected) that would lose more than :data:`MAX_LOST_FRACTION` of its voxels
+    keeps them all. Voxels that become labelled take the label of the closest labelled
+    voxel, counted in steps between neighbours (the largest label on a tie); outlines
+    between two labels are not moved. Nothing outside ``inside`` is labelled.
+
+    Parameters
+    ----------
+    labels : ndarray of uint8, 3D
+        Label values, 0 unlabelled; fewer than 2**31 voxels.
+    inside : ndarray of bool, the shape of ``labels``
+        Where labels may be (the head, less what the user erased).
+    spacing : sequence of 3 float
+        Voxel size in mm.
+    radius_mm : float
+        Radius of the ball.
+
+    Returns
+    -------
+    ndarray of uint8, the shape of ``labels``
+    """
+    # Each voxel is a superpixel of its own, numbered from 1 in C order.
+    voxels = np.arange(1, labels.size + 1, dtype=np.int32).reshape(labels.shape)
+    regions, count = ndi.label(labels > 0, np.ones((3, 3, 3), bool))
+    region_sizes = np.bincount(regions.ravel(), minlength=count + 1)
+
+    def is_taken(lost_voxels: np.ndarray) -> np.ndarray:
+        return _is_taken_from(regions.ravel()[lost_voxels - 1], region_sizes)
+
+    result = _smoothed(
+        voxels,
+        np.concatenate([[0], labels.ravel()]).astype(np.uint8),
+        np.concatenate([[False], inside.ravel()]),
+        spacing,
+        radius_mm,
+        is_taken,
+    )
+    return np.where(inside, result, 0).astype(np.uint8)
+
+
+def _smoothed(
+    ids: np.ndarray,
+    table: np.ndarray,
+    allowed: np.ndarray,
+    spacing: Sequence[float],
+    radius_mm: float,
+    is_taken: Callable[[np.ndarray], np.ndarray],
+) -> np.ndarray:
+    """The smoothed labels of the superpixels ``ids`` (a box holding every labelled one),
+    labelled by ``table``; ``allowed`` says which superpixels smoothing may label, and
+    ``is_taken`` whether it takes each voxel it would take, given its superpixel."""
+    structure = ball(radius_mm, spacing)
     half = np.array(structure.shape) // 2
     # Padded with unlabelled voxels so that the closing is not cut off at the box's border.
     margin = half + 1
     width = ids.shape[2] + 2 * int(margin[2])
-    labels, region = _labels_and_bits(ids, superpixel_labels, margin, width // _WORD_BITS + 1)
+    labels, region = _labels_and_bits(ids, table, margin, width // _WORD_BITS + 1)
     smoothed = region
     for dilate in (True, False, False, True):
         smoothed = packed_morphology(smoothed, width, structure, dilate)
     lost, lost_ids, added = _outline_changes(region, smoothed, margin, ids, allowed)
     grown = _grown_labels(labels, tuple(added), half)
-    taken = lost[_is_taken(lost_ids, superpixels, superpixel_labels)]
-    labels.ravel()[taken] = 0
+    labels.ravel()[lost[is_taken(lost_ids)]] = 0
     labels[tuple(added)] = grown
     return labels
 
@@ -225,9 +273,13 @@ def _is_taken(
         (np.ones(pairs.shape[1], bool), tuple(position[pairs])), (labelled.size,) * 2
     )
     _, region_of = connected_components(graph, directed=False)
-    region_sizes = np.bincount(region_of, weights=sizes)
-    lost_regions = region_of[position[lost_ids]]
-    lost_count = np.bincount(lost_regions, minlength=region_sizes.size)
+    return _is_taken_from(region_of[position[lost_ids]], np.bincount(region_of, weights=sizes))
+
+
+def _is_taken_from(lost_regions: np.ndarray, region_sizes: np.ndarray) -> np.ndarray:
+    """Whether smoothing takes each lost voxel, given its region and the regions' voxel
+    counts: not when the region would lose more than :data:`MAX_LOST_FRACTION` of them."""
+    lost_count = np.bincount(lost_regions, minlength=len(region_sizes))
     return ~(lost_count > MAX_LOST_FRACTION * region_sizes)[lost_regions]
 
 
@@ -273,98 +325,7 @@ def load_kernels() -> None:
         labels, bits = _labels_and_bits(ids, np.ones(2, np.uint8), margin, 1)
         _outline_changes(bits, bits, margin, ids, np.ones(2, bool))
     _closest_labels(labels, index, index, index, margin, 1)
-    extents = np.array([[[0, 0]] * 3, [[0, 1]] * 3], np.int32)
-    _contacts(np.ones((1, 1, 1), np.int32), extents, np.ones(1, np.int64))
-
-
-_contacts_found: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_contacts_lock = threading.Lock()
-
-
-def superpixel_contacts(superpixels: Superpixels, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The voxel count of each superpixel of ``ids``, and pairs of superpixels that touch
-    (26 neighbours; air excluded), every pair of which one is in ``ids`` among them.
-
-    Each superpixel's contacts are found in its bounding box when it is first asked about,
-    and then kept with ``superpixels``: a stroke's smoothing asks about the labelled
-    superpixels only, and mostly about those asked before.
-
-    Parameters
-    ----------
-    superpixels : Superpixels
-        The partition.
-    ids : ndarray of int
-        Superpixel ids (not 0).
-
-    Returns
-    -------
-    sizes : ndarray of int64, the length of ``ids``
-    pairs : ndarray of int, shape (2, n)
-        Each contact ``(a, b)`` with ``a`` asked about so far, in both orders when ``b`` was
-        asked about too.
-    """
-    with _contacts_lock:
-        if superpixels not in _contacts_found:
-            _contacts_found[superpixels] = [
-                np.full(superpixels.count + 1, -1, np.int64),
-                np.empty((2, 0), superpixels.labels.dtype),
-            ]
-        known = _contacts_found[superpixels]
-        new = ids[known[0][ids] < 0]
-        if new.size:
-            sizes, offsets, found = _contacts(superpixels.labels, superpixels.extents, new)
-            known[0][new] = sizes
-            known[1] = np.concatenate([known[1], [np.repeat(new, np.diff(offsets)), found]], 1)
-        return known[0][ids], known[1]
-
-
-@numba.njit(cache=True)
-def _contacts(labels, extents, ids):
-    """For each of ``ids``: its voxel count, and the ids (not 0) of its voxels' 26
-    neighbours that are not its own, as ``found[offsets[k]:offsets[k + 1]]``.
-
-    Only voxels with a face neighbour of another id look around: a voxel of another id
-    among the 26 neighbours of a voxel ``v`` is also among those of the last voxel of the
-    superpixel on a path of face steps from ``v`` towards it."""
-    nz, ny, nx = labels.shape
-    last_seen_by = np.full(len(extents), -1, np.int64)
-    sizes = np.zeros(len(ids), np.int64)
-    offsets = np.zeros(len(ids) + 1, np.int64)
-    found = np.empty(1024, labels.dtype)
-    n_found = 0
-    for k in range(len(ids)):
-        own = ids[k]
-        box = extents[own]
-        for z in range(box[0, 0], box[0, 1]):
-            for y in range(box[1, 0], box[1, 1]):
-                for x in range(box[2, 0], box[2, 1]):
-                    if labels[z, y, x] != own:
-                        continue
-                    sizes[k] += 1
-                    if (
-                        (z == 0 or labels[z - 1, y, x] == own)
-                        and (z == nz - 1 or labels[z + 1, y, x] == own)
-                        and (y == 0 or labels[z, y - 1, x] == own)
-                        and (y == ny - 1 or labels[z, y + 1, x] == own)
-                        and (x == 0 or labels[z, y, x - 1] == own)
-                        and (x == nx - 1 or labels[z, y, x + 1] == own)
-                    ):
-                        continue
-                    for a in range(max(z - 1, 0), min(z + 2, nz)):
-                        for b in range(max(y - 1, 0), min(y + 2, ny)):
-                            for c in range(max(x - 1, 0), min(x + 2, nx)):
-                                other = labels[a, b, c]
-                                if other == own or other == 0 or last_seen_by[other] == k:
-                                    continue
-                                last_seen_by[other] = k
-                                if n_found == found.size:
-                                    larger = np.empty(2 * found.size, found.dtype)
-                                    larger[:n_found] = found
-                                    found = larger
-                                found[n_found] = other
-                                n_found += 1
-        offsets[k + 1] = n_found
-    return sizes, offsets, found[:n_found].copy()
+    superpixel_contacts(Superpixels.from_labels(ids, params={}), np.ones(1, np.int64))
 
 
 def labelled_box(
@@ -411,11 +372,8 @@ def superpixel_segmentation(
     -------
     ndarray of uint8, the superpixels' shape
     """
-    result = np.zeros(superpixels.labels.shape, np.uint8)
     box, labels = boxed_segmentation(superpixels, superpixel_labels, erased)
-    if box is not None:
-        result[box] = labels
-    return result
+    return placed(box, labels, superpixels.labels.shape)
 
 
 def boxed_segmentation(
@@ -433,4 +391,20 @@ def boxed_segmentation(
         return box, superpixel_labels[superpixels.labels[box]]
     allowed = np.ones(len(superpixel_labels), bool) if erased is None else ~erased
     allowed[0] = False
-    return box, _smoothed(superpixels, superpixel_labels, allowed, box, radius_mm)
+    return box, _smoothed(
+        superpixels.labels[box],
+        superpixel_labels,
+        allowed,
+        superpixels.spacing,
+        radius_mm,
+        lambda lost_ids: _is_taken(lost_ids, superpixels, superpixel_labels),
+    )
+
+
+def placed(box: tuple[slice, ...] | None, labels: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A label volume of ``shape`` holding ``labels`` at ``box`` (None: nothing labelled)
+    and nothing elsewhere, as :func:`boxed_segmentation` gives them."""
+    result = np.zeros(shape, np.uint8)
+    if box is not None:
+        result[box] = labels
+    return result
