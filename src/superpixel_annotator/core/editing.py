@@ -284,11 +284,11 @@ class Segmentations:
         """Slice ``index`` along ``axis`` of the label volume :meth:`get` gives, made from
         the labelled box alone."""
         box, labels = self._boxed(case.key, _marks_key(marks))
-        result = np.zeros(section(case.superpixels.labels, axis, index).shape, np.uint8)
-        if box is not None and box[axis].start <= index < box[axis].stop:
-            rows, cols = other_axes(axis)
-            result[box[rows], box[cols]] = section(labels, axis, index - box[axis].start)
-        return result
+        shape = section(case.superpixels.labels, axis, index).shape
+        if box is None or not box[axis].start <= index < box[axis].stop:
+            return placed(None, labels, shape)
+        rows, cols = other_axes(axis)
+        return placed((box[rows], box[cols]), section(labels, axis, index - box[axis].start), shape)
 
     def changed_slices(self, case: Case, before: np.ndarray, after: np.ndarray) -> list[list[int]]:
         """For each view axis, the slices whose labels differ between marked labels ``before``
