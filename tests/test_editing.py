@@ -139,6 +139,12 @@ def test_changed_slices_bring_a_view_to_the_full_render_after_strokes_undos_and_
         expected = editing.render(after)
         new = segmentations.get(case, after)
         np.testing.assert_array_equal(new, expected, err_msg=str((step, action)))
+        box, labels = segmentations.boxed(case, after)
+        outside = expected.copy()
+        if box is not None:
+            np.testing.assert_array_equal(labels, expected[box])
+            outside[box] = 0
+        assert not outside.any(), (step, action)
         for axis, indices in enumerate(
             segmentations.changed_slices(case, session.shown_before, after)
         ):

@@ -6,6 +6,7 @@ import pytest
 
 from superpixel_annotator.core import meshes
 from superpixel_annotator.core.meshes import (
+    box_label_meshes,
     index_to_scene,
     label_meshes,
     outline_mesh,
@@ -49,6 +50,21 @@ def test_cube_extent_in_mm_follows_spacing():
     # Surfaces lie half-way between voxel centres: z spans (19 - 13.5) * 2 .. (19 - 3.5) * 2.
     np.testing.assert_allclose([v[:, 2].min(), v[:, 2].max()], [11.0, 31.0], atol=0.11)
     assert 0.9 * 900.0 < signed_volume(trace) <= 900.0  # closed, outward-facing
+
+
+def test_meshes_from_a_box_are_those_of_the_whole_label_map():
+    labels = np.zeros((30, 34, 38), np.int16)
+    labels[blob(labels.shape, (9, 10, 12), radius=4)] = 2
+    labels[blob(labels.shape, (18, 20, 22), radius=5)] = 1
+    labels[3, 30, 4] = -1  # background, as in label_meshes
+    box = (slice(2, 28), slice(5, 32), slice(3, 30))
+    spacing = (1.2, 0.8, 0.9)
+    expected = label_meshes(labels, spacing, COLORS, label_names={1: "Oedema"})
+    boxed = box_label_meshes(
+        box, labels[box], labels.shape, spacing, COLORS, label_names={1: "Oedema"}
+    )
+    assert len(expected) == 2
+    assert boxed == expected
 
 
 def test_one_trace_per_present_label_with_its_colour_and_name():
@@ -182,6 +198,14 @@ def test_block_mean_is_the_mean_of_the_zero_padded_blocks(factors):
     blocks = padded.reshape(a // fa, fa, b // fb, fb, c // fc, fc)
     expected = blocks.mean(axis=(1, 3, 5), dtype=np.float32)
     np.testing.assert_array_equal(meshes._block_mean(mask, factors), expected)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (15, 16, 17), (2, 40, 3)])
+def test_exposed_faces_are_the_changes_along_each_axis_of_the_zero_padded_mask(shape):
+    mask = np.random.default_rng(1).random(shape) < 0.6
+    padded = np.pad(mask, 1)
+    expected = sum(np.count_nonzero(np.diff(padded, axis=axis)) for axis in range(3))
+    assert meshes._exposed_faces(mask.view(np.uint8)) == expected
 
 
 def test_negative_values_are_background_in_any_integer_type():

@@ -258,8 +258,8 @@ class Segmentations:
 
     A stroke compares the labels before it with those after, and the next stroke starts
     from those, so the last few are kept, each as the labels of its labelled box: a stroke
-    needs only the slices that changed and the one on screen. Whole volumes, for downloads,
-    statistics and meshes, are kept for the last two.
+    needs only the slices that changed and the one on screen, and meshes only the box.
+    Whole volumes, for downloads and statistics, are kept for the last two.
 
     Parameters
     ----------
@@ -280,10 +280,15 @@ class Segmentations:
         :func:`~.outlines.superpixel_segmentation`)."""
         return self._whole(case.key, _marks_key(marks))
 
+    def boxed(self, case: Case, marks: np.ndarray) -> tuple[tuple[slice, ...] | None, np.ndarray]:
+        """The labelled box of the label volume :meth:`get` gives (None when nothing is
+        labelled) and the labels in it: nothing outside the box is labelled."""
+        return self._boxed(case.key, _marks_key(marks))
+
     def section(self, case: Case, marks: np.ndarray, axis: int, index: int) -> np.ndarray:
         """Slice ``index`` along ``axis`` of the label volume :meth:`get` gives, made from
         the labelled box alone."""
-        box, labels = self._boxed(case.key, _marks_key(marks))
+        box, labels = self.boxed(case, marks)
         shape = section(case.superpixels.labels, axis, index).shape
         if box is None or not box[axis].start <= index < box[axis].stop:
             return placed(None, labels, shape)
@@ -293,7 +298,7 @@ class Segmentations:
     def changed_slices(self, case: Case, before: np.ndarray, after: np.ndarray) -> list[list[int]]:
         """For each view axis, the slices whose labels differ between marked labels ``before``
         and ``after``."""
-        boxed = [self._boxed(case.key, _marks_key(marks)) for marks in (before, after)]
+        boxed = [self.boxed(case, marks) for marks in (before, after)]
         boxes = [box for box, _ in boxed if box is not None]
         if not boxes:
             return [[], [], []]

@@ -15,7 +15,7 @@ from dash import Input, Output, State, dcc, html
 from ...core.annotation import AnnotationStateError
 from ...core.cases import CaseNotFoundError
 from ...core.editing import EditSession
-from ...core.meshes import label_meshes, scene_layout
+from ...core.meshes import box_label_meshes, scene_layout
 from ...core.segmentation_io import save_segmentation
 from ...core.statistics import label_statistics, statistics_csv
 from ..context import CASE_GONE, AnnotatorContext, one_line, shown_name
@@ -175,9 +175,12 @@ def figure_3d(context: AnnotatorContext, state, show, case_data) -> dict:
     session = context.edit_session(case_data, state)
     case, annotation = session.case, session.annotation
     traces = [case.outline]
-    if annotation.superpixel_labels.any():
-        traces += label_meshes(
-            context.segmentations.get(case, annotation.marked_labels()),
+    box, labels = context.segmentations.boxed(case, annotation.marked_labels())
+    if box is not None:
+        traces += box_label_meshes(
+            box,
+            labels,
+            case.shape,
             case.volume.spacing,
             {label.value: label.color for label in context.labels},
             label_names={label.value: label.name for label in context.labels},
