@@ -60,7 +60,13 @@ def test_ball_is_an_ellipsoid_in_voxels():
 
 @pytest.mark.parametrize(
     "radius, spacing",
-    [(2.0, (1, 1, 1)), (2.0, (1, 1, 3)), (2.0, (2.5, 1, 1)), (3.0, (1.2, 0.9, 0.7))],
+    [
+        (2.0, (1, 1, 1)),
+        (2.0, (1, 1, 3)),
+        (2.0, (2.5, 1, 1)),
+        (3.0, (1.2, 0.9, 0.7)),
+        (2.0, (0.5,) * 3),
+    ],
 )
 def test_morphology_by_a_ball_is_scipys(radius, spacing):
     rng = np.random.default_rng(0)

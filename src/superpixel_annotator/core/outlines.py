@@ -42,31 +42,43 @@ def _pairs(size: int, offset: int) -> tuple[slice, slice, slice]:
     return slice(-offset, size), slice(0, size + offset), slice(0, -offset)
 
 
+def _shifted_into(result, values, offset, axis, combine, dilate) -> None:
+    """Combine ``values[p + offset]`` along ``axis`` (0 or 1) into ``result[p]``, in place;
+    for an erosion (not ``dilate``), ``result[p]`` whose partner lies outside becomes 0."""
+    out, source, outside = _pairs(values.shape[axis], offset)
+    lead = (slice(None),) * axis
+    combine(result[lead + (out,)], values[lead + (source,)], out=result[lead + (out,)])
+    if not dilate:
+        result[lead + (outside,)] = 0
+
+
 def _by_rows(values, structure, dilate, combine, along_last) -> np.ndarray:
     """The dilation or erosion of ``values`` by ``structure`` given ``combine`` (elementwise
     union or intersection) and ``along_last`` (one more voxel of it along the last axis).
 
-    ``structure`` must be symmetric with runs centred on its last axis, as a :func:`ball`
-    is. ``values`` is first dilated (eroded) along the last axis by runs of each half-length
-    the structure has, one voxel at a time; then each of the structure's rows shifts its
-    run's result into place: a few dozen whole-array operations.
+    ``structure`` must be symmetric, and convex along each axis, as a :func:`ball` is.
+    ``values`` is first dilated (eroded) along the last axis by runs of each half-length the
+    structure has, one voxel at a time; each of the structure's planes across the first
+    axis then shifts those along the second axis, and the planes' results are shifted along
+    the first: a few dozen whole-array operations, fewer than one per row of the structure.
     """
     runs = structure.sum(axis=2) // 2
     by_run = [values]
     for _ in range(runs.max()):
         by_run.append(along_last(by_run[-1]))
-    centre = np.array(structure.shape) // 2
-    result = by_run[runs[tuple(centre[:2])]].copy()
-    for row, col in zip(*np.nonzero(structure.any(axis=2)), strict=True):
-        if (row, col) == tuple(centre[:2]):
+    centre0, centre1 = np.array(structure.shape[:2]) // 2
+    result = None
+    for distance in range(centre0 + 1):
+        row = centre0 + distance
+        plane = by_run[runs[row, centre1]].copy()
+        for col in np.flatnonzero(structure[row].any(axis=1)):
+            if col != centre1:
+                _shifted_into(plane, by_run[runs[row, col]], col - centre1, 1, combine, dilate)
+        if result is None:
+            result = plane
             continue
-        out0, source0, outside0 = _pairs(values.shape[0], row - centre[0])
-        out1, source1, outside1 = _pairs(values.shape[1], col - centre[1])
-        shifted = by_run[runs[row, col]][source0, source1]
-        combine(result[out0, out1], shifted, out=result[out0, out1])
-        if not dilate:
-            result[outside0] = 0
-            result[:, outside1] = 0
+        for offset in (distance, -distance):
+            _shifted_into(result, plane, offset, 0, combine, dilate)
     return result
 
 
