@@ -18,6 +18,7 @@ from superpixel_annotator.core.editing import proposal_arrays, shown_labels
 from superpixel_annotator.core.geometry import section, view_geometry
 from superpixel_annotator.core.image_files import Limits
 from superpixel_annotator.core.outlines import superpixel_segmentation
+from superpixel_annotator.core.statistics import label_statistics
 from superpixel_annotator.web.annotator import VolumeAnnotator
 from superpixel_annotator.web.callbacks import editing, overlays, panels, scans
 from superpixel_annotator.web.callbacks.overlays import STALE
@@ -407,10 +408,18 @@ def test_statistics_follow_the_spacing_and_export_csv(annotator):
     case = session(annotator)
     is_open, table, chart = panels.statistics_view(annotator.context, state, True, case)
     assert is_open and chart.data[0].x == ("Oedema",)
-    labels = Annotation.from_state(annotator.superpixels, state).label_volume()
+    annotation = Annotation.from_state(annotator.superpixels, state)
+    labels = annotation.label_volume()
     voxels = int((labels == 2).sum())
     expected_ml = voxels * np.prod(annotator.volume.spacing) / 1000
     assert chart.data[0].y == (pytest.approx(expected_ml),)
+    # Counted in the labelled box, the numbers are those of the whole volume, to the bit.
+    volume = annotator.volume
+    whole = label_statistics(
+        labels, annotation.superpixel_labels, {volume.name: volume.data}, volume.spacing
+    )
+    assert panels.statistics(annotator.context, state, case) == whole
+    assert panels.statistics(annotator.context, None, case) == []
     sent = panels.statistics_download(annotator.context, state, case)
     header, row = sent["content"].splitlines()
     assert sent["filename"] == "small_statistics.csv"

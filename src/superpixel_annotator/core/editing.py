@@ -258,8 +258,8 @@ class Segmentations:
 
     A stroke compares the labels before it with those after, and the next stroke starts
     from those, so the last few are kept, each as the labels of its labelled box: a stroke
-    needs only the slices that changed and the one on screen, and meshes only the box.
-    Whole volumes, for downloads and statistics, are kept for the last two.
+    needs only the slices that changed and the one on screen, and meshes and statistics
+    only the box. Whole volumes, for downloads and saves, are kept for the last two.
 
     Parameters
     ----------

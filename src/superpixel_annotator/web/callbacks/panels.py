@@ -114,10 +114,13 @@ def statistics(context: AnnotatorContext, state, case_data) -> list[dict]:
     """Per-label volume, voxel and superpixel counts and mean intensity per modality."""
     session = context.edit_session(case_data, state)
     case, annotation = session.case, session.annotation
+    # Nothing outside the labelled box is labelled: the box's voxels give the same numbers.
+    box, labels = context.segmentations.boxed(case, annotation.marked_labels())
+    box = box or (slice(0, 0),) * 3
     return label_statistics(
-        context.segmentations.get(case, annotation.marked_labels()),
+        labels,
         annotation.superpixel_labels,
-        {volume.name: volume.data for volume in case.volumes},
+        {volume.name: volume.data[box] for volume in case.volumes},
         case.volume.spacing,
     )
 
