@@ -11,7 +11,8 @@ The protocol of issue 15. Labels: 1 oedema (BraTS 2013 label 2), 2 necrotic or
 non-enhancing core (1 and 3), 3 enhancing (4); other releases are mapped likewise (see
 :class:`_simulation.BratsCase`). Regions: WT = 1|2|3, TC = 2|3, ET = 3. Superpixels come from
 FLAIR and T1c (``compute_superpixels([flair, t1c])``, default parameters), and the labels are
-scored as the app shows them (:meth:`Annotation.label_volume`, smooth outlines included). At
+scored as the app shows them (:meth:`Annotation.label_volume` with the scan's FLAIR and T1c
+as its ``appearance``: smooth outlines, and borders between labels refined). At
 each step, over every axial slice and every class c (0, background, is drawn with the
 eraser), the annotator takes the (slice, class) with the most voxels that should be c and are
 not, and draws one straight stroke with c through the largest such region in that slice,
@@ -23,11 +24,13 @@ again with that class.
 A second table bounds what whole superpixels allow: each supervoxel (fine level) or coarse
 region takes the class most of its voxels have (the labelling of whole superpixels with the
 most voxels right, not strictly the best Dice), and the table gives the Dice of that
-labelling with the superpixels' raw outlines and with the smoothed outlines the app shows
-(:func:`superpixel_segmentation`), then the Dice of the strokes' last labels both ways. It
-tells how much is lost to superpixel granularity, to the smoothing and to the strokes'
-choices. A third table counts the strokes per class and per level, and the superpixels the
-strokes changed, changed again, and gave back a label they had before.
+labelling with the superpixels' raw outlines, with smoothed outlines
+(:func:`superpixel_segmentation`) and as the app shows it (smoothed and refined,
+:func:`segmentation_box`), then the Dice of the strokes' last labels raw and as shown. It
+tells how much is lost to superpixel granularity, gained or lost by the smoothing and the
+refinement, and lost to the strokes' choices. A third table counts the strokes per class
+and per level, and the superpixels the strokes changed, changed again, and gave back a label
+they had before.
 """
 
 from __future__ import annotations
@@ -42,7 +45,8 @@ from _simulation import Run, dice, largest_region, paint_best_level, plot_curves
 
 from superpixel_annotator import Annotation, compute_superpixels
 from superpixel_annotator.core.annotation import LEVELS
-from superpixel_annotator.core.outlines import superpixel_segmentation
+from superpixel_annotator.core.outlines import placed, superpixel_segmentation
+from superpixel_annotator.core.refinement import Appearance, segmentation_box
 from superpixel_annotator.core.superpixels import Superpixels
 
 CHECKPOINTS = (5, 10, 20, 30)
@@ -168,9 +172,12 @@ def majority_classes(ids: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return winners
 
 
-def superpixel_bounds(superpixels: Superpixels, truth: np.ndarray) -> dict[str, list[float]]:
+def superpixel_bounds(
+    superpixels: Superpixels, truth: np.ndarray, appearance: Appearance
+) -> dict[str, list[float]]:
     """WT, TC and ET Dice of each superpixel (fine) or coarse region taking its majority class,
-    with raw and with smoothed outlines (as :meth:`Annotation.label_volume` shows them)."""
+    with raw outlines, smoothed outlines, and as :meth:`Annotation.label_volume` shows them
+    with ``appearance`` (smoothed and refined)."""
     fine = majority_classes(superpixels.labels, truth)
     coarse = majority_classes(superpixels.coarse[superpixels.labels], truth)[superpixels.coarse]
     bounds = {}
@@ -178,6 +185,8 @@ def superpixel_bounds(superpixels: Superpixels, truth: np.ndarray) -> dict[str, 
         bounds[f"{level} majority, raw"] = region_dice(classes[superpixels.labels], truth)
         smoothed = superpixel_segmentation(superpixels, classes)
         bounds[f"{level} majority, smoothed"] = region_dice(smoothed, truth)
+        shown = placed(*segmentation_box(superpixels, classes, None, appearance), truth.shape)
+        bounds[f"{level} majority, as shown"] = region_dice(shown, truth)
     return bounds
 
 
@@ -223,16 +232,17 @@ def report(runs: Iterable[Run], strokes: int, plot_path: Path) -> None:
             print(f"Skipped {run.name}: {problem}")
             continue
         superpixels = compute_superpixels([run.flair, run.t1c])
-        labellings = superpixel_bounds(superpixels, truth)
+        intensities = [run.flair.data, run.t1c.data]
+        appearance = Appearance(superpixels, intensities)
+        labellings = superpixel_bounds(superpixels, truth, appearance)
         for pipeline, levels in PIPELINES.items():
-            annotation = Annotation(superpixels)
-            intensities = [run.flair.data, run.t1c.data]
+            annotation = Annotation(superpixels, appearance)
             result = simulate_classes(annotation, truth, strokes, intensities, levels)
             scores[pipeline][run.name] = result.scores
             stroke_rows.append(f"| {run.name} | {pipeline} | {stroke_counts(result)} |")
             raw = annotation.superpixel_labels[superpixels.labels]
             labellings[f"{pipeline}, raw"] = region_dice(raw, truth)
-            labellings[f"{pipeline}, smoothed (as scored)"] = result.scores[-1]
+            labellings[f"{pipeline}, as shown (scored)"] = result.scores[-1]
         for name, values in labellings.items():
             bound_rows.append(f"| {run.name} | {name} | {_cells([*values, np.mean(values)])} |")
     if not bound_rows:

@@ -17,7 +17,6 @@ from superpixel_annotator.core.annotation import Annotation, split_marks
 from superpixel_annotator.core.editing import proposal_arrays, shown_labels
 from superpixel_annotator.core.geometry import section, view_geometry
 from superpixel_annotator.core.image_files import Limits
-from superpixel_annotator.core.outlines import superpixel_segmentation
 from superpixel_annotator.core.statistics import label_statistics
 from superpixel_annotator.web.annotator import VolumeAnnotator
 from superpixel_annotator.web.callbacks import editing, overlays, panels, scans
@@ -120,12 +119,20 @@ def show_stale_slices(annotator, axis, slices, state, preview=None):
     return slices
 
 
+def annotation_of(annotator, state) -> Annotation:
+    """The annotation of ``state`` on the annotator's scan, as the server shows it."""
+    case = annotator.initial_case
+    return Annotation.from_state(case.superpixels, state, appearance=case.appearance)
+
+
 def full_render(annotator, state, axis, preview=None):
     """Every overlay slice of a view, rendered from scratch."""
-    annotation = Annotation.from_state(annotator.superpixels, state)
+    annotation = annotation_of(annotator, state)
     proposal = proposal_arrays(preview, annotator.superpixels.count)
-    marks = shown_labels(annotation, proposal)
-    labels = superpixel_segmentation(annotator.superpixels, *split_marks(marks))
+    annotation.superpixel_labels[:], annotation.erased[:] = split_marks(
+        shown_labels(annotation, proposal)
+    )
+    labels = annotation.label_volume()
     return [
         annotator.context.overlay_uri(section(labels, axis, index))
         for index in range(labels.shape[axis])
@@ -183,7 +190,7 @@ def test_patched_overlays_equal_full_render_after_strokes_undos_and_fills(any_an
 
 def test_fill_previews_then_accept_applies_and_discard_keeps(annotator):
     state = edit(annotator, None, axis=0, path=stroke_path(annotator, 0, [(7, 7)]))["state"]
-    before = Annotation.from_state(annotator.superpixels, state)
+    before = annotation_of(annotator, state)
     proposed = edit(annotator, state, button="fill")
     assert proposed["state"] is dash.no_update and proposed["fill_bar"] is True
     preview = proposed["preview"]
@@ -196,7 +203,7 @@ def test_fill_previews_then_accept_applies_and_discard_keeps(annotator):
     assert discarded["preview"] is None and discarded["fill_bar"] is False
 
     accepted = edit(annotator, state, button="fill-accept", preview=preview)
-    after = Annotation.from_state(annotator.superpixels, accepted["state"])
+    after = annotation_of(annotator, accepted["state"])
     expected = before.superpixel_labels.copy()
     expected[preview["ids"]] = preview["labels"]
     np.testing.assert_array_equal(after.superpixel_labels, expected)
@@ -286,7 +293,7 @@ def test_far_away_coordinates_are_clipped_not_expanded(annotator):
     row_mm = 7 * view_geometry(annotator.volume.spacing, 0)["dy"]
     path = f"M-1e300,{row_mm}L1e300,{row_mm}"
     result = edit(annotator, None, axis=0, path=path)
-    annotation = Annotation.from_state(annotator.superpixels, result["state"])
+    annotation = annotation_of(annotator, result["state"])
     assert annotation.superpixel_labels.any()
 
 
@@ -309,9 +316,7 @@ def test_download_writes_source_geometry(annotator, tmp_path):
     path.write_bytes(base64.b64decode(sent["content"]))
     image = nib.load(path)
     np.testing.assert_allclose(image.affine, annotator.volume.affine)
-    expected = annotator.volume.to_source(
-        Annotation.from_state(annotator.superpixels, state).label_volume()
-    )
+    expected = annotator.volume.to_source(annotation_of(annotator, state).label_volume())
     np.testing.assert_array_equal(np.asarray(image.dataobj), expected)
 
 
@@ -326,14 +331,14 @@ def test_downloaded_smooth_segmentation_opens_back_exactly(any_annotator):
     ]:
         path = stroke_path(annotator, axis, rows_cols)
         state = edit(annotator, state, axis=axis, path=path, label=label, fine=True)["state"]
-    saved = Annotation.from_state(annotator.superpixels, state)
+    saved = annotation_of(annotator, state)
     assert saved.erased.any()
     sent = panels.download(annotator.context, state, session(annotator))
     content = base64.b64decode(sent[0]["content"])
 
     result = edit(annotator, None, segmentation=(sent[0]["filename"], content))
     assert "matches the superpixels exactly" in result["message"]
-    opened = Annotation.from_state(annotator.superpixels, result["state"])
+    opened = annotation_of(annotator, result["state"])
     np.testing.assert_array_equal(opened.marked_labels(), saved.marked_labels())
     np.testing.assert_array_equal(opened.label_volume(), saved.label_volume())
 
@@ -408,7 +413,7 @@ def test_statistics_follow_the_spacing_and_export_csv(annotator):
     case = session(annotator)
     is_open, table, chart = panels.statistics_view(annotator.context, state, True, case)
     assert is_open and chart.data[0].x == ("Oedema",)
-    annotation = Annotation.from_state(annotator.superpixels, state)
+    annotation = annotation_of(annotator, state)
     labels = annotation.label_volume()
     voxels = int((labels == 2).sum())
     expected_ml = voxels * np.prod(annotator.volume.spacing) / 1000
@@ -692,7 +697,7 @@ def test_the_grow_switch_grows_the_stroke_label_beyond_the_superpixels_crossed(a
         edit(annotator, None, axis=0, path=path, **switches)["state"]
         for switches in ({"fine": True}, {"grow": True, "fine": True})
     ]
-    fine, grown = (Annotation.from_state(annotator.superpixels, state) for state in states)
+    fine, grown = (annotation_of(annotator, state) for state in states)
     crossed = np.flatnonzero(fine.superpixel_labels)
     assert crossed.size == 1
     assert grown.superpixel_labels[crossed] == 1

@@ -94,7 +94,9 @@ def opened(context, name, version=None) -> dict:
 def painted_state(context, case_data, label: int, fraction: float) -> str:
     """The case's annotation with the first ``fraction`` of its superpixels set to ``label``."""
     case = context.cases.get(case_data["key"])
-    annotation = Annotation.from_state(case.superpixels, case_data["state"])
+    annotation = Annotation.from_state(
+        case.superpixels, case_data["state"], appearance=case.appearance
+    )
     labels = annotation.superpixel_labels.copy()
     labels[1 : 1 + int(fraction * case.superpixels.count)] = label
     annotation.set_superpixel_labels(labels)
@@ -125,7 +127,9 @@ def test_a_new_case_opens_empty_and_the_first_unfinished_is_the_default(context)
 def test_a_label_file_in_the_case_is_its_starting_annotation(context, dataset_dir):
     data = opened(context, "case2")
     case = context.cases.get(data["key"])
-    labels = Annotation.from_state(case.superpixels, data["state"]).label_volume()
+    labels = Annotation.from_state(
+        case.superpixels, data["state"], appearance=case.appearance
+    ).label_volume()
     expected = load_volume(dataset_dir / "case2" / "case2_seg.nii.gz").data
     agreement = np.mean((labels > 0) == (expected > 0))
     assert set(np.unique(labels)) == {0, 2} and agreement > 0.9
@@ -139,14 +143,14 @@ def test_saves_make_versions_written_like_download_and_reopen_exactly(context):
     workspace = context.workspace
     path = workspace.store.latest_path("case0")
     case = context.cases.get(data["key"])
-    annotation = Annotation.from_state(case.superpixels, state)
+    annotation = Annotation.from_state(case.superpixels, state, appearance=case.appearance)
     saved = read_segmentation(path, case.volume, max_marks=case.superpixels.count + 1)
     np.testing.assert_array_equal(saved.labels, annotation.label_volume())
     np.testing.assert_array_equal(nib.load(path).affine, case.volume.affine)
 
     again = opened(context, "case0")
     assert again["dataset"]["version"] == 1 and again["dataset"]["base"] == 1
-    reopened = Annotation.from_state(case.superpixels, again["state"])
+    reopened = Annotation.from_state(case.superpixels, again["state"], appearance=case.appearance)
     np.testing.assert_array_equal(reopened.marked_labels(), annotation.marked_labels())
 
 
@@ -309,7 +313,9 @@ def test_a_dicom_case_opens_and_saves_nifti_on_the_series_grid(mixed, mixed_dir)
     assert path.name == "series_segmentation.nii.gz"
     np.testing.assert_allclose(nib.load(path).affine, series.affine)
     saved = read_segmentation(path, series)
-    expected = Annotation.from_state(case.superpixels, state).label_volume()
+    expected = Annotation.from_state(
+        case.superpixels, state, appearance=case.appearance
+    ).label_volume()
     assert np.count_nonzero(expected) > 0
     np.testing.assert_array_equal(saved.labels, expected)
     assert opened(mixed, "series")["dataset"]["version"] == 1

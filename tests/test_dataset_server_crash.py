@@ -126,7 +126,9 @@ def test_acknowledged_saves_survive_sigkill_of_the_server(dataset, tmp_path):
     restarted.wait()
     versions = {version.number: version for version in store.versions("case0")}
     for number, index in all_acked:
-        annotation = Annotation.from_state(case.superpixels, saved_states[index])
+        annotation = Annotation.from_state(
+            case.superpixels, saved_states[index], appearance=case.appearance
+        )
         saved = read_segmentation(versions[number].path, case.volume)
         np.testing.assert_array_equal(saved.labels, annotation.label_volume())
     assert sorted(versions) == list(range(1, len(versions) + 1))

@@ -22,8 +22,9 @@ from superpixel_annotator.core.editing import (
 )
 from superpixel_annotator.core.geometry import section, view_geometry
 from superpixel_annotator.core.image_files import Limits, VolumeError
-from superpixel_annotator.core.outlines import superpixel_segmentation
+from superpixel_annotator.core.outlines import placed, superpixel_segmentation
 from superpixel_annotator.core.palette import DEFAULT_LABELS
+from superpixel_annotator.core.refinement import segmentation_box
 from superpixel_annotator.core.segmentation_io import save_segmentation
 from superpixel_annotator.core.superpixels import load_or_compute_superpixels
 from superpixel_annotator.core.volume import load_volume
@@ -46,8 +47,12 @@ class Editing:
         return EditSession(self.case, state, LABELS, preview)
 
     def render(self, marks: np.ndarray) -> np.ndarray:
-        """The label volume of marked labels, rendered from scratch."""
-        return superpixel_segmentation(self.case.superpixels, *split_marks(marks))
+        """The label volume of marked labels, rendered from scratch: smooth outlines and
+        refined borders."""
+        box, labels = segmentation_box(
+            self.case.superpixels, *split_marks(marks), self.case.appearance
+        )
+        return placed(box, labels, self.case.shape)
 
 
 def editing_of(volume, superpixels, cache_dir) -> Editing:
@@ -402,6 +407,30 @@ def test_a_saved_segmentation_opens_back_exactly(any_editing, tmp_path):
     np.testing.assert_array_equal(opened.label_volume(), saved.label_volume())
     opened.undo()  # opening is one undoable step
     assert not opened.superpixel_labels.any()
+
+
+def test_a_segmentation_saved_before_borders_were_refined_opens_back_exactly(any_editing, tmp_path):
+    """A file this app wrote before borders between labels were refined (smooth outlines
+    alone) reopens with the marks saved with it, erased superpixels included."""
+    editing = any_editing
+    case = editing.case
+    state = None
+    for axis, label, rows_cols in [(0, 1, [(2, 2), (12, 15)]), (0, 2, [(2, 9), (12, 9)])]:
+        state = paint(editing, state, axis, rows_cols, label, fine=True)
+    state = paint(editing, state, 2, [(3, 7)], 0, fine=True)
+    saved = Annotation.from_state(case.superpixels, state)
+    assert saved.erased.any()
+    before = superpixel_segmentation(case.superpixels, saved.superpixel_labels, saved.erased)
+    refined = Annotation.from_state(case.superpixels, state, appearance=case.appearance)
+    moved = int((refined.label_volume() != before).sum())
+    assert moved > 0
+    path = tmp_path / "before.nii.gz"
+    save_segmentation(case.volume, before, path, saved.marked_labels())
+
+    session = editing.session()
+    changed, text = session.open_segmentation(path.read_bytes(), path.name, Limits())
+    assert f"{moved:,} voxels now do" in text
+    np.testing.assert_array_equal(session.annotation.marked_labels(), saved.marked_labels())
 
 
 def test_a_segmentation_off_the_superpixels_is_mapped_by_majority(editing, tmp_path):

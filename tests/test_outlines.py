@@ -263,12 +263,12 @@ def test_superpixel_segmentation_follows_the_definition_with_erased_superpixels(
 
 KERNELS_AFTER_LOADING = """
 import numba, numpy as np
-from superpixel_annotator.core import contacts, outlines
-from superpixel_annotator.core.outlines import superpixel_segmentation
+from superpixel_annotator.core import contacts, outlines, refinement
+from superpixel_annotator.core.refinement import Appearance, segmentation_box
 from superpixel_annotator.core.superpixels import Superpixels
 
-outlines.load_kernels()
-functions = [*vars(outlines).values(), *vars(contacts).values()]
+refinement.load_kernels(2)
+functions = [*vars(outlines).values(), *vars(contacts).values(), *vars(refinement).values()]
 kernels = [k for k in functions if isinstance(k, numba.core.dispatcher.Dispatcher)]
 loaded = [list(kernel.signatures) for kernel in kernels]
 grid = np.indices((30, 30, 30))
@@ -278,7 +278,8 @@ for centre in (15, 29):  # a labelled box inside the volume, and one reaching it
     distance = sum((axis - centre) ** 2 for axis in grid)
     labels = (distance <= 81).astype(np.uint8) + (distance <= 25)
     table = np.concatenate([[0], labels.ravel()]).astype(np.uint8)
-    result = superpixel_segmentation(superpixels, table)
+    intensities = [grid[0].astype(np.float32), np.sqrt(distance).astype(np.float32)]
+    box, result = segmentation_box(superpixels, table, None, Appearance(superpixels, intensities))
     assert set(np.unique(result)) == {0, 1, 2}
 print(len(kernels), [list(kernel.signatures) for kernel in kernels] == loaded)
 """
@@ -290,7 +291,7 @@ def test_loaded_kernels_are_those_a_segmentation_of_several_labels_runs():
         [sys.executable, "-c", KERNELS_AFTER_LOADING], capture_output=True, text=True, check=True
     )
     count, same = run.stdout.split()
-    assert int(count) >= 5 and same == "True"
+    assert int(count) >= 8 and same == "True"
 
 
 def test_superpixel_contacts_are_the_26_neighbours_and_sizes():

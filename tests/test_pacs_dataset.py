@@ -109,7 +109,9 @@ def opened(context, name) -> dict:
 def saved(context, case_data, *, done: bool) -> str:
     """Label a third of the case's superpixels 1 and save it; the state saved."""
     case = context.cases.get(case_data["key"])
-    annotation = Annotation.from_state(case.superpixels, case_data["state"])
+    annotation = Annotation.from_state(
+        case.superpixels, case_data["state"], appearance=case.appearance
+    )
     labels = annotation.superpixel_labels.copy()
     labels[1 : 1 + case.superpixels.count // 3] = 1
     annotation.set_superpixel_labels(labels)
@@ -159,7 +161,9 @@ def test_a_series_opens_saves_on_its_grid_and_next_unfinished_moves_on(context, 
     path = context.workspace.store.latest_path(uids["early"])
     assert path.name == f"{uids['early']}_segmentation.nii.gz"
     np.testing.assert_allclose(nib.load(path).affine, original.affine)
-    expected = Annotation.from_state(case.superpixels, state).label_volume()
+    expected = Annotation.from_state(
+        case.superpixels, state, appearance=case.appearance
+    ).label_volume()
     assert np.count_nonzero(expected) > 0
     np.testing.assert_array_equal(read_segmentation(path, original).labels, expected)
     assert opened(context, uids["early"])["dataset"]["version"] == 1

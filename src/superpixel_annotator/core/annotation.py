@@ -23,8 +23,10 @@ from .client_state import (
     write_state,
 )
 from .geometry import polyline_voxels, section
-from .outlines import superpixel_segmentation
+from .outlines import placed, superpixel_segmentation
 from .palette import MAX_LABEL
+from .refinement import Appearance, segmentation_box
+from .statistics import majority_labels
 from .superpixels import Superpixels
 
 __all__ = [
@@ -37,7 +39,6 @@ __all__ = [
     "split_marks",
 ]
 LEVELS = ("coarse", "fine", "grow")
-_VOTE_SLAB_VOXELS = 1 << 20
 
 
 def split_marks(marks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -53,10 +54,15 @@ class Annotation:
     ----------
     superpixels : Superpixels
         The partition that strokes select from.
+    appearance : Appearance, optional
+        The scan's intensities (of these superpixels): with them, :meth:`label_volume`
+        refines the borders between labels to voxels (see
+        :func:`~superpixel_annotator.core.refinement.refine_borders`).
     """
 
-    def __init__(self, superpixels: Superpixels) -> None:
+    def __init__(self, superpixels: Superpixels, appearance: Appearance | None = None) -> None:
         self.superpixels = superpixels
+        self.appearance = appearance
         self.superpixel_labels = np.zeros(superpixels.count + 1, dtype=np.uint8)
         self.erased = np.zeros(superpixels.count + 1, dtype=bool)
         self._undo: list[Change] = []
@@ -278,7 +284,9 @@ class Annotation:
         For opening a segmentation (see :func:`~superpixel_annotator.volume.read_segmentation`).
         When ``saved_marks`` (the :meth:`marked_labels` saved with the file) give exactly
         ``labels`` on these superpixels, the annotation takes them: a segmentation this app
-        saved comes back as it was, erased superpixels included. Otherwise each superpixel
+        saved comes back as it was, erased superpixels included. So do marks saved before
+        borders between labels were refined, which gave ``labels`` with smooth outlines
+        alone (the borders are refined now). Otherwise each superpixel
         takes the most common label of its voxels (0 included; ties go to the smaller label)
         and none is erased. The labels set count as the user's, so they seed
         :meth:`autofill`.
@@ -296,14 +304,14 @@ class Annotation:
             Ids of the superpixels whose label or erased mark changed.
         differing_voxels : int
             How many voxels of :meth:`label_volume` now differ from ``labels``: none with
-            matching ``saved_marks``; otherwise in superpixels the vote went against, outside
+            matching ``saved_marks`` (those that refined borders move, for marks saved
+            before); otherwise in superpixels the vote went against, outside
             the head, and where smooth outlines differ.
         """
         labels = self._checked_label_volume(labels)
-        new = self._matching_marks(labels, saved_marks)
-        matched = new is not None
-        if not matched:
-            new = _majority_labels(self.superpixels, labels).astype(np.int16)
+        new, exact = self._matching_marks(labels, saved_marks)
+        if new is None:
+            new = majority_labels(self.superpixels, labels).astype(np.int16)
         old = self.marked_labels()
         labelled, _ = self.user_marks()
         # Superpixels last set by autofill are taken over as the user's, even when unchanged.
@@ -312,23 +320,31 @@ class Annotation:
         if ids.size:
             self._record(Change(ids, old[ids], new[ids]))
         # Matching marks were checked to give ``labels``: no need to smooth them again.
-        return changed, 0 if matched else int(np.count_nonzero(self.label_volume() != labels))
+        return changed, 0 if exact else int(np.count_nonzero(self.label_volume() != labels))
 
-    def _matching_marks(self, labels: np.ndarray, saved_marks) -> np.ndarray | None:
+    def _matching_marks(self, labels: np.ndarray, saved_marks) -> tuple[np.ndarray | None, bool]:
         """``saved_marks`` as int16 when they are marked labels of these superpixels whose
-        label volume is ``labels``; otherwise None."""
+        label volume is ``labels``, or was before borders were refined; otherwise None. And
+        whether their label volume is ``labels`` now."""
         if saved_marks is None:
-            return None
+            return None, False
         marks = np.asarray(saved_marks)
         if marks.shape != self.superpixel_labels.shape or marks.dtype.kind not in "iu":
-            return None
+            return None, False
         if marks[0] != 0 or marks.min() < ERASED or marks.max() > MAX_LABEL:
-            return None
+            return None, False
         marks = marks.astype(np.int16)
-        given = superpixel_segmentation(self.superpixels, *split_marks(marks))
-        return marks if np.array_equal(given, labels) else None
+        if np.array_equal(self._label_volume(*split_marks(marks)), labels):
+            return marks, True
+        if self.appearance is None:
+            return None, False
+        # Saved before borders were refined: the same marks gave smooth outlines alone.
+        saved_before = superpixel_segmentation(self.superpixels, *split_marks(marks))
+        return (marks if np.array_equal(saved_before, labels) else None), False
 
-    def remapped(self, superpixels: Superpixels) -> Annotation:
+    def remapped(
+        self, superpixels: Superpixels, appearance: Appearance | None = None
+    ) -> Annotation:
         """This annotation on other superpixels of the same volume, each labelled by majority.
 
         For changing the superpixel size while keeping the labels: the new superpixels vote
@@ -339,6 +355,8 @@ class Annotation:
         ----------
         superpixels : Superpixels
             A partition of the same volume (same shape).
+        appearance : Appearance, optional
+            The scan's intensities on ``superpixels`` (see :class:`Annotation`).
 
         Returns
         -------
@@ -349,10 +367,10 @@ class Annotation:
                 f"superpixels of shape {superpixels.labels.shape} do not fit an annotation "
                 f"of shape {self.superpixels.labels.shape}"
             )
-        annotation = Annotation(superpixels)
-        annotation.superpixel_labels[:] = _majority_labels(superpixels, self.label_volume())
+        annotation = Annotation(superpixels, appearance)
+        annotation.superpixel_labels[:] = majority_labels(superpixels, self.label_volume())
         erased_voxels = self.erased[self.superpixels.labels].astype(np.uint8)
-        annotation.erased[:] = _majority_labels(superpixels, erased_voxels) == 1
+        annotation.erased[:] = majority_labels(superpixels, erased_voxels) == 1
         annotation.erased &= annotation.superpixel_labels == 0
         return annotation
 
@@ -399,10 +417,16 @@ class Annotation:
         """The annotation as a uint8 volume of the superpixels' shape, with smooth outlines.
 
         Each superpixel's label fills its voxels, and the outline of the labelled voxels is
-        then smoothed (see :func:`~superpixel_annotator.outlines.superpixel_segmentation`),
-        never into erased superpixels.
+        then smoothed (see :func:`~superpixel_annotator.core.outlines.superpixel_segmentation`),
+        never into erased superpixels. With the annotation's ``appearance``, the borders
+        between two labels then follow the intensities (see
+        :func:`~superpixel_annotator.core.refinement.refine_borders`).
         """
-        return superpixel_segmentation(self.superpixels, self.superpixel_labels, self.erased)
+        return self._label_volume(self.superpixel_labels, self.erased)
+
+    def _label_volume(self, superpixel_labels: np.ndarray, erased: np.ndarray) -> np.ndarray:
+        box, labels = segmentation_box(self.superpixels, superpixel_labels, erased, self.appearance)
+        return placed(box, labels, self.superpixels.labels.shape)
 
     def to_state(self) -> str:
         """Serialize labels, erased marks and history into a compact ASCII string (see
@@ -417,6 +441,7 @@ class Annotation:
         *,
         labels: Collection[int] | None = None,
         history: bool = True,
+        appearance: Appearance | None = None,
     ) -> Annotation:
         """Rebuild an annotation from :meth:`to_state` output (``None`` gives an empty one).
 
@@ -435,6 +460,8 @@ class Annotation:
         history : bool
             Whether to read the undo history; without it, the annotation's labels are read
             faster and it cannot undo.
+        appearance : Appearance, optional
+            See :class:`Annotation`.
 
         Raises
         ------
@@ -442,7 +469,7 @@ class Annotation:
             If the string is not a state, does not fit ``superpixels`` or holds labels not in
             ``labels``.
         """
-        annotation = cls(superpixels)
+        annotation = cls(superpixels, appearance)
         if state is None:
             return annotation
         read = read_state(state, superpixels.count, labels, history=history)
@@ -451,36 +478,3 @@ class Annotation:
         annotation.erased[:] = read.erased & (annotation.superpixel_labels == 0)
         annotation._undo, annotation._redo = read.undo, read.redo
         return annotation
-
-
-def _majority_labels(superpixels: Superpixels, labels: np.ndarray) -> np.ndarray:
-    """The most common label of each superpixel's voxels.
-
-    Parameters
-    ----------
-    superpixels : Superpixels
-        The partition that votes.
-    labels : ndarray of uint8, shape of the superpixels
-        The label of each voxel.
-
-    Returns
-    -------
-    ndarray of uint8, shape (count + 1,)
-        The winning label of each superpixel (ties go to the smaller label); 0 for id 0.
-    """
-    present = np.flatnonzero(np.bincount(labels.ravel(), minlength=MAX_LABEL + 1))
-    column = np.zeros(MAX_LABEL + 1, np.int64)
-    column[present] = np.arange(present.size)
-    rows = superpixels.count + 1
-    votes = np.zeros(rows * present.size, np.int64)
-    # Slabs of slices bound the int64 vote indices to a few MB whatever the volume size.
-    slab = max(1, _VOTE_SLAB_VOXELS // max(1, labels[0].size))
-    for start in range(0, labels.shape[0], slab):
-        ids = superpixels.labels[start : start + slab].ravel().astype(np.int64)
-        index = ids * present.size + column[labels[start : start + slab].ravel()]
-        votes += np.bincount(index, minlength=votes.size)
-    votes = votes.reshape(rows, present.size)
-    winner = votes.argmax(axis=1)
-    superpixel_labels = present[winner].astype(np.uint8)
-    superpixel_labels[0] = 0
-    return superpixel_labels

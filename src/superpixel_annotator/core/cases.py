@@ -35,6 +35,7 @@ from .cache import (
     write_npz_atomically,
 )
 from .meshes import outline_mesh
+from .refinement import Appearance
 from .superpixels import (
     Progress,
     Superpixels,
@@ -140,6 +141,11 @@ class Case:
     def intensities(self) -> list[np.ndarray]:
         """Every modality's intensities (for autofill and statistics)."""
         return [volume.data for volume in self.volumes]
+
+    @cached_property
+    def appearance(self) -> Appearance:
+        """The modalities as the refinement of borders between labels models them."""
+        return Appearance(self.superpixels, self.intensities)
 
 
 def default_window(data: np.ndarray, mask: np.ndarray) -> tuple[float, float]:

@@ -19,8 +19,9 @@ from .annotation import Annotation, split_marks
 from .cases import Case, CaseStore, is_json_int
 from .geometry import other_axes, polyline_length, section, view_geometry, view_to_voxels
 from .image_files import Limits, VolumeError
-from .outlines import boxed_segmentation, placed
+from .outlines import placed
 from .palette import MAX_LABEL
+from .refinement import segmentation_box
 from .segmentation_io import read_segmentation_bytes
 
 MAX_STROKE_VERTICES = 5000
@@ -138,7 +139,9 @@ class EditSession:
     ) -> None:
         self.case = case
         self.label_values = frozenset(label_values)
-        self.annotation = Annotation.from_state(case.superpixels, state, labels=self.label_values)
+        self.annotation = Annotation.from_state(
+            case.superpixels, state, labels=self.label_values, appearance=case.appearance
+        )
         self.proposal = proposal_arrays(preview, case.superpixels.count, labels=self.label_values)
         self.shown_before = shown_labels(self.annotation, self.proposal)
 
@@ -241,6 +244,12 @@ class EditSession:
         )
         if differing == 0:
             return changed, f"Opened {filename}: it matches the superpixels exactly."
+        marks = segmentation.superpixel_marks
+        if marks is not None and np.array_equal(self.annotation.marked_labels(), marks):
+            return changed, (
+                f"Opened {filename}: saved before borders between labels followed the "
+                f"intensities; {differing:,} voxels now do."
+            )
         return changed, (
             f"Opened {filename}: mapped onto the superpixels by majority, "
             f"{differing:,} voxels differ from the file."
@@ -276,8 +285,8 @@ class Segmentations:
 
     def get(self, case: Case, marks: np.ndarray) -> np.ndarray:
         """The label volume of ``case`` for the marked label of each superpixel (see
-        :meth:`Annotation.marked_labels`), with smooth outlines (see
-        :func:`~.outlines.superpixel_segmentation`)."""
+        :meth:`Annotation.marked_labels`), as :meth:`Annotation.label_volume` gives it: smooth
+        outlines and refined borders between labels."""
         return self._whole(case.key, _marks_key(marks))
 
     def boxed(self, case: Case, marks: np.ndarray) -> tuple[tuple[slice, ...] | None, np.ndarray]:
@@ -314,8 +323,9 @@ class Segmentations:
         ]
 
     def _render_box(self, key: str, marks: bytes) -> tuple[tuple[slice, ...] | None, np.ndarray]:
-        superpixels = self._cases.get(key).superpixels
-        box, labels = boxed_segmentation(superpixels, *split_marks(np.frombuffer(marks, np.int16)))
+        case = self._cases.get(key)
+        marks = split_marks(np.frombuffer(marks, np.int16))
+        box, labels = segmentation_box(case.superpixels, *marks, case.appearance)
         labels.setflags(write=False)
         return box, labels
 

@@ -82,7 +82,7 @@ def _by_rows(values, structure, dilate, combine, along_last) -> np.ndarray:
     return result
 
 
-_WORD_BITS = 64
+WORD_BITS = 64
 
 
 def packed_morphology(
@@ -101,11 +101,11 @@ def packed_morphology(
         # row's end: always 0 there, and cleared after.
         flat = previous.reshape(-1)
         from_next = flat >> 1
-        from_next[:-1] |= flat[1:] << (_WORD_BITS - 1)
+        from_next[:-1] |= flat[1:] << (WORD_BITS - 1)
         from_previous = flat << 1
-        from_previous[1:] |= flat[:-1] >> (_WORD_BITS - 1)
+        from_previous[1:] |= flat[:-1] >> (WORD_BITS - 1)
         grown = combine(combine(flat, from_next), from_previous).reshape(previous.shape)
-        used = width - (words.shape[2] - 1) * _WORD_BITS
+        used = width - (words.shape[2] - 1) * WORD_BITS
         grown[..., -1] &= np.uint64((1 << used) - 1)
         return grown
 
@@ -177,7 +177,7 @@ def _smoothed(
     # Padded with unlabelled voxels so that the closing is not cut off at the box's border.
     margin = half + 1
     width = ids.shape[2] + 2 * int(margin[2])
-    labels, region = _labels_and_bits(ids, table, margin, width // _WORD_BITS + 1)
+    labels, region = _labels_and_bits(ids, table, margin, width // WORD_BITS + 1)
     smoothed = region
     for dilate in (True, False, False, True):
         smoothed = packed_morphology(smoothed, width, structure, dilate)
@@ -210,11 +210,11 @@ def _labels_and_bits(ids, table, margin, n_words):
 
 
 _DE_BRUIJN = 0x03F79D71B4CB0A89
-_LOWEST_BIT = np.zeros(_WORD_BITS, np.int64)
+_LOWEST_BIT = np.zeros(WORD_BITS, np.int64)
 """The position of a word's only set bit, by its product with :data:`_DE_BRUIJN` (modulo
 2**64) shifted right by 58: a table lookup instead of a loop over the bits."""
-for _position in range(_WORD_BITS):
-    _LOWEST_BIT[((1 << _position) * _DE_BRUIJN % 2**_WORD_BITS) >> 58] = _position
+for _position in range(WORD_BITS):
+    _LOWEST_BIT[((1 << _position) * _DE_BRUIJN % 2**WORD_BITS) >> 58] = _position
 
 
 @numba.njit(cache=True)
@@ -254,7 +254,7 @@ def _outline_changes(region, smoothed, margin, ids, allowed):
                 while differ:
                     bit = differ & (~differ + np.uint64(1))
                     differ ^= bit
-                    x = w * _WORD_BITS + _LOWEST_BIT[(bit * np.uint64(_DE_BRUIJN)) >> np.uint64(58)]
+                    x = w * WORD_BITS + _LOWEST_BIT[(bit * np.uint64(_DE_BRUIJN)) >> np.uint64(58)]
                     x -= margin[2]
                     if not (0 <= z < nz and 0 <= y < ny and 0 <= x < nx):
                         continue

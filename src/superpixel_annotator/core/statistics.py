@@ -1,4 +1,5 @@
-"""Per-label measurements of an annotation: volumes and mean intensities, and their CSV."""
+"""Per-label measurements of an annotation: volumes and mean intensities, and their CSV;
+and the label most of each superpixel's voxels have."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from .palette import MAX_LABEL
+from .superpixels import Superpixels
 
 BASE_COLUMNS = ("label", "voxels", "volume_mm3", "volume_ml", "superpixels")
+VOTE_SLAB_VOXELS = 1 << 20
+"""Voxels :func:`majority_labels` counts at once."""
 
 
 def label_statistics(
@@ -83,3 +87,36 @@ def statistics_csv(rows: Sequence[Mapping[str, object]]) -> str:
     for row in rows:
         writer.writerow([f"{row[c]:.6g}" if isinstance(row[c], float) else row[c] for c in columns])
     return buffer.getvalue()
+
+
+def majority_labels(superpixels: Superpixels, labels: np.ndarray) -> np.ndarray:
+    """The most common label of each superpixel's voxels.
+
+    Parameters
+    ----------
+    superpixels : Superpixels
+        The partition that votes.
+    labels : ndarray of uint8, shape of the superpixels
+        The label of each voxel.
+
+    Returns
+    -------
+    ndarray of uint8, shape (count + 1,)
+        The winning label of each superpixel (ties go to the smaller label); 0 for id 0.
+    """
+    present = np.flatnonzero(np.bincount(labels.ravel(), minlength=MAX_LABEL + 1))
+    column = np.zeros(MAX_LABEL + 1, np.int64)
+    column[present] = np.arange(present.size)
+    rows = superpixels.count + 1
+    votes = np.zeros(rows * present.size, np.int64)
+    # Slabs of slices bound the int64 vote indices to a few MB whatever the volume size.
+    slab = max(1, VOTE_SLAB_VOXELS // max(1, labels[0].size))
+    for start in range(0, labels.shape[0], slab):
+        ids = superpixels.labels[start : start + slab].ravel().astype(np.int64)
+        index = ids * present.size + column[labels[start : start + slab].ravel()]
+        votes += np.bincount(index, minlength=votes.size)
+    votes = votes.reshape(rows, present.size)
+    winner = votes.argmax(axis=1)
+    superpixel_labels = present[winner].astype(np.uint8)
+    superpixel_labels[0] = 0
+    return superpixel_labels

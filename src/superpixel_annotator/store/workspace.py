@@ -235,7 +235,7 @@ class DatasetWorkspace:
                 f"{path.name}: labels {unknown} are not in the label table "
                 f"{sorted(self.label_values)}; start the server with a matching --labels"
             )
-        loaded = Annotation(case.superpixels)
+        loaded = Annotation(case.superpixels, case.appearance)
         loaded.load_label_volume(segmentation.labels, segmentation.superpixel_marks)
         # The case starts from the file: loading it is not a step to undo.
         start = Annotation(case.superpixels)

@@ -23,8 +23,8 @@ from ..core.cases import Case, CaseStore, open_case
 from ..core.editing import Segmentations
 from ..core.geometry import SAMPLES_PER_VOXEL
 from ..core.image_files import Limits
-from ..core.outlines import load_kernels
 from ..core.palette import DEFAULT_LABELS, LabelClass
+from ..core.refinement import load_kernels
 from ..core.superpixels import Superpixels
 from ..core.volume import Volume, check_modalities
 from ..pacs.dicomweb import DicomWebSource
@@ -111,7 +111,7 @@ class VolumeAnnotator:
         cache_limit_bytes()  # a malformed limit stops the start, not the first upload
         cache_dir = cache_directory(cache_dir)
         self.initial_case = open_case(volumes, cache_dir, superpixels)
-        load_kernels()
+        load_kernels(len(volumes))
         cases = CaseStore(cache_dir, pinned=[self.initial_case])
         self.context = AnnotatorContext(
             ids=self.ids,

@@ -56,7 +56,13 @@ HELP_ITEMS = (
         "label's, in 3D: one stroke takes most of a region of one kind, such as oedema or an "
         "enhancing rim; other labels and erased superpixels stop it.",
     ),
-    ("Labels", "keys 1-9 pick a label; the Eraser (key E or 0) removes labels."),
+    (
+        "Labels",
+        "keys 1-9 pick a label; the Eraser (key E or 0) removes labels. Where two labels "
+        "meet, the border between them follows the scan's intensities voxel by voxel (within "
+        "3 mm), not the superpixels: label a rim and the core next to it with coarse or grow "
+        "strokes, and the border settles between them.",
+    ),
     (
         "Fill",
         "(key F) shows in white the unlabelled superpixels that look like the ones you "

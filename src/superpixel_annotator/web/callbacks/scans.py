@@ -157,7 +157,10 @@ def _compute(
             if current.superpixels.params.get("size") == size:
                 return {}
             annotation = Annotation.from_state(
-                current.superpixels, inputs["state"], labels=context.label_values
+                current.superpixels,
+                inputs["state"],
+                labels=context.label_values,
+                appearance=current.appearance,
             )
             volumes = list(current.volumes)
     except CaseNotFoundError:
@@ -171,7 +174,7 @@ def _compute(
     set_progress((100, "Done"))
     if current is None:
         return _opened_uploads(opened, volumes)
-    mapped = annotation.remapped(opened.superpixels)
+    mapped = annotation.remapped(opened.superpixels, opened.appearance)
     if restoring:
         return {"case": case_data(opened, state=mapped.to_state(), restore=True)}
     changed = int((mapped.label_volume() != annotation.label_volume()).sum())

@@ -1,0 +1,256 @@
+"""Voxel-accurate borders where two labels meet.
+
+A superpixel is about 4.5 mm across, and a tumour's sub-regions are often thinner: the
+enhancing rim is 2-4 mm thick. Where superpixels of two labels touch, the border between
+them follows the superpixels, not the anatomy. :func:`refine_borders` moves it: each
+labelled voxel within :data:`BORDER_MM` of a voxel of another label takes, among the labels
+found that near, the one whose intensity model gives it the highest likelihood. A label's
+model is a Gaussian over the modalities, fitted on the superpixels the user gave that label,
+so it is the same wherever the border is. Only labelled voxels change, and only to another
+label: what is labelled, and what is not, stays as it was.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import numba
+import numpy as np
+
+from . import outlines
+from .outlines import WORD_BITS, ball, boxed_segmentation, packed_morphology
+from .superpixels import Superpixels
+
+BORDER_MM = 3.0
+"""How far from another label (mm) a labelled voxel may change to it."""
+_REGULARIZATION = 1e-3
+"""Added to each model's covariance, as a fraction of the labelled voxels' variances."""
+
+
+class Appearance:
+    """A scan's intensities as the refinement models them.
+
+    Each superpixel's voxel count and the sums of its intensities, and of their products,
+    are found the first time a label's model needs them, and then kept: a model is then a
+    sum over the label's superpixels, whatever their size.
+
+    Parameters
+    ----------
+    superpixels : Superpixels
+        The partition.
+    intensities : sequence of ndarray of float32
+        The modalities, each of the superpixels' shape (held, not copied).
+    """
+
+    def __init__(self, superpixels: Superpixels, intensities: Sequence[np.ndarray]) -> None:
+        if not intensities or any(i.shape != superpixels.labels.shape for i in intensities):
+            raise ValueError("the intensities must be of the superpixels' shape")
+        self.superpixels = superpixels
+        self.intensities = tuple(np.ascontiguousarray(i, np.float32) for i in intensities)
+        modalities = len(self.intensities)
+        self._sums = np.full((superpixels.count + 1, 1 + modalities + modalities**2), np.nan)
+        self._lock = threading.Lock()
+
+    def sums(self, ids: np.ndarray) -> np.ndarray:
+        """Per superpixel of ``ids``: the voxel count, the sum of each modality, and the sum
+        of each product of two modalities (row-major, every ordered pair).
+
+        Returns
+        -------
+        ndarray of float64, shape (len(ids), 1 + m + m * m) for m modalities
+        """
+        ids = np.asarray(ids, np.int64)
+        with self._lock:
+            new = np.unique(ids[np.isnan(self._sums[ids, 0])])
+            if new.size:
+                self._sums[new] = self._new_sums(new)
+            return self._sums[ids]
+
+    def _new_sums(self, ids: np.ndarray) -> np.ndarray:
+        modalities = len(self.intensities)
+        sums = np.empty((ids.size, self._sums.shape[1]))
+        labels, extents = self.superpixels.labels, self.superpixels.extents
+        for first in range(modalities):
+            for second in range(first, modalities):
+                counts, totals, products = _sums_of_products(
+                    labels, extents, ids, self.intensities[first], self.intensities[second]
+                )
+                sums[:, 0] = counts
+                sums[:, 1 + first] = totals
+                for row, column in ((first, second), (second, first)):
+                    sums[:, 1 + modalities + row * modalities + column] = products
+        return sums
+
+    def models(self, superpixel_labels: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The Gaussian model of each label of ``classes``, fitted on the voxels of the
+        superpixels ``superpixel_labels`` gives it.
+
+        Returns
+        -------
+        means : ndarray, shape (len(classes), m)
+        precisions : ndarray, shape (len(classes), m, m)
+            The inverse covariances, regularized (see :data:`_REGULARIZATION`).
+        log_determinants : ndarray, shape (len(classes),)
+            Of the regularized covariances.
+        """
+        modalities = len(self.intensities)
+        per_class = np.empty((len(classes), self._sums.shape[1]))
+        for row, label in enumerate(classes):
+            per_class[row] = self.sums(np.flatnonzero(superpixel_labels == label)).sum(axis=0)
+        counts = per_class[:, :1]
+        means = per_class[:, 1 : 1 + modalities] / counts
+        products = per_class[:, 1 + modalities :].reshape(-1, modalities, modalities)
+        covariances = products / counts[:, :, None] - means[:, :, None] * means[:, None, :]
+        pooled = per_class.sum(axis=0)
+        pooled_mean = pooled[1 : 1 + modalities] / pooled[0]
+        pooled_variance = np.diag(pooled[1 + modalities :].reshape(modalities, modalities))
+        pooled_variance = pooled_variance / pooled[0] - pooled_mean**2
+        ridge = np.diag(np.maximum(_REGULARIZATION * pooled_variance, 1e-6))
+        covariances = covariances + ridge
+        return means, np.linalg.inv(covariances), np.linalg.slogdet(covariances)[1]
+
+
+def refine_borders(
+    box: tuple[slice, ...],
+    labels: np.ndarray,
+    superpixel_labels: np.ndarray,
+    appearance: Appearance,
+) -> None:
+    """Move the borders between the labels of ``labels`` (the labels of ``box``, nothing
+    labelled outside it; changed in place) to where the labels' intensity models meet.
+
+    A voxel of label ``c`` within :data:`BORDER_MM` (a :func:`~.outlines.ball`) of a voxel
+    of another label (not 0) takes, among ``c`` and the labels within that distance of it,
+    the label whose model (see :meth:`Appearance.models`, fitted on ``superpixel_labels``)
+    gives its intensities the highest likelihood. Other voxels keep their label.
+    """
+    classes = np.flatnonzero(np.bincount(superpixel_labels[1:], minlength=256))
+    classes = classes[classes > 0]
+    if classes.size < 2:
+        return
+    table = np.full(256, -1, np.int64)
+    table[classes] = np.arange(classes.size)
+    width = labels.shape[2]
+    bits = _class_bits(labels, table, classes.size, width // WORD_BITS + 1)
+    structure = ball(BORDER_MM, appearance.superpixels.spacing)
+    near = np.stack([packed_morphology(mask, width, structure, True) for mask in bits])
+    border = np.zeros_like(near[0])
+    for row in range(classes.size):
+        border |= bits[row] & np.bitwise_or.reduce(np.delete(near, row, axis=0), axis=0)
+    origin = np.array([part.start for part in box], np.int64)
+    models = appearance.models(superpixel_labels, classes)
+    _relabel(labels, border, near, origin, appearance.intensities, classes, *models)
+
+
+@numba.njit(cache=True)
+def _relabel(labels, border, near, origin, intensities, classes, means, precisions, log_dets):
+    """Give each voxel of the packed ``border`` bits the class, among those whose ``near``
+    bit is set there, whose model gives its ``intensities`` (a tuple of volumes, read at
+    the voxel plus ``origin``) the highest Gaussian log-likelihood."""
+    n_classes, nz, ny, n_words = near.shape
+    m = len(intensities)
+    values = np.empty(m)
+    one = np.uint64(1)
+    for z in range(nz):
+        for y in range(ny):
+            for word in range(n_words):
+                remaining = border[z, y, word]
+                bit = np.uint64(0)
+                while remaining:
+                    if remaining & one:
+                        for k in range(m):
+                            values[k] = intensities[k][
+                                origin[0] + z, origin[1] + y, origin[2] + word * 64 + bit
+                            ]
+                        best, best_score = 0, -np.inf
+                        for row in range(n_classes):
+                            if not (near[row, z, y, word] >> bit) & one:
+                                continue
+                            distance = 0.0
+                            for i in range(m):
+                                for j in range(m):
+                                    distance += (
+                                        (values[i] - means[row, i])
+                                        * precisions[row, i, j]
+                                        * (values[j] - means[row, j])
+                                    )
+                            score = -0.5 * (distance + log_dets[row])
+                            if score > best_score:
+                                best, best_score = row, score
+                        labels[z, y, word * 64 + bit] = classes[best]
+                    remaining >>= one
+                    bit += one
+
+
+@numba.njit(cache=True)
+def _class_bits(labels, table, n_classes, n_words):
+    """Per class (the row ``table`` gives each label; -1 for none), its voxels as packed
+    bits (see :func:`~.outlines.packed_morphology`)."""
+    nz, ny, nx = labels.shape
+    bits = np.zeros((n_classes, nz, ny, n_words), np.uint64)
+    one = np.uint64(1)
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                row = table[labels[z, y, x]]
+                if row >= 0:
+                    bits[row, z, y, x >> 6] |= one << np.uint64(x & 63)
+    return bits
+
+
+@numba.njit(cache=True)
+def _sums_of_products(labels, extents, ids, first, second):
+    """For each of ``ids``, within its extents: its voxel count, the sum of ``first`` and
+    the sum of ``first * second`` over its voxels."""
+    counts = np.zeros(len(ids))
+    totals = np.zeros(len(ids))
+    products = np.zeros(len(ids))
+    for row in range(len(ids)):
+        target = ids[row]
+        box = extents[target]
+        for z in range(box[0, 0], box[0, 1]):
+            for y in range(box[1, 0], box[1, 1]):
+                for x in range(box[2, 0], box[2, 1]):
+                    if labels[z, y, x] == target:
+                        value = np.float64(first[z, y, x])
+                        counts[row] += 1.0
+                        totals[row] += value
+                        products[row] += value * second[z, y, x]
+    return counts, totals, products
+
+
+def segmentation_box(
+    superpixels: Superpixels,
+    superpixel_labels: np.ndarray,
+    erased: np.ndarray | None = None,
+    appearance: Appearance | None = None,
+) -> tuple[tuple[slice, ...] | None, np.ndarray]:
+    """The labelled box and its labels, as the app shows an annotation: smooth outlines
+    (:func:`~.outlines.boxed_segmentation`), then, given the scan's ``appearance``, the
+    borders between labels refined (:func:`refine_borders`)."""
+    box, labels = boxed_segmentation(superpixels, superpixel_labels, erased)
+    if box is not None and appearance is not None:
+        refine_borders(box, labels, superpixel_labels, appearance)
+    return box, labels
+
+
+def load_kernels(modalities: int) -> None:
+    """Compile, or load from numba's cache, the kernels a stroke runs on a scan of
+    ``modalities`` modalities (see :func:`~.outlines.load_kernels`), refinement included."""
+    outlines.load_kernels()
+    ids = np.ones((1, 1, 1), np.int32)
+    superpixels = Superpixels.from_labels(ids, params={})
+    appearance = Appearance(superpixels, [np.zeros((1, 1, 1), np.float32)] * modalities)
+    appearance.sums(np.ones(1, np.int64))
+    bits = _class_bits(np.ones((1, 1, 1), np.uint8), np.zeros(2, np.int64), 1, 1)
+    models = (np.zeros((1, modalities)), np.zeros((1, modalities, modalities)), np.zeros(1))
+    _relabel(
+        ids.astype(np.uint8),
+        bits[0],
+        bits,
+        np.zeros(3, np.int64),
+        appearance.intensities,
+        np.ones(1, np.int64),
+        *models,
+    )
