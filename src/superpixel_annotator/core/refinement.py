@@ -3,11 +3,11 @@
 A superpixel is about 4.5 mm across, and a tumour's sub-regions are often thinner: the
 enhancing rim is 2-4 mm thick. Where superpixels of two labels touch, the border between
 them follows the superpixels, not the anatomy. :func:`refine_borders` moves it: each
-labelled voxel within :data:`BORDER_MM` of a voxel of another label takes, among the labels
-found that near, the one whose intensity model gives it the highest likelihood. A label's
-model is a Gaussian over the modalities, fitted on the superpixels the user gave that label,
-so it is the same wherever the border is. Only labelled voxels change, and only to another
-label: what is labelled, and what is not, stays as it was.
+labelled voxel of a superpixel that touches a superpixel of another label takes, among the
+labels of the two sides, the one whose intensity model gives it the highest likelihood. A
+label's model is a Gaussian over the modalities, fitted on the superpixels the user gave
+that label, so it is the same wherever the border is. Only labelled voxels change, and only
+to another label: what is labelled, and what is not, stays as it was.
 """
 
 from __future__ import annotations
@@ -19,11 +19,10 @@ import numba
 import numpy as np
 
 from . import outlines
-from .outlines import WORD_BITS, ball, boxed_segmentation, packed_morphology
+from .contacts import superpixel_contacts
+from .outlines import boxed_segmentation
 from .superpixels import Superpixels
 
-BORDER_MM = 3.0
-"""How far from another label (mm) a labelled voxel may change to it."""
 _REGULARIZATION = 1e-3
 """Added to each model's covariance, as a fraction of the labelled voxels' variances."""
 
@@ -120,83 +119,82 @@ def refine_borders(
     """Move the borders between the labels of ``labels`` (the labels of ``box``, nothing
     labelled outside it; changed in place) to where the labels' intensity models meet.
 
-    A voxel of label ``c`` within :data:`BORDER_MM` (a :func:`~.outlines.ball`) of a voxel
-    of another label (not 0) takes, among ``c`` and the labels within that distance of it,
-    the label whose model (see :meth:`Appearance.models`, fitted on ``superpixel_labels``)
-    gives its intensities the highest likelihood. Other voxels keep their label.
+    A *border superpixel* is one ``superpixel_labels`` labels that touches (26 neighbours)
+    a superpixel of another label (not 0). Each labelled voxel of a border superpixel
+    takes, among its superpixel's label and those of the labelled superpixels it touches,
+    the label whose model (see :meth:`Appearance.models`) gives its intensities the highest
+    likelihood. Other voxels keep their label.
     """
-    classes = np.flatnonzero(np.bincount(superpixel_labels[1:], minlength=256))
-    classes = classes[classes > 0]
+    superpixels = appearance.superpixels
+    ids = np.flatnonzero(superpixel_labels[1:]) + 1
+    classes = np.unique(superpixel_labels[ids])
     if classes.size < 2:
         return
-    table = np.full(256, -1, np.int64)
-    table[classes] = np.arange(classes.size)
-    width = labels.shape[2]
-    bits = _class_bits(labels, table, classes.size, width // WORD_BITS + 1)
-    structure = ball(BORDER_MM, appearance.superpixels.spacing)
-    near = np.stack([packed_morphology(mask, width, structure, True) for mask in bits])
-    border = np.zeros_like(near[0])
-    for row in range(classes.size):
-        border |= bits[row] & np.bitwise_or.reduce(np.delete(near, row, axis=0), axis=0)
+    _, (first, second) = superpixel_contacts(superpixels, ids)
+    touching = (superpixel_labels[first] > 0) & (superpixel_labels[second] > 0)
+    first, second = first[touching], second[touching]
+    differ = superpixel_labels[first] != superpixel_labels[second]
+    border = np.unique(first[differ]).astype(np.int64)
+    if not border.size:
+        return
+    rows = np.searchsorted(classes, superpixel_labels)
+    allowed = np.zeros((border.size, classes.size), bool)
+    allowed[np.arange(border.size), rows[border]] = True
+    at_border = np.isin(first, border)
+    allowed[np.searchsorted(border, first[at_border]), rows[second[at_border]]] = True
     origin = np.array([part.start for part in box], np.int64)
     models = appearance.models(superpixel_labels, classes)
-    _relabel(labels, border, near, origin, appearance.intensities, classes, *models)
+    _relabel(
+        labels,
+        origin,
+        superpixels.labels,
+        superpixels.extents,
+        border,
+        allowed,
+        appearance.intensities,
+        classes.astype(np.uint8),
+        *models,
+    )
 
 
 @numba.njit(cache=True)
-def _relabel(labels, border, near, origin, intensities, classes, means, precisions, log_dets):
-    """Give each voxel of the packed ``border`` bits the class, among those whose ``near``
-    bit is set there, whose model gives its ``intensities`` (a tuple of volumes, read at
-    the voxel plus ``origin``) the highest Gaussian log-likelihood."""
-    n_classes, nz, ny, n_words = near.shape
-    m = len(intensities)
+def _relabel(
+    labels, origin, ids, extents, border, allowed, intensities, classes, means, precisions, log_dets
+):
+    """Give each labelled voxel (in ``labels``, the box at ``origin``) of each ``border``
+    superpixel the class, among those ``allowed`` for its superpixel, whose model gives its
+    ``intensities`` (a tuple of volumes) the highest Gaussian log-likelihood."""
+    n_classes, m = means.shape
     values = np.empty(m)
-    one = np.uint64(1)
-    for z in range(nz):
-        for y in range(ny):
-            for word in range(n_words):
-                remaining = border[z, y, word]
-                bit = np.uint64(0)
-                while remaining:
-                    if remaining & one:
-                        for k in range(m):
-                            values[k] = intensities[k][
-                                origin[0] + z, origin[1] + y, origin[2] + word * 64 + bit
-                            ]
-                        best, best_score = 0, -np.inf
-                        for row in range(n_classes):
-                            if not (near[row, z, y, word] >> bit) & one:
-                                continue
-                            distance = 0.0
-                            for i in range(m):
-                                for j in range(m):
-                                    distance += (
-                                        (values[i] - means[row, i])
-                                        * precisions[row, i, j]
-                                        * (values[j] - means[row, j])
-                                    )
-                            score = -0.5 * (distance + log_dets[row])
-                            if score > best_score:
-                                best, best_score = row, score
-                        labels[z, y, word * 64 + bit] = classes[best]
-                    remaining >>= one
-                    bit += one
-
-
-@numba.njit(cache=True)
-def _class_bits(labels, table, n_classes, n_words):
-    """Per class (the row ``table`` gives each label; -1 for none), its voxels as packed
-    bits (see :func:`~.outlines.packed_morphology`)."""
-    nz, ny, nx = labels.shape
-    bits = np.zeros((n_classes, nz, ny, n_words), np.uint64)
-    one = np.uint64(1)
-    for z in range(nz):
-        for y in range(ny):
-            for x in range(nx):
-                row = table[labels[z, y, x]]
-                if row >= 0:
-                    bits[row, z, y, x >> 6] |= one << np.uint64(x & 63)
-    return bits
+    for row in range(len(border)):
+        target = border[row]
+        extent = extents[target]
+        for z in range(extent[0, 0], extent[0, 1]):
+            for y in range(extent[1, 0], extent[1, 1]):
+                for x in range(extent[2, 0], extent[2, 1]):
+                    if ids[z, y, x] != target:
+                        continue
+                    z0, y0, x0 = z - origin[0], y - origin[1], x - origin[2]
+                    if not labels[z0, y0, x0]:
+                        continue
+                    for k in range(m):
+                        values[k] = intensities[k][z, y, x]
+                    best, best_score = 0, -np.inf
+                    for model in range(n_classes):
+                        if not allowed[row, model]:
+                            continue
+                        distance = 0.0
+                        for i in range(m):
+                            for j in range(m):
+                                distance += (
+                                    (values[i] - means[model, i])
+                                    * precisions[model, i, j]
+                                    * (values[j] - means[model, j])
+                                )
+                        score = -0.5 * (distance + log_dets[model])
+                        if score > best_score:
+                            best, best_score = model, score
+                    labels[z0, y0, x0] = classes[best]
 
 
 @numba.njit(cache=True)
@@ -243,14 +241,18 @@ def load_kernels(modalities: int) -> None:
     superpixels = Superpixels.from_labels(ids, params={})
     appearance = Appearance(superpixels, [np.zeros((1, 1, 1), np.float32)] * modalities)
     appearance.sums(np.ones(1, np.int64))
-    bits = _class_bits(np.ones((1, 1, 1), np.uint8), np.zeros(2, np.int64), 1, 1)
     models = (np.zeros((1, modalities)), np.zeros((1, modalities, modalities)), np.zeros(1))
+    labels = np.ones((1, 1, 1), np.uint8)
+    origin = np.zeros(3, np.int64)
+    allowed = np.ones((1, 1), bool)
     _relabel(
-        ids.astype(np.uint8),
-        bits[0],
-        bits,
-        np.zeros(3, np.int64),
-        appearance.intensities,
+        labels,
+        origin,
+        ids,
+        superpixels.extents,
         np.ones(1, np.int64),
+        allowed,
+        appearance.intensities,
+        labels[0, 0],
         *models,
     )
