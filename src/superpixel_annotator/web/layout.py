@@ -59,9 +59,9 @@ HELP_ITEMS = (
     (
         "Labels",
         "keys 1-9 pick a label; the Eraser (key E or 0) removes labels. Where two labels "
-        "meet, the border between them follows the scan's intensities voxel by voxel (within "
-        "3 mm), not the superpixels: label a rim and the core next to it with coarse or grow "
-        "strokes, and the border settles between them.",
+        "meet, the border between them follows the scan's intensities voxel by voxel, not "
+        "the superpixels: label a rim and the core next to it with coarse or grow strokes, "
+        "and the border settles between them.",
     ),
     (
         "Fill",
