@@ -229,11 +229,12 @@ def test_download_offers_dicom_seg_for_a_dicom_scan(series, tmp_path):
     expected = annotation.label_volume()
     np.testing.assert_array_equal(read_segmentation_bytes(content, "x", volume).labels, expected)
 
-    # Without the marks a NIfTI carries, the file opens back by majority: what is labelled
-    # comes back, and the borders between labels are refined again.
+    # The marks behind the labels travel in a private element: the SEG opens back exactly.
     session = EditSession(annotator.initial_case, None, annotator.context.label_values)
-    session.open_segmentation(content, sent["filename"], Limits())
-    np.testing.assert_array_equal(session.annotation.label_volume() > 0, expected > 0)
+    _, text = session.open_segmentation(content, sent["filename"], Limits())
+    assert "matches the superpixels exactly" in text
+    np.testing.assert_array_equal(session.annotation.marked_labels(), annotation.marked_labels())
+    np.testing.assert_array_equal(session.annotation.label_volume(), expected)
 
     nifti, _, _ = panels.download(annotator.context, state, shown)
     assert nifti["filename"].endswith("_segmentation.nii.gz")

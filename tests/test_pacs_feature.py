@@ -12,6 +12,7 @@ from dicom_series import phantom_image, seg_source_labels, write_series
 
 from superpixel_annotator.core.dicom import load_dicom_series
 from superpixel_annotator.core.editing import EditSession
+from superpixel_annotator.core.image_files import Limits
 from superpixel_annotator.core.volume import Volume, load_volume
 from superpixel_annotator.pacs.dicomweb import DicomWebSource
 from superpixel_annotator.web.annotator import VolumeAnnotator
@@ -132,6 +133,12 @@ def test_save_to_pacs_stores_a_segmentation_on_the_source_frames(context, phanto
     ]
     on_source = seg_source_labels(seg_path, files)
     np.testing.assert_array_equal(Volume.from_source_array(on_source, affine).data, labels)
+    # Back from the PACS, it opens as it was saved: the marks travel with the labels.
+    reopened = EditSession(case, None, context.label_values)
+    _, text = reopened.open_segmentation(seg_path.read_bytes(), seg_path.name, Limits())
+    assert "matches the superpixels exactly" in text
+    marks = session.annotation.marked_labels()
+    np.testing.assert_array_equal(reopened.annotation.marked_labels(), marks)
 
 
 def test_save_to_pacs_of_a_scan_not_from_dicom_says_so(annotator):

@@ -72,6 +72,12 @@ _COPIED_ATTRIBUTES = (
 )
 
 
+NOTE_CREATOR = "superpixel-annotator"
+"""The private creator of the element that holds the annotator's note in a SEG."""
+_NOTE_GROUP = 0x0071
+_NOTE_ELEMENT = 0x01
+
+
 def default_label_class(value: int) -> LabelClass:
     """The label class of a value missing from the label table: ``Label N``, a palette colour."""
     return LabelClass(value, f"Label {value}", LABEL_COLORS[(value - 1) % len(LABEL_COLORS)])
@@ -82,6 +88,7 @@ def write_dicom_seg(
     labels: np.ndarray,
     path: str | os.PathLike,
     label_classes: Sequence[LabelClass] = (),
+    note: bytes | None = None,
 ) -> None:
     """Write a label map as a binary DICOM SEG referencing the volume's DICOM series.
 
@@ -96,6 +103,9 @@ def write_dicom_seg(
     label_classes : sequence of LabelClass
         Segment names and colours (recommended display CIELab) by label value; a value
         missing from it is named ``Label N`` (:func:`default_label_class`).
+    note : bytes, optional
+        The annotator's own data (the superpixel marks behind the labels), stored in a
+        private element that other readers ignore (see :data:`NOTE_CREATOR`).
 
     Raises
     ------
@@ -138,6 +148,9 @@ def write_dicom_seg(
         content_description="Labels drawn in the superpixel annotator",
         specific_character_set="ISO_IR 192",
     )
+    if note is not None:
+        block = segmentation.private_block(_NOTE_GROUP, NOTE_CREATOR, create=True)
+        block.add_new(_NOTE_ELEMENT, "OB", note)
     segmentation.save_as(path, enforce_file_format=True)
 
 
@@ -147,7 +160,7 @@ def read_dicom_seg(
     *,
     filename: str | None = None,
     limits: Limits = DEFAULT_LIMITS,
-) -> np.ndarray:
+) -> tuple[np.ndarray, bytes | None]:
     """Read a binary DICOM SEG of the volume's series as a label map.
 
     Segment ``n`` becomes label ``n``; where segments overlap, the one whose frame comes
@@ -167,8 +180,10 @@ def read_dicom_seg(
 
     Returns
     -------
-    ndarray of uint8
+    labels : ndarray of uint8
         The labels in display order, ``volume.data.shape``.
+    note : bytes or None
+        The ``note`` :func:`write_dicom_seg` stored, if any.
 
     Raises
     ------
@@ -208,7 +223,17 @@ def read_dicom_seg(
         mask = bits[start % 8 : start % 8 + pixels].reshape(rows, columns).astype(bool)
         labels[:, :, k].T[mask] = segment
     display = orientations.apply_orientation(labels, display_transform(volume.source_ornt))
-    return np.ascontiguousarray(display)
+    return np.ascontiguousarray(display), _note(dataset)
+
+
+def _note(dataset: pydicom.Dataset) -> bytes | None:
+    """The value of the annotator's private element, when the SEG has one."""
+    try:
+        value = dataset.private_block(_NOTE_GROUP, NOTE_CREATOR)[_NOTE_ELEMENT].value
+    except KeyError:
+        return None
+    # An OB value is padded with a NUL byte to an even length.
+    return bytes(value).rstrip(b"\0") if isinstance(value, bytes) else None
 
 
 def _source_headers(volume: Volume, name: str) -> tuple[pydicom.Dataset, ...]:

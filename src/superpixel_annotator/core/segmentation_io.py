@@ -90,8 +90,7 @@ def read_segmentation(
     Returns
     -------
     Segmentation
-        The labels in display order, and the superpixel marks saved with them (a SEG has
-        none).
+        The labels in display order, and the superpixel marks saved with them.
 
     Raises
     ------
@@ -102,7 +101,8 @@ def read_segmentation(
     if _is_dicom_path(path):
         from .dicom_seg import read_dicom_seg  # highdicom takes 0.7 s to import
 
-        return Segmentation(read_dicom_seg(path, volume, limits=limits), None)
+        labels, note = read_dicom_seg(path, volume, limits=limits)
+        return Segmentation(labels, _decoded_marks(note, _marks_cap(max_marks, volume)))
     image, filename = open_image_path(path, limits)
     labels = _labels_from_image(image, filename, volume)
     return Segmentation(labels, _superpixel_marks(image, _marks_cap(max_marks, volume)))
@@ -124,8 +124,8 @@ def read_segmentation_bytes(
     if is_dicom_content(content) or filename.lower().endswith(_DICOM_SUFFIX):
         from .dicom_seg import read_dicom_seg  # highdicom takes 0.7 s to import
 
-        labels = read_dicom_seg(content, volume, filename=filename, limits=limits)
-        return Segmentation(labels, None)
+        labels, note = read_dicom_seg(content, volume, filename=filename, limits=limits)
+        return Segmentation(labels, _decoded_marks(note, _marks_cap(max_marks, volume)))
     image, filename = open_image_bytes(content, filename, limits)
     labels = _labels_from_image(image, filename, volume)
     return Segmentation(labels, _superpixel_marks(image, _marks_cap(max_marks, volume)))
@@ -155,8 +155,8 @@ def save_segmentation(
     superpixel_marks : ndarray of int, optional
         The annotation behind the labels, one value per superpixel
         (:meth:`~superpixel_annotator.annotation.Annotation.marked_labels`), stored in a
-        NIfTI comment extension that other tools ignore, so that the annotator opens the
-        file back exactly. Not stored in a SEG.
+        NIfTI comment extension (in a SEG, a private element) that other tools ignore, so
+        that the annotator opens the file back exactly.
     label_classes : sequence of LabelClass
         For a SEG, the segments' names and colours by label value; values missing from it
         are named ``Label N``.
@@ -172,7 +172,8 @@ def save_segmentation(
     if os.fspath(path).lower().endswith(_DICOM_SUFFIX):
         from .dicom_seg import write_dicom_seg  # highdicom takes 0.7 s to import
 
-        write_dicom_seg(volume, labels, path, label_classes)
+        note = None if superpixel_marks is None else _encoded_marks(superpixel_marks)
+        write_dicom_seg(volume, labels, path, label_classes, note)
         return
     dtype = np.uint8 if labels.dtype == np.uint8 or labels.max(initial=0) < 256 else np.uint16
     image = nib.Nifti1Image(volume.to_source(labels.astype(dtype, copy=False)), volume.affine)
@@ -180,8 +181,7 @@ def save_segmentation(
     image.set_sform(volume.affine, code=1)
     image.header.set_intent("label")
     if superpixel_marks is not None:
-        packed = zlib.compress(np.asarray(superpixel_marks, "<i2").tobytes(), 6)
-        content = _MARKS_TAG + base64.b64encode(packed)
+        content = _encoded_marks(superpixel_marks)
         image.header.extensions.append(nib.nifti1.Nifti1Extension(_COMMENT_EXTENSION, content))
     save_label_image(image, path)
 
@@ -217,6 +217,13 @@ def _marks_cap(max_marks: int | None, volume: Volume) -> int:
     return volume.data.size + 1 if max_marks is None else max(int(max_marks), 0)
 
 
+def _encoded_marks(superpixel_marks: np.ndarray) -> bytes:
+    """Superpixel marks as :func:`save_segmentation` stores them: a tag, then base64 of
+    zlib-compressed little-endian int16."""
+    packed = zlib.compress(np.asarray(superpixel_marks, "<i2").tobytes(), 6)
+    return _MARKS_TAG + base64.b64encode(packed)
+
+
 def _superpixel_marks(image: SpatialImage, max_marks: int) -> np.ndarray | None:
     """The superpixel marks :func:`save_segmentation` stored in ``image``; None when there are
     none, more than ``max_marks``, or they cannot be decoded."""
@@ -226,9 +233,15 @@ def _superpixel_marks(image: SpatialImage, max_marks: int) -> np.ndarray | None:
         if extension.get_code() == _COMMENT_EXTENSION
     ]
     marked = [c for c in contents if isinstance(c, bytes) and c.startswith(_MARKS_TAG)]
-    if not marked:
+    return _decoded_marks(marked[0], max_marks) if marked else None
+
+
+def _decoded_marks(content: bytes | None, max_marks: int) -> np.ndarray | None:
+    """The superpixel marks of :func:`_encoded_marks` ``content``; None when there is none,
+    it holds more than ``max_marks``, or it cannot be decoded."""
+    if not isinstance(content, bytes) or not content.startswith(_MARKS_TAG):
         return None
-    encoded = marked[0][len(_MARKS_TAG) :]
+    encoded = content[len(_MARKS_TAG) :]
     max_raw = 2 * max_marks
     if len(encoded) // 4 * 3 > max_raw + max_raw // 100 + _ZLIB_OVERHEAD_BYTES:
         return None

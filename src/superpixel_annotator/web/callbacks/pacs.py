@@ -162,7 +162,8 @@ def save_to_pacs(context: AnnotatorContext, case_store, state) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"{case.volume.name}_segmentation.dcm"
         try:
-            save_segmentation(case.volume, labels, path, label_classes=context.labels)
+            marks = annotation.marked_labels()
+            save_segmentation(case.volume, labels, path, marks, label_classes=context.labels)
             context.pacs.store(path)
         except VolumeError as error:
             return message(f"Not saved: {one_line(error)}", "warning")
