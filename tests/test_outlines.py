@@ -271,9 +271,11 @@ refinement.load_kernels(2)
 functions = [*vars(outlines).values(), *vars(contacts).values(), *vars(refinement).values()]
 kernels = [k for k in functions if isinstance(k, numba.core.dispatcher.Dispatcher)]
 loaded = [list(kernel.signatures) for kernel in kernels]
-grid = np.indices((30, 30, 30))
-for centre in (15, 29):  # a labelled box inside the volume, and one reaching its far side
-    ids = np.arange(1, 30**3 + 1, dtype=np.int32).reshape(30, 30, 30)
+# A labelled box inside the volume, one reaching its far side, and as many superpixels as
+# need int32 compact labels.
+for size, centre in ((30, 15), (30, 29), (41, 20)):
+    grid = np.indices((size,) * 3)
+    ids = np.arange(1, size**3 + 1, dtype=np.int32).reshape(grid.shape[1:])
     superpixels = Superpixels.from_labels(ids, params={"outline_smoothing": 2.0})
     distance = sum((axis - centre) ** 2 for axis in grid)
     labels = (distance <= 81).astype(np.uint8) + (distance <= 25)

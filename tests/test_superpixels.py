@@ -135,6 +135,14 @@ def test_extents_match_brute_force():
         np.testing.assert_array_equal(result.extents[k], expected)
 
 
+@pytest.mark.parametrize("count, dtype", [(2**16 - 1, np.uint16), (2**16, np.int32)])
+def test_compact_labels_are_the_labels_in_uint16_when_every_id_fits(count, dtype):
+    labels = np.arange(1, count + 1, dtype=np.int32).reshape(-1, 1, 1)
+    superpixels = Superpixels.from_labels(labels, params={})
+    assert superpixels.compact_labels.dtype == dtype
+    np.testing.assert_array_equal(superpixels.compact_labels, labels)
+
+
 def test_size_is_in_mm_along_each_axis():
     volume, _, _ = skull_stripped(shape=(60, 24, 64), spacing=(1.0, 3.0, 1.0))
     result = compute_superpixels(volume, size=6.0, compactness=5.0)

@@ -9,7 +9,7 @@ import weakref
 import numba
 import numpy as np
 
-from .superpixels import Superpixels
+from .superpixels import COMPACT_DTYPES, Superpixels
 
 _contacts_found: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _contacts_lock = threading.Lock()
@@ -41,12 +41,12 @@ def superpixel_contacts(superpixels: Superpixels, ids: np.ndarray) -> tuple[np.n
         if superpixels not in _contacts_found:
             _contacts_found[superpixels] = [
                 np.full(superpixels.count + 1, -1, np.int64),
-                np.empty((2, 0), superpixels.labels.dtype),
+                np.empty((2, 0), superpixels.compact_labels.dtype),
             ]
         known = _contacts_found[superpixels]
         new = ids[known[0][ids] < 0]
         if new.size:
-            sizes, offsets, found = _contacts(superpixels.labels, superpixels.extents, new)
+            sizes, offsets, found = _contacts(superpixels.compact_labels, superpixels.extents, new)
             known[0][new] = sizes
             known[1] = np.concatenate([known[1], [np.repeat(new, np.diff(offsets)), found]], 1)
         return known[0][ids], known[1]
@@ -99,3 +99,10 @@ def _contacts(labels, extents, ids):
                                 n_found += 1
         offsets[k + 1] = n_found
     return sizes, offsets, found[:n_found].copy()
+
+
+def load_kernels() -> None:
+    """Compile, or load from numba's cache, the contacts' kernel for each dtype of
+    :attr:`~.Superpixels.compact_labels`."""
+    for dtype in COMPACT_DTYPES:
+        _contacts(np.ones((1, 1, 1), dtype), np.zeros((2, 3, 2), np.int32), np.ones(1, np.int64))

@@ -18,8 +18,9 @@ from scipy import ndimage as ndi
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from . import contacts
 from .contacts import superpixel_contacts
-from .superpixels import Superpixels
+from .superpixels import COMPACT_DTYPES, Superpixels
 
 MAX_LOST_FRACTION = 0.1
 """A labelled region that smoothing would take more of its voxels from keeps them all."""
@@ -332,11 +333,12 @@ def load_kernels() -> None:
     server process would otherwise wait."""
     index = np.zeros(1, np.intp)
     margin = np.ones(3, np.int64)
-    ids = np.ones((1, 1, 1), np.int32)
-    labels, bits = _labels_and_bits(ids, np.ones(2, np.uint8), margin, 1)
-    _outline_changes(bits, bits, margin, ids, np.ones(2, bool))
+    for dtype in COMPACT_DTYPES:
+        ids = np.ones((1, 1, 1), dtype)
+        labels, bits = _labels_and_bits(ids, np.ones(2, np.uint8), margin, 1)
+        _outline_changes(bits, bits, margin, ids, np.ones(2, bool))
     _closest_labels(labels, index, index, index, margin, 1)
-    superpixel_contacts(Superpixels.from_labels(ids, params={}), np.ones(1, np.int64))
+    contacts.load_kernels()
 
 
 def labelled_box(
@@ -404,7 +406,7 @@ def boxed_segmentation(
     allowed[0] = False
     return box, _smoothed(
         # Copied, then passed over: half the time of passing over the view of the box.
-        np.ascontiguousarray(superpixels.labels[box]),
+        np.ascontiguousarray(superpixels.compact_labels[box]),
         superpixel_labels,
         allowed,
         superpixels.spacing,

@@ -21,7 +21,7 @@ import numpy as np
 from . import outlines
 from .contacts import superpixel_contacts
 from .outlines import boxed_segmentation
-from .superpixels import Superpixels
+from .superpixels import COMPACT_DTYPES, Superpixels
 
 _REGULARIZATION = 1e-3
 """Added to each model's covariance, as a fraction of the labelled voxels' variances."""
@@ -69,7 +69,7 @@ class Appearance:
     def _new_sums(self, ids: np.ndarray) -> np.ndarray:
         modalities = len(self.intensities)
         sums = np.empty((ids.size, self._sums.shape[1]))
-        labels, extents = self.superpixels.labels, self.superpixels.extents
+        labels, extents = self.superpixels.compact_labels, self.superpixels.extents
         for first in range(modalities):
             for second in range(first, modalities):
                 counts, totals, products = _sums_of_products(
@@ -147,7 +147,7 @@ def refine_borders(
     _relabel(
         labels,
         origin,
-        superpixels.labels,
+        superpixels.compact_labels,
         superpixels.extents,
         border,
         allowed,
@@ -237,22 +237,15 @@ def load_kernels(modalities: int) -> None:
     """Compile, or load from numba's cache, the kernels a stroke runs on a scan of
     ``modalities`` modalities (see :func:`~.outlines.load_kernels`), refinement included."""
     outlines.load_kernels()
-    ids = np.ones((1, 1, 1), np.int32)
-    superpixels = Superpixels.from_labels(ids, params={})
-    appearance = Appearance(superpixels, [np.zeros((1, 1, 1), np.float32)] * modalities)
-    appearance.sums(np.ones(1, np.int64))
+    intensities = (np.zeros((1, 1, 1), np.float32),) * modalities
     models = (np.zeros((1, modalities)), np.zeros((1, modalities, modalities)), np.zeros(1))
     labels = np.ones((1, 1, 1), np.uint8)
-    origin = np.zeros(3, np.int64)
-    allowed = np.ones((1, 1), bool)
-    _relabel(
-        labels,
-        origin,
-        ids,
-        superpixels.extents,
-        np.ones(1, np.int64),
-        allowed,
-        appearance.intensities,
-        labels[0, 0],
-        *models,
-    )
+    one = np.ones(1, np.int64)
+    extents = np.zeros((2, 3, 2), np.int32)
+    for dtype in COMPACT_DTYPES:
+        ids = np.ones((1, 1, 1), dtype)
+        for first in intensities:
+            _sums_of_products(ids, extents, one, first, first)
+        origin = np.zeros(3, np.int64)
+        allowed = np.ones((1, 1), bool)
+        _relabel(labels, origin, ids, extents, one, allowed, intensities, labels[0, 0], *models)
