@@ -38,12 +38,16 @@ from _bench_common import zstd
 from dash._utils import to_json
 
 from superpixel_annotator.core.annotation import LEVELS
-from superpixel_annotator.core.editing import EditSession, shown_labels
+from superpixel_annotator.core.editing import EditSession
 from superpixel_annotator.core.geometry import section, view_geometry
 from superpixel_annotator.core.overlays import indexed_png_uri
 from superpixel_annotator.web.annotator import VolumeAnnotator
 from superpixel_annotator.web.callbacks import editing
-from superpixel_annotator.web.callbacks.overlays import STALE, overlay_patches
+from superpixel_annotator.web.callbacks.overlays import (
+    STALE,
+    overlay_patches,
+    stale_slice_callback,
+)
 from superpixel_annotator.web.context import AnnotatorContext, case_data
 
 GOAL_MS = 60
@@ -210,37 +214,30 @@ def slices_sent(slices) -> int:
     """Slices rendered into the response (ours marks other touched slices stale instead)."""
     count = 0
     for value in slices:
-        if isinstance(value, dash.Patch):
-            operations = value.to_plotly_json()["operations"]
-            count += sum(op["params"]["value"] != STALE for op in operations)
+        if isinstance(value, dict):
+            count += sum(op["params"]["value"] != STALE for op in value["operations"])
         elif isinstance(value, list):
             count += len(value)
     return count
 
 
 def apply(client: list, value) -> list:
-    """What the browser does with a view's slices output (a Patch or a whole list)."""
+    """What the browser does with a view's slices output (a Patch as sent, or a whole list)."""
     if value is dash.no_update:
         return client
     if isinstance(value, list):
         return list(value)
     client = list(client)
-    for operation in value.to_plotly_json()["operations"]:
+    for operation in value["operations"]:
         (index,) = operation["location"]
         client[index] = operation["params"]["value"]
     return client
 
 
-def visit_stale(annotator: VolumeAnnotator, axis: int, index: int, state) -> dash.Patch:
+def visit_stale(annotator: VolumeAnnotator, axis: int, index: int, state) -> dict:
     """What a view gets when it shows a stale slice: that slice's overlay, rendered now."""
-    context = annotator.context
-    session = context.edit_session(case_data(annotator.initial_case), state)
-    marks = shown_labels(session.annotation, session.proposal)
-    patch = dash.Patch()
-    patch[index] = context.overlay_uri(
-        context.segmentations.section(session.case, marks, axis, index)
-    )
-    return patch
+    render = stale_slice_callback(annotator.context, axis)
+    return render([index, 0.0], state, None, case_data(annotator.initial_case))
 
 
 def bench_server(volume, tumour, superpixels, level: str) -> None:

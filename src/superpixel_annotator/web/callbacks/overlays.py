@@ -20,11 +20,21 @@ STALE = "stale"
 """An overlay slice that changed but is not on screen: rendered when a view shows it."""
 
 
+def sent_patch(patch: dash.Patch) -> dict:
+    """``patch`` as Dash sends it to the browser, which applies it as the Patch.
+
+    Dash hands a Patch object to orjson, which refuses it, and then converts the whole
+    response in Python: 7 ms for a CT head stroke's 600 changed slices, against 0.6 ms for
+    orjson on these plain dicts.
+    """
+    return patch.to_plotly_json()
+
+
 def overlay_patches(
     context: AnnotatorContext, session: EditSession, after: np.ndarray, shown: Sequence
-) -> list[dash.Patch]:
-    """For each view, a Patch of the slices whose overlay changes from what the session
-    showed before to the marked labels ``after``.
+) -> list[dict]:
+    """For each view, a Patch (:func:`sent_patch`) of the slices whose overlay changes from
+    what the session showed before to the marked labels ``after``.
 
     The slice a view shows (``shown[axis]``) is rendered now; the other changed slices are
     marked :data:`STALE` and rendered when a view shows them.
@@ -40,7 +50,7 @@ def overlay_patches(
                 patch[index] = context.overlay_uri(labels)
             else:
                 patch[index] = STALE
-        patches.append(patch)
+        patches.append(sent_patch(patch))
     return patches
 
 
@@ -74,7 +84,7 @@ def register(app: dash.Dash, context: AnnotatorContext, slicers: Sequence[Sessio
 
 
 def stale_slice_callback(context: AnnotatorContext, axis: int):
-    def render_stale(request, state, preview, case_data) -> dash.Patch:
+    def render_stale(request, state, preview, case_data) -> dict:
         """The overlay of the stale slice a view asks for."""
         session = context.edit_session(case_data, state, preview)
         index = request[0] if isinstance(request, list) and request else None
@@ -85,7 +95,7 @@ def stale_slice_callback(context: AnnotatorContext, axis: int):
         patch[index] = context.overlay_uri(
             context.segmentations.section(session.case, marks, axis, index)
         )
-        return patch
+        return sent_patch(patch)
 
     return render_stale
 
