@@ -317,9 +317,17 @@ class Segmentations:
             for parts in zip(*boxes, strict=True)
         )
         differs = _within(*boxed[0], box) != _within(*boxed[1], box)
+        # Two passes over the box instead of one per axis: a plane of the voxels that differ
+        # in any slice along the first axis gives the slices along the other two.
+        plane = differs.any(axis=0)
+        along = (
+            differs.reshape(len(differs), -1).any(axis=1),
+            plane.any(axis=1),
+            plane.any(axis=0),
+        )
         return [
-            (np.flatnonzero(differs.any(axis=other_axes(axis))) + box[axis].start).tolist()
-            for axis in range(3)
+            (np.flatnonzero(changed) + part.start).tolist()
+            for changed, part in zip(along, box, strict=True)
         ]
 
     def _render_box(self, key: str, marks: bytes) -> tuple[tuple[slice, ...] | None, np.ndarray]:
