@@ -99,6 +99,10 @@ class Case:
     superpixels: Superpixels
     key: str
 
+    def __post_init__(self) -> None:
+        # Made with the case, not on its first stroke: 0.1 s on a CT head.
+        self.superpixels.compact_labels  # noqa: B018
+
     @property
     def former_key(self) -> str | None:
         """For a case read from DICOM, the key it had before DICOM instances counted in
