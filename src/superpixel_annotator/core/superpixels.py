@@ -111,8 +111,8 @@ class Superpixels:
     def compact_labels(self) -> np.ndarray:
         """:attr:`labels` as ``uint16`` when every id fits (fewer than 65,536 supervoxels),
         else :attr:`labels` itself: the compiled passes over the volume's voxels read it,
-        and their time goes in reading memory (a CT head's stroke, 512x512x400, 33,630
-        supervoxels, is about 20% faster)."""
+        and their time goes in reading memory (smoothing the strokes of a 512x512x400 CT
+        head, 33,630 supervoxels, takes 15-20% less time)."""
         if self.count < 2**16:
             return self.labels.astype(np.uint16)
         return self.labels
