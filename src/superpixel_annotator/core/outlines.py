@@ -329,8 +329,8 @@ def _closest_labels(labels, z, y, x, step, reach):
 
 def load_kernels() -> None:
     """Compile the smoothing's kernels for the types strokes give them, or load them from
-    numba's cache: time (about 0.4 s, 2 s with an empty cache) that the first stroke of a
-    server process would otherwise wait."""
+    numba's cache: time that the first stroke of a server process would otherwise wait (see
+    :func:`~.refinement.load_kernels`)."""
     index = np.zeros(1, np.intp)
     margin = np.ones(3, np.int64)
     for dtype in COMPACT_DTYPES:

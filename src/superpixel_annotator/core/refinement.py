@@ -235,7 +235,9 @@ def segmentation_box(
 
 def load_kernels(modalities: int) -> None:
     """Compile, or load from numba's cache, the kernels a stroke runs on a scan of
-    ``modalities`` modalities (see :func:`~.outlines.load_kernels`), refinement included."""
+    ``modalities`` modalities (see :func:`~.outlines.load_kernels`), refinement included,
+    for each dtype of :attr:`~.Superpixels.compact_labels`: 0.45 s, 20 s with an empty
+    cache (2 cores)."""
     outlines.load_kernels()
     intensities = (np.zeros((1, 1, 1), np.float32),) * modalities
     models = (np.zeros((1, modalities)), np.zeros((1, modalities, modalities)), np.zeros(1))
