@@ -91,6 +91,18 @@ def test_packed_morphology_is_scipys_at_any_width(width):
         np.testing.assert_array_equal(result, scipy_morphology(mask, structure))
 
 
+def test_packed_morphology_takes_runs_longer_than_a_word():
+    rng = np.random.default_rng(7)
+    structure = np.ones((1, 3, 141), bool)  # runs of 70 voxels each way along the rows
+    for dilate, scipy_morphology in ((True, ndi.binary_dilation), (False, ndi.binary_erosion)):
+        # Few voxels to grow, or few gaps to grow into the rest.
+        mask = (rng.random((3, 4, 300)) < 0.005) ^ (not dilate)
+        result = unpack_bits(packed_morphology(pack_bits(mask), 300, structure, dilate), 300)
+        expected = scipy_morphology(mask, structure)
+        np.testing.assert_array_equal(result, expected)
+        assert expected.any() and not expected.all()
+
+
 def smooth_outlines_by_definition(labels, inside, spacing, radius):
     """:func:`smooth_outlines` as its docstring states it, in plain scipy."""
     region = labels > 0

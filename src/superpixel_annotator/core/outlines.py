@@ -35,54 +35,6 @@ def ball(radius_mm: float, spacing: Sequence[float]) -> np.ndarray:
     )
 
 
-def _pairs(size: int, offset: int) -> tuple[slice, slice, slice]:
-    """Along one axis of ``size``: where ``out[p]`` meets ``values[p + offset]`` (the slices of
-    ``out`` and of ``values``), and the slice of ``out`` whose partner lies outside."""
-    if offset >= 0:
-        return slice(0, size - offset), slice(offset, size), slice(size - offset, size)
-    return slice(-offset, size), slice(0, size + offset), slice(0, -offset)
-
-
-def _shifted_into(result, values, offset, axis, combine, dilate) -> None:
-    """Combine ``values[p + offset]`` along ``axis`` (0 or 1) into ``result[p]``, in place;
-    for an erosion (not ``dilate``), ``result[p]`` whose partner lies outside becomes 0."""
-    out, source, outside = _pairs(values.shape[axis], offset)
-    lead = (slice(None),) * axis
-    combine(result[lead + (out,)], values[lead + (source,)], out=result[lead + (out,)])
-    if not dilate:
-        result[lead + (outside,)] = 0
-
-
-def _by_rows(values, structure, dilate, combine, along_last) -> np.ndarray:
-    """The dilation or erosion of ``values`` by ``structure`` given ``combine`` (elementwise
-    union or intersection) and ``along_last`` (one more voxel of it along the last axis).
-
-    ``structure`` must be symmetric, and convex along each axis, as a :func:`ball` is.
-    ``values`` is first dilated (eroded) along the last axis by runs of each half-length the
-    structure has, one voxel at a time; each of the structure's planes across the first
-    axis then shifts those along the second axis, and the planes' results are shifted along
-    the first: a few dozen whole-array operations, fewer than one per row of the structure.
-    """
-    runs = structure.sum(axis=2) // 2
-    by_run = [values]
-    for _ in range(runs.max()):
-        by_run.append(along_last(by_run[-1]))
-    centre0, centre1 = np.array(structure.shape[:2]) // 2
-    result = None
-    for distance in range(centre0 + 1):
-        row = centre0 + distance
-        plane = by_run[runs[row, centre1]].copy()
-        for col in np.flatnonzero(structure[row].any(axis=1)):
-            if col != centre1:
-                _shifted_into(plane, by_run[runs[row, col]], col - centre1, 1, combine, dilate)
-        if result is None:
-            result = plane
-            continue
-        for offset in (distance, -distance):
-            _shifted_into(result, plane, offset, 0, combine, dilate)
-    return result
-
-
 WORD_BITS = 64
 
 
@@ -94,23 +46,98 @@ def packed_morphology(
     bit ``k % 64`` of word ``k // 64``; the bits past the end, at least one, are 0), values
     outside the array counting as 0 (as ``scipy.ndimage.binary_dilation`` and
     ``binary_erosion``): whole 64-voxel words are combined at once, eight times less memory
-    to go through than an array of booleans."""
-    combine = np.bitwise_or if dilate else np.bitwise_and
+    to go through than an array of booleans.
 
-    def along_last(previous: np.ndarray) -> np.ndarray:
-        # Along the flattened words a voxel's neighbour across a row's end is a bit past the
-        # row's end: always 0 there, and cleared after.
-        flat = previous.reshape(-1)
-        from_next = flat >> 1
-        from_next[:-1] |= flat[1:] << (WORD_BITS - 1)
-        from_previous = flat << 1
-        from_previous[1:] |= flat[:-1] >> (WORD_BITS - 1)
-        grown = combine(combine(flat, from_next), from_previous).reshape(previous.shape)
-        used = width - (words.shape[2] - 1) * WORD_BITS
-        grown[..., -1] &= np.uint64((1 << used) - 1)
-        return grown
+    ``structure`` must be symmetric, and convex along each axis, as a :func:`ball` is: each
+    of its rows along the last axis is then a run of voxels around the centre, so that the
+    result is the union (intersection) of the values dilated (eroded) along the last axis by
+    each row's half-length and shifted by the row's offset along the other two axes.
+    """
+    half_lengths = np.where(structure.any(axis=2), structure.sum(axis=2) // 2, -1)
+    return _morphology(np.ascontiguousarray(words), width, half_lengths.astype(np.int64), dilate)
 
-    return _by_rows(words, structure, dilate, combine, along_last)
+
+@numba.njit(cache=True)
+def _morphology(words, width, half_lengths, dilate):
+    """:func:`packed_morphology` given each row's half-length (-1 where the structure has
+    no row), a plane across the first axis at a time: the plane's runs along the last axis,
+    then for each distance from the centre along the first axis the union (intersection) of
+    the runs shifted along the second axis (kept for the planes within reach), then the
+    result's plane from those. What a plane needs stays in the processor's caches."""
+    nz, ny, n_words = words.shape
+    rows, cols = half_lengths.shape
+    centre0, centre1 = rows // 2, cols // 2
+    reach = 2 * centre0 + 1
+    by_run = np.empty((half_lengths.max() + 1, ny, n_words), np.uint64)
+    runs = by_run.reshape(by_run.shape[0], ny * n_words)
+    partial = np.empty((centre0 + 1, reach, ny * n_words), np.uint64)
+    result = np.empty((nz, ny * n_words), np.uint64)
+    for newest in range(nz + centre0):
+        if newest < nz:
+            _runs_along_last(words[newest], width, dilate, by_run)
+            for distance in range(centre0 + 1):
+                row = centre0 + distance
+                plane = partial[distance, newest % reach]
+                plane[:] = runs[half_lengths[row, centre1]]
+                for col in range(cols):
+                    if col != centre1 and half_lengths[row, col] >= 0:
+                        shift = (col - centre1) * n_words
+                        _combined_into(plane, runs[half_lengths[row, col]], shift, dilate)
+        z = newest - centre0
+        if z >= 0:
+            plane = result[z]
+            plane[:] = partial[0, z % reach]
+            for distance in range(1, centre0 + 1):
+                for other in (z + distance, z - distance):
+                    if 0 <= other < nz:
+                        _combined_into(plane, partial[distance, other % reach], 0, dilate)
+                    elif not dilate:
+                        plane[:] = 0
+    return result.reshape(nz, ny, n_words)
+
+
+@numba.njit(cache=True)
+def _runs_along_last(words, width, dilate, by_run):
+    """Into ``by_run[k]``: the packed rows ``words`` (2D) dilated or eroded by ``k`` voxels
+    each way along the rows, one voxel more at each ``k``; the bits past a row's end are
+    cleared."""
+    rows, n_words = words.shape
+    one, top = np.uint64(1), np.uint64(WORD_BITS - 1)
+    in_last = (one << np.uint64(width - (n_words - 1) * WORD_BITS)) - one
+    by_run[0] = words
+    for step in range(1, by_run.shape[0]):
+        previous, grown = by_run[step - 1], by_run[step]
+        for y in range(rows):
+            for w in range(n_words):
+                word = previous[y, w]
+                from_after = word >> one
+                from_before = word << one
+                if w + 1 < n_words:
+                    from_after |= previous[y, w + 1] << top
+                if w > 0:
+                    from_before |= previous[y, w - 1] >> top
+                if dilate:
+                    word = word | from_after | from_before
+                else:
+                    word = word & from_after & from_before
+                grown[y, w] = word & in_last if w == n_words - 1 else word
+
+
+@numba.njit(cache=True)
+def _combined_into(values, other, shift, dilate):
+    """Combine ``other[j + shift]`` into ``values[j]`` (1D), in place: union for a dilation,
+    intersection for an erosion, where values whose partner lies outside become 0."""
+    start, stop = max(0, -shift), min(values.size, values.size - shift)
+    # Slices first: indexing by j + shift would keep the loops from being vectorized.
+    into, taken = values[start:stop], other[start + shift : stop + shift]
+    if dilate:
+        for j in range(into.size):
+            into[j] |= taken[j]
+    else:
+        for j in range(into.size):
+            into[j] &= taken[j]
+        values[:start] = 0
+        values[stop:] = 0
 
 
 def smooth_outlines(
@@ -337,6 +364,7 @@ def load_kernels() -> None:
         ids = np.ones((1, 1, 1), dtype)
         labels, bits = _labels_and_bits(ids, np.ones(2, np.uint8), margin, 1)
         _outline_changes(bits, bits, margin, ids, np.ones(2, bool))
+    _morphology(bits, 1, np.zeros((1, 1), np.int64), True)
     _closest_labels(labels, index, index, index, margin, 1)
     contacts.load_kernels()
 
