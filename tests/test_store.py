@@ -7,6 +7,7 @@ Run as a script, this module forks the processes of the concurrency test.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -32,6 +33,8 @@ from superpixel_annotator.store.database import Database, saves_in_progress
 
 SOURCE = Path(__file__).resolve().parents[1] / "src"
 RACING_PROCESSES = 4
+FORKS_BESIDE_SAVES = 10
+CHILD_SECONDS = 40
 
 
 def writer(content: bytes) -> Callable[[Path], None]:
@@ -275,6 +278,44 @@ def test_a_store_opened_before_a_fork_serves_both_processes(store):
         b"child",
         b"parent",
     ]
+
+
+def test_a_fork_while_other_threads_save_leaves_both_processes_a_working_store(store):
+    """As Dash's background jobs, forked from one serving thread while others save: the
+    child must not inherit the parent's transactions in progress (with SQLite, their locks'
+    bookkeeping: the child's save failed with "database is locked" or hung)."""
+    stop = threading.Event()
+    errors = []
+
+    def keep_saving(case: str) -> None:
+        base = None
+        try:
+            while not stop.is_set():
+                base = save(store, case, b"parent", base).number
+        except Exception as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=keep_saving, args=(f"busy {i}",)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    try:
+        for attempt in range(FORKS_BESIDE_SAVES):
+            pid = os.fork()
+            if pid == 0:
+                signal.alarm(CHILD_SECONDS)  # a hung child ends, and fails the test
+                code = 1
+                try:
+                    code = 0 if save(store, f"child {attempt}", b"child", None).number else 1
+                finally:
+                    os._exit(code)
+            assert os.waitpid(pid, 0)[1] == 0, f"the child of fork {attempt} failed"
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert errors == []
+    children = [f"child {attempt}" for attempt in range(FORKS_BESIDE_SAVES)]
+    assert [summary.version for summary in store.summaries(children)] == [1] * len(children)
 
 
 def test_threads_sharing_a_store_lose_nothing(store):

@@ -10,14 +10,17 @@ on, through SQLAlchemy Core (one code path for SQLite and PostgreSQL).
   reconnected to.
 
 Times are stored in UTC and read back timezone-aware. Connections are never shared with a
-forked child (gunicorn forks its workers after loading the app): a child opens its own.
+forked child (gunicorn forks its workers after loading the app; Dash forks background jobs
+from a serving thread while others may be saving): see :class:`_ForkBarrier`.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+import weakref
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import datetime, timezone
 
 from sqlalchemy import (
@@ -43,7 +46,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import (
-    DisconnectionError,
     IntegrityError,
     ProgrammingError,
     SQLAlchemyError,
@@ -181,6 +183,7 @@ class Database:
     def __init__(self, url: str | URL) -> None:
         self.url = _parse_url(url)
         self.engine = _create_engine(self.url)
+        self._barrier = _FORK_BARRIER if self.is_sqlite else nullcontext()
         self._create_tables()
 
     @property
@@ -200,7 +203,7 @@ class Database:
         later durable commit (SQLite's ``synchronous = NORMAL``, PostgreSQL's
         ``synchronous_commit = off``)."""
         try:
-            with self.engine.connect() as connection:
+            with self._barrier, self.engine.connect() as connection:
                 with _synchronous(connection, durable), connection.begin():
                     if not durable and not self.is_sqlite:
                         connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
@@ -231,7 +234,7 @@ class Database:
         # next attempt finds the tables.
         for attempt in range(3):
             try:
-                with self.engine.begin() as connection:
+                with self._barrier, self.engine.begin() as connection:
                     metadata.create_all(connection)
                 return
             except (IntegrityError, ProgrammingError) as error:
@@ -267,25 +270,66 @@ def _create_engine(url: URL) -> Engine:
     except (ImportError, SQLAlchemyError) as error:
         name = url.render_as_string(hide_password=True)
         raise StoreError(f"database {name}: {' '.join(str(error).split())}") from None
-    _open_connections_per_process(engine)
+    _FORK_BARRIER.engines.add(engine)
     if is_sqlite:
         _configure_sqlite(engine)
     return engine
 
 
-def _open_connections_per_process(engine: Engine) -> None:
-    """Connections opened before a fork are dropped in the child, not shared (SQLAlchemy's
-    recipe for ``os.fork``)."""
+class _ForkBarrier:
+    """Keeps forks and the database connections of :attr:`engines` apart.
 
-    @event.listens_for(engine, "connect")
-    def remember_process(dbapi_connection: object, record: object) -> None:
-        record.info["pid"] = os.getpid()
+    - A child's pools start empty: the parent's connections are left there unclosed and
+      unused (``dispose(close=False)``), since closing or even pinging one would disturb
+      the parent's use of the same socket.
+    - SQLite keeps its record of the process's locks in memory, which a fork copies: a
+      child forked while a SQLite connection is open fails with "database is locked" or a
+      disk I/O error, or hangs on a mutex a thread held. So a fork waits until no SQLite
+      transaction is open (no new one starts while it waits) and closes the idle SQLite
+      connections before it forks.
+    """
 
-    @event.listens_for(engine, "checkout")
-    def check_process(dbapi_connection: object, record: object, proxy: object) -> None:
-        if record.info["pid"] != os.getpid():
-            record.dbapi_connection = proxy.dbapi_connection = None
-            raise DisconnectionError("a connection of the parent process: opening a new one")
+    def __init__(self) -> None:
+        self.engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+        self._condition = threading.Condition(threading.Lock())
+        self._open = 0
+        self._forks_waiting = 0
+        os.register_at_fork(
+            before=self._hold_for_fork,
+            after_in_parent=self._release_after_fork,
+            after_in_child=self._start_child,
+        )
+
+    def __enter__(self) -> None:
+        with self._condition:
+            self._condition.wait_for(lambda: not self._forks_waiting)
+            self._open += 1
+
+    def __exit__(self, *exception: object) -> None:
+        with self._condition:
+            self._open -= 1
+            self._condition.notify_all()
+
+    def _hold_for_fork(self) -> None:
+        self._condition.acquire()
+        self._forks_waiting += 1
+        self._condition.wait_for(lambda: not self._open)
+        for engine in list(self.engines):
+            if engine.dialect.name == "sqlite":
+                engine.dispose()
+
+    def _release_after_fork(self) -> None:
+        self._forks_waiting -= 1
+        self._condition.notify_all()
+        self._condition.release()
+
+    def _start_child(self) -> None:
+        for engine in list(self.engines):
+            engine.dispose(close=False)
+        self._release_after_fork()
+
+
+_FORK_BARRIER = _ForkBarrier()
 
 
 @contextmanager
