@@ -84,6 +84,16 @@ MOVE_SLIDER = """
     window.dash_clientside.set_props(graph.id.replace(/-graph$/, '-slider'), {value: index});
 }
 """
+# Whether dash-slicer's timer of every view is off and past the ticks it waits for before
+# it first publishes the view's position (it turns itself off after publishing).
+TIMERS_SETTLED = """
+(selectors) => selectors.every((selector) => {
+    const graph = document.querySelector(selector + ' .dash-graph');
+    const timer = graph && window.dash_component_api.getLayout(
+        graph.id.replace(/-graph$/, '-timer'));
+    return Boolean(timer) && timer.props.disabled === true && timer.props.n_intervals >= 5;
+})
+"""
 # Page coordinates of a point given in the view's data coordinates (mm).
 DATA_TO_PAGE = """
 ([selector, x, y]) => {
@@ -209,6 +219,19 @@ def test_views_show_full_resolution_slices_and_indicators(page, app_url, sample)
     # lazily loaded components need, comes with dash-bootstrap-components.
     globals_ = "() => [typeof window._babelPolyfill, typeof window.regeneratorRuntime]"
     assert page.evaluate(globals_) == ["undefined", "object"]
+
+
+def test_a_page_load_asks_the_server_for_each_view_slice_once(page, app_url, sample):
+    # dash-slicer's timer, started by the views' first relayout, published every view's
+    # position again after the page was usable: 21 requests per page load instead of 9,
+    # and all three views drawn again a second later.
+    requested = callback_outputs_requested(page)
+    open_annotator(page, app_url, sample)
+    page.wait_for_function(TIMERS_SETTLED, arg=[view(axis) for axis in range(3)])
+    slices = [output for output in requested if output.endswith("-server-data.data")]
+    borders = [output for output in requested if "boundary-slice" in output]
+    assert len(slices) == 3 and len(set(slices)) == 3
+    assert len(borders) == 3 and len(set(borders)) == 3
 
 
 def test_stroke_colours_superpixels_in_all_views_and_undo_redo(page, app_url, sample):

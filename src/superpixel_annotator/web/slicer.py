@@ -88,6 +88,11 @@ class SessionSlicer(VolumeSlicer):
         return self._info
 
     @property
+    def timer(self):
+        """dash-slicer's timer, from which it publishes the view's position (its state)."""
+        return self._timer
+
+    @property
     def figure_parts(self) -> tuple:
         """The stores dash-slicer composes the view's figure from besides the extra traces:
         the slice's image traces and the other views' position indicators."""

@@ -84,9 +84,11 @@ def _register_view(app: dash.Dash, ids: AnnotatorIds, axis: int, slicer: Session
     app.clientside_callback(
         browser_function("publishState"),
         Output(slicer.state.id, "data", allow_duplicate=True),
+        Output(slicer.timer.id, "n_intervals"),
         Input(geometry, "data"),
         State(slicer.slider.id, "value"),
         State(slicer.info.id, "data"),
+        State(slicer.timer.id, "n_intervals"),
         prevent_initial_call="initial_duplicate",
     )
     # Installers return nothing; their nominal output makes Dash call them when a page of a

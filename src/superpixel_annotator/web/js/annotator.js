@@ -4,6 +4,8 @@
 (function () {
     'use strict';
     const noUpdate = () => window.dash_clientside.no_update;
+    // The ticks of dash-slicer's timer it waits for before it first publishes a position.
+    const SETTLING_TICKS = 5;
     // The "id.property" names of the inputs that triggered the running callback.
     const triggeredProps = () => window.dash_clientside.callback_context.triggered.map(
         (input) => input.prop_id);
@@ -56,15 +58,19 @@
     // slice and the other views' indicators follow) from a 100 ms timer that waits five ticks
     // for Plotly to settle the axis ranges, and starts on the first relayout. The ranges are
     // given explicitly here, so the state is published at once when a view gets its geometry
-    // (page load, another scan). dash-slicer's private state is left alone: when its timer
-    // runs too (another scan moves the sliders), its state asks for the slice again, and
-    // that request, the newest, is the one whose answer Dash keeps.
-    function publishState(geometry, index, info) {
+    // (page load, another scan), and the five ticks are marked done: else the timer starts
+    // on the views' first relayout and publishes the same position again about a second
+    // after the page is usable, asking the server for every view's slice and borders again.
+    // dash-slicer's private state is left alone: when its timer runs (another scan moves
+    // the sliders), its state asks for the slice again, and that request, the newest, is
+    // the one whose answer Dash keeps.
+    function publishState(geometry, index, info, ticks) {
         const range = (axis) => [info.offset[axis] - 0.5 * info.stepsize[axis],
                                  info.offset[axis] + (info.size[axis] - 0.5) * info.stepsize[axis]];
-        return {index: index, index_changed: true, xrange: range(0), yrange: range(1),
-                zpos: info.offset[2] + index * info.stepsize[2], axis: info.axis,
-                color: info.color};
+        const state = {index: index, index_changed: true, xrange: range(0), yrange: range(1),
+                       zpos: info.offset[2] + index * info.stepsize[2], axis: info.axis,
+                       color: info.color};
+        return [state, ticks >= SETTLING_TICKS ? noUpdate() : SETTLING_TICKS];
     }
 
     // A new annotation is saved in local storage for the case, and passed to the 3D view
