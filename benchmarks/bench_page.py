@@ -14,7 +14,7 @@ Markdown tables:
   ``VolumeAnnotator.figure_3d`` alone for a typical tumour annotation (every superpixel that
   is mostly tumour painted with ``Annotation.set_superpixel_labels``).
 * Server memory: peak RSS (``VmHWM``) of the server process after start, after the page
-  loads, and after 10 more strokes (goal < 1 GB).
+  loads, and after 10 more strokes (goal < 1 GB on BraTS, 2 GB on the larger grids).
 """
 
 from __future__ import annotations
@@ -43,7 +43,9 @@ from superpixel_annotator.web.context import case_data
 LOADS = 5
 STROKES_3D = 11
 STROKES_MEMORY = 10
-GOAL_RSS_MB = 1000
+GOAL_RSS_MB = {"brats": 1000}
+"""Peak RSS goal per grid; the larger grids' is issue 16's (a CT-size case open)."""
+GOAL_RSS_MB_LARGE = 2000
 
 # The 3D graph's plot element (the dcc.Graph's div that Plotly draws into).
 GRAPH_3D = """
@@ -341,14 +343,14 @@ def plain_strokes(browser, url: str, volume, tumour, count: int) -> None:
     context.close()
 
 
-def print_memory(steps: list[tuple[str, dict]]) -> None:
+def print_memory(steps: list[tuple[str, dict]], goal_mb: int) -> None:
     print("### Server memory (the console script's process, `/proc/<pid>/status`)\n")
     print("| after | VmRSS (MB) | peak VmHWM (MB) | goal |")
     print("|---|---:|---:|---|")
     for what, fields in steps:
-        print(f"| {what} | {fields['VmRSS']:.0f} | {fields['VmHWM']:.0f} | < {GOAL_RSS_MB} MB |")
+        print(f"| {what} | {fields['VmRSS']:.0f} | {fields['VmHWM']:.0f} | < {goal_mb} MB |")
     peak = steps[-1][1]["VmHWM"]
-    print(f"\nPeak RSS {peak:.0f} MB: {'within' if peak < GOAL_RSS_MB else 'OVER'} the goal.")
+    print(f"\nPeak RSS {peak:.0f} MB: {'within' if peak < goal_mb else 'OVER'} the goal.")
 
 
 def main() -> None:
@@ -389,7 +391,7 @@ def main() -> None:
             memory.append(
                 (f"a page load and {STROKES_MEMORY} more strokes", memory_mb(process.pid))
             )
-            print_memory(memory)
+            print_memory(memory, GOAL_RSS_MB.get(args.grid, GOAL_RSS_MB_LARGE))
     print(f"\nTotal run time {time.perf_counter() - started:.0f} s.")
 
 
