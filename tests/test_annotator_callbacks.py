@@ -24,6 +24,9 @@ from superpixel_annotator.web.annotator import VolumeAnnotator
 from superpixel_annotator.web.callbacks import editing, overlays, panels, scans
 from superpixel_annotator.web.callbacks.overlays import STALE
 from superpixel_annotator.web.context import CASE_GONE, case_data
+from superpixel_annotator.web.dataset_panel import DATASET_HELP
+from superpixel_annotator.web.layout import HELP_ITEMS
+from superpixel_annotator.web.pacs_panel import PACS_HELP
 
 
 @pytest.fixture
@@ -713,3 +716,13 @@ def test_the_grow_switch_grows_the_stroke_label_beyond_the_superpixels_crossed(a
     assert crossed.size == 1
     assert grown.superpixel_labels[crossed] == 1
     assert np.count_nonzero(grown.superpixel_labels) > 1
+
+
+def test_the_help_is_laid_out_empty_and_sent_when_first_shown(annotator):
+    help_panel = next(c for c in annotator.layout.children if getattr(c, "id", "") == "ann-help")
+    assert help_panel.children is None
+    shown, card = panels.toggle_help(annotator.context, False)
+    text = json.dumps(card.to_plotly_json(), default=lambda c: c.to_plotly_json())
+    assert shown and all(name in text for name, _ in HELP_ITEMS)
+    assert not any(name in text for name, _ in DATASET_HELP + PACS_HELP)
+    assert panels.toggle_help(annotator.context, True) == (False, dash.no_update)

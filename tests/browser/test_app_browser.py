@@ -14,6 +14,7 @@ from superpixel_annotator.core.annotation import Annotation
 from superpixel_annotator.core.superpixels import load_or_compute_superpixels
 from superpixel_annotator.core.volume import Volume, load_volume
 from superpixel_annotator.web.app import sample_path
+from superpixel_annotator.web.layout import HELP_ITEMS
 
 VIEW = "#{annotator}-view-{axis}"
 # The plot element of a view (Plotly drops its js-plotly-plot class while it redraws).
@@ -318,6 +319,16 @@ def test_3d_view_and_statistics_show_each_label(page, app_url, sample):
     page.click("label[for=annotator-show-statistics]")
     page.wait_for_selector("#annotator-statistics-table:has-text('Oedema')", timeout=TIMEOUT_MS)
     assert "Tumour" in page.inner_text("#annotator-statistics-table")
+
+
+def test_help_opens_with_its_text_and_closes(page, app_url, sample):
+    open_annotator(page, app_url, sample)
+    assert page.locator("#annotator-help li").count() == 0  # sent when first shown
+    page.click("#annotator-help-button")
+    page.wait_for_selector("#annotator-help li:has-text('Grow strokes')", timeout=TIMEOUT_MS)
+    assert page.locator("#annotator-help li").count() == len(HELP_ITEMS)
+    page.click("#annotator-help-button")
+    page.wait_for_selector("#annotator-help", state="hidden", timeout=TIMEOUT_MS)
 
 
 SLIDER_AT = """

@@ -234,7 +234,7 @@ class LayoutBuilder:
             **props,
         )
 
-    def _scan_bar(self) -> dbc.Row:
+    def _scan_bar(self) -> html.Div:
         """The scan's name, and the controls to open a scan or a segmentation and to choose
         the superpixel size."""
         size_menu = dbc.Select(
@@ -245,6 +245,7 @@ class LayoutBuilder:
             ],
             value=size_choice(self.case) or str(DEFAULT_PARAMS["size"]),
             size="sm",
+            style={"width": "auto"},
         )
         progress = dbc.Progress(
             id=self.ids["progress"],
@@ -270,7 +271,7 @@ class LayoutBuilder:
         items = [name, upload, segmentation, html.Span("Superpixels", className="small")]
         return _row([*items, size_menu, progress])
 
-    def _toolbar(self) -> dbc.Row:
+    def _toolbar(self) -> html.Div:
         label_options = [
             {
                 "label": html.Span(
@@ -318,14 +319,10 @@ class LayoutBuilder:
         )
 
     def _help(self) -> dbc.Collapse:
-        shown = (
-            HELP_ITEMS + (DATASET_HELP if self.dataset else ()) + (PACS_HELP if self.pacs else ())
-        )
-        items = [html.Li([html.B(name), " ", text]) for name, text in shown]
-        body = dbc.CardBody(html.Ul(items, className="mb-0 small"))
-        return dbc.Collapse(dbc.Card(body, className="mb-2"), id=self.ids["help"], is_open=False)
+        """The help, empty until it is first shown (see :func:`help_card`)."""
+        return dbc.Collapse(id=self.ids["help"], is_open=False)
 
-    def _display_controls(self) -> dbc.Row:
+    def _display_controls(self) -> html.Div:
         opacity = dcc.Slider(
             id=self.ids["opacity"],
             min=0,
@@ -344,17 +341,16 @@ class LayoutBuilder:
         modality = self._button_choice(
             "modality", modality_options(self.case), 0, style=modality_style(self.case)
         )
-        return dbc.Row(
+        return _row(
             [
-                _col(dbc.Switch(id=self.ids["show-boundaries"], label="Superpixels", value=False)),
-                _col(dbc.Switch(id=self.ids["show-annotation"], label="Annotation", value=True)),
-                _col(html.Span("Opacity", className="small")),
-                dbc.Col(opacity, width=2),
-                _col(html.Span("Contrast", className="small")),
-                dbc.Col(contrast, width=3),
-                _col(modality),
-            ],
-            className="g-2 align-items-center mb-2",
+                dbc.Switch(id=self.ids["show-boundaries"], label="Superpixels", value=False),
+                dbc.Switch(id=self.ids["show-annotation"], label="Annotation", value=True),
+                html.Span("Opacity", className="small"),
+                html.Div(opacity, style={"width": "16%"}),
+                html.Span("Contrast", className="small"),
+                html.Div(contrast, style={"width": "25%"}),
+                modality,
+            ]
         )
 
     def _fill_bar(self) -> dbc.Collapse:
@@ -451,10 +447,18 @@ class LayoutBuilder:
         ]
 
 
-def _col(component) -> dbc.Col:
-    return dbc.Col(component, width="auto")
+def _row(components: list) -> html.Div:
+    """Components side by side, each as wide as it needs, in one flex box: every component
+    of a page costs Dash's renderer work on each update, so no wrapper per component."""
+    return html.Div(components, className="d-flex flex-wrap gap-2 align-items-center mb-2")
 
 
-def _row(components: list) -> dbc.Row:
-    """Components side by side, each as wide as it needs."""
-    return dbc.Row([_col(c) for c in components], className="g-2 align-items-center mb-2")
+def help_card(dataset: bool, pacs: bool) -> dbc.Card:
+    """The help's text, with the dataset's and the PACS's items where the app has them.
+
+    Sent when the help is first shown rather than laid out with the page: its 19
+    components would otherwise cost every page load and stroke some of Dash's work.
+    """
+    shown = HELP_ITEMS + (DATASET_HELP if dataset else ()) + (PACS_HELP if pacs else ())
+    items = [html.Li([html.B(name), " ", text]) for name, text in shown]
+    return dbc.Card(dbc.CardBody(html.Ul(items, className="mb-0 small")), className="mb-2")

@@ -19,7 +19,7 @@ from ...core.meshes import box_label_meshes, scene_layout
 from ...core.segmentation_io import save_segmentation
 from ...core.statistics import label_statistics, statistics_csv
 from ..context import CASE_GONE, AnnotatorContext, one_line, shown_name
-from ..layout import HIDDEN_3D_FIGURE, dicom_seg_style
+from ..layout import HIDDEN_3D_FIGURE, dicom_seg_style, help_card
 
 
 def register(app: dash.Dash, context: AnnotatorContext) -> None:
@@ -70,10 +70,18 @@ def register(app: dash.Dash, context: AnnotatorContext) -> None:
     )(lambda case_data: seg_button_style(context, case_data))
     app.callback(
         Output(ids["help"], "is_open"),
+        Output(ids["help"], "children"),
         Input(ids["help-button"], "n_clicks"),
         State(ids["help"], "is_open"),
         prevent_initial_call=True,
-    )(lambda _, is_open: not is_open)
+    )(lambda _, is_open: toggle_help(context, is_open))
+
+
+def toggle_help(context: AnnotatorContext, is_open: bool) -> tuple:
+    """Show the help with its text, or hide it (is_open, children)."""
+    if is_open:
+        return False, dash.no_update
+    return True, help_card(context.workspace is not None, context.pacs is not None)
 
 
 def download(context: AnnotatorContext, state, case_data, dicom: bool = False) -> tuple:
