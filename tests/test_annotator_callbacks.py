@@ -718,7 +718,7 @@ def test_the_grow_switch_grows_the_stroke_label_beyond_the_superpixels_crossed(a
     assert np.count_nonzero(grown.superpixel_labels) > 1
 
 
-def test_the_help_is_laid_out_empty_and_sent_when_first_shown(annotator):
+def test_the_help_is_laid_out_empty_and_sent_when_opened(annotator):
     help_panel = next(c for c in annotator.layout.children if getattr(c, "id", "") == "ann-help")
     assert help_panel.children is None
     shown, card = panels.toggle_help(annotator.context, False)

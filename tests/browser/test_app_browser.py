@@ -323,7 +323,7 @@ def test_3d_view_and_statistics_show_each_label(page, app_url, sample):
 
 def test_help_opens_with_its_text_and_closes(page, app_url, sample):
     open_annotator(page, app_url, sample)
-    assert page.locator("#annotator-help li").count() == 0  # sent when first shown
+    assert page.locator("#annotator-help li").count() == 0  # sent when opened
     page.click("#annotator-help-button")
     page.wait_for_selector("#annotator-help li:has-text('Grow strokes')", timeout=TIMEOUT_MS)
     assert page.locator("#annotator-help li").count() == len(HELP_ITEMS)

@@ -456,7 +456,7 @@ def _row(components: list) -> html.Div:
 def help_card(dataset: bool, pacs: bool) -> dbc.Card:
     """The help's text, with the dataset's and the PACS's items where the app has them.
 
-    Sent when the help is first shown rather than laid out with the page: its 19
+    Sent each time the help is opened rather than laid out with the page: its 19
     components would otherwise cost every page load and stroke some of Dash's work.
     """
     shown = HELP_ITEMS + (DATASET_HELP if dataset else ()) + (PACS_HELP if pacs else ())
