@@ -10,7 +10,8 @@ Markdown tables:
   fetched with ``Accept-Encoding: identity`` (uncompressed), alternating with the compressed
   loads.
 * 3D view: with the 3D switch on, time from a stroke's ``mouseup`` until the 3D graph shows
-  a new mesh trace (median of 11 strokes, an undo between them), and the server time of
+  a new mesh trace, and until two animation frames later, when the mesh is drawn (medians
+  of 11 strokes, an undo between them), and the server time of
   ``VolumeAnnotator.figure_3d`` alone for a typical tumour annotation (every superpixel that
   is mostly tumour painted with ``Annotation.set_superpixel_labels``).
 * Server memory: peak RSS (``VmHWM``) of the server process after start, after the page
@@ -62,11 +63,16 @@ MESHES_3D = """
 }
 """.replace("GRAPH_3D", GRAPH_3D)
 # On mouseup, note the time and the 3D graph's data, then watch every animation frame until
-# the graph has new data with more mesh traces (the annotation's mesh next to the outline).
+# the graph has new data with more mesh traces (the annotation's mesh next to the outline),
+# and note the second frame after that: the new mesh drawn (WebGL draws it in a frame, in
+# software on this machine, and the next frames wait for it).
 WATCH_3D = """
 () => {
     const graph = GRAPH_3D;
-    const bench = window.__bench3d = {mouseup: null, changed: null};
+    const bench = window.__bench3d = {mouseup: null, changed: null, drawn: null};
+    const drawn = (frames) => requestAnimationFrame(() => {
+        if (frames > 1) { drawn(frames - 1); } else { bench.drawn = performance.now(); }
+    });
     // pointerup: the annotator takes the pointer in drawing mode, so no mouseup follows.
     window.addEventListener('pointerup', () => {
         bench.mouseup = performance.now();
@@ -78,6 +84,7 @@ WATCH_3D = """
             if (now && now.data !== before &&
                 now.data.filter((t) => t.type === 'mesh3d').length > meshes) {
                 bench.changed = performance.now();
+                drawn(2);
             } else {
                 requestAnimationFrame(watch);
             }
@@ -249,7 +256,7 @@ def strokes_3d(browser, url: str, volume, tumour) -> list[dict]:
         page.evaluate("() => { window.__benchFetches = []; }")
         log.take()
         common.draw_stroke(page, 0, common.axial_stroke_mm(volume, tumour, fraction))
-        page.wait_for_function("() => window.__bench3d.changed !== null", timeout=30_000)
+        page.wait_for_function("() => window.__bench3d.drawn !== null", timeout=30_000)
         common.wait_network_quiet(page, log.pending)
         timing = page.evaluate("() => ({...window.__bench3d, fetches: window.__benchFetches})")
         timing["resources"] = page.evaluate(common.RESOURCE_TIMINGS, timing["mouseup"] - 1)
@@ -266,6 +273,7 @@ def strokes_3d(browser, url: str, volume, tumour) -> list[dict]:
             results.append(
                 {
                     "total": timing["changed"] - timing["mouseup"],
+                    "drawn": timing["drawn"] - timing["mouseup"],
                     "request_at": fetch["start"] - timing["mouseup"] if fetch else None,
                     "round_trip": network["responseEnd"] - network["start"] if network else None,
                     "to_screen": timing["changed"] - network["responseEnd"] if network else None,
@@ -302,6 +310,10 @@ def print_3d(server: dict, strokes: list[dict]) -> None:
     print(f"|   responseEnd -> mesh in the graph (client) | {cell('to_screen')} | ms |")
     print(
         f"|   3D figure response on the wire (one-stroke annotation) | {cell('bytes', 1e-3)} | kB |"
+    )
+    print(
+        "| browser: mouseup -> two frames after the new mesh trace (the mesh drawn) "
+        f"| {cell('drawn')} | ms |"
     )
     print(
         f"| server: `figure_3d` alone, tumour annotation ({server['superpixels']} superpixels, "
