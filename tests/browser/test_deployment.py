@@ -33,6 +33,7 @@ from test_app_browser import (
     wait_overlay,
     wait_overlay_change,
 )
+from test_plotly_bundle import DRAWS_TRACE
 
 from superpixel_annotator.serve.launcher import CONFIG_FILE
 from superpixel_annotator.serve.settings import FILE_VARIABLE
@@ -278,7 +279,8 @@ def test_pages_satisfy_their_content_security_policy(page, server, sample):
     open_annotator(page, url, sample)
     stroke_above_centre(page, sample)
     page.click("#annotator-show-3d")
-    page.wait_for_timeout(1000)
+    # The 3D scene's modules start with the first mesh drawn (see plotly_bundle/index.js).
+    page.wait_for_function(DRAWS_TRACE, arg=["#annotator-view-3d", "mesh3d"], timeout=TIMEOUT_MS)
     assert page.evaluate("window.cspViolations") == []
     assert not [e for e in page_errors(page) if "Content Security Policy" in e]
 
