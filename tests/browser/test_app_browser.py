@@ -235,6 +235,37 @@ def test_a_page_load_asks_the_server_for_each_view_slice_once(page, app_url, sam
     assert len(borders) == 3 and len(set(borders)) == 3
 
 
+# Each thumbnails response as [output, number of thumbnails], in the order they arrive.
+THUMBNAILS_RECORDER = """
+window._thumbnails = [];
+const fetchOnce = window.fetch;
+window.fetch = async (...args) => {
+    const response = await fetchOnce(...args);
+    const output = args[1] && args[1].body ? JSON.parse(args[1].body).output : '';
+    if (output.endsWith('-thumbs.data')) {
+        const body = await response.clone().json();
+        window._thumbnails.push([output, Object.values(body.response)[0].data.length]);
+    }
+    return response;
+};
+"""
+
+
+def test_thumbnails_are_asked_for_after_each_view_first_slice(page, app_url, sample):
+    # dash-slicer asks for them as the page starts, before the slices: taking them in cost
+    # a page load about 0.2 s, and they are needed only while a slider is dragged.
+    page.add_init_script(THUMBNAILS_RECORDER)
+    requested = callback_outputs_requested(page)
+    open_annotator(page, app_url, sample)
+    page.wait_for_function("() => window._thumbnails.length === 3", timeout=TIMEOUT_MS)
+    received = page.evaluate("() => window._thumbnails")
+    assert sorted(count for _, count in received) == sorted(sample.data.shape)
+    for thumbnails, _ in received:
+        full_slice = thumbnails.replace("-thumbs.data", "-server-data.data")
+        assert requested.count(thumbnails) == 1
+        assert requested.index(full_slice) < requested.index(thumbnails)
+
+
 def test_stroke_colours_superpixels_in_all_views_and_undo_redo(page, app_url, sample):
     open_annotator(page, app_url, sample)
     traces = page.evaluate(TRACES, view(0))

@@ -130,7 +130,15 @@ class VolumeAnnotator:
         register_scripts()
         session = (self.ids["case"], self.ids["modality"])
         self.slicers = [
-            SessionSlicer(app, self.initial_case, axis, id, session, self.context.resolve)
+            SessionSlicer(
+                app,
+                self.initial_case,
+                axis,
+                id,
+                session,
+                self.context.resolve,
+                self.ids.view("thumbnail-request", axis),
+            )
             for axis in range(3)
         ]
         self.layout = LayoutBuilder(
@@ -205,6 +213,7 @@ class VolumeAnnotator:
             "opacity": ids["opacity"],
             "stroke": ids.view("stroke", axis),
             "idsRequest": ids.view("ids-request", axis),
+            "thumbnailRequest": ids.view("thumbnail-request", axis),
             "readOnly": ids["read-only"],
             "colors": {str(label.value): label.color for label in self.labels},
             "samples": SAMPLES_PER_VOXEL,

@@ -110,6 +110,7 @@ VIEW_PARTS = (
     "ids",
     "stroke-config",
     "geometry",
+    "thumbnail-request",
 )
 
 

@@ -373,7 +373,14 @@ class LayoutBuilder:
             dcc.Store(id=view("annotation-slices", axis), data=[None] * slicer.nslices),
             *(
                 dcc.Store(id=view(name, axis))
-                for name in ("boundary-slice", "stale-request", "stroke", "ids-request", "ids")
+                for name in (
+                    "boundary-slice",
+                    "stale-request",
+                    "stroke",
+                    "ids-request",
+                    "ids",
+                    "thumbnail-request",
+                )
             ),
             dcc.Store(id=view("stroke-config", axis), data=self.stroke_configs[axis]),
             dcc.Store(

@@ -113,6 +113,14 @@ def _register_view(app: dash.Dash, ids: AnnotatorIds, axis: int, slicer: Session
         State(ids["browser-config"], "data"),
         prevent_initial_call=True,
     )
+    full_slice, thumbnails = slicer.slice_data
+    app.clientside_callback(
+        browser_function("requestThumbnails"),
+        Input(full_slice.id, "data"),
+        State(thumbnails.id, "data"),
+        config,
+        prevent_initial_call=True,
+    )
     image_traces, indicator_traces = slicer.figure_parts
     app.clientside_callback(
         browser_function("showOverlays"),

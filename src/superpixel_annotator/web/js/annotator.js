@@ -6,6 +6,8 @@
     const noUpdate = () => window.dash_clientside.no_update;
     // The ticks of dash-slicer's timer it waits for before it first publishes a position.
     const SETTLING_TICKS = 5;
+    // The longest a view waits for an idle browser before it asks for its thumbnails.
+    const IDLE_TIMEOUT_MS = 2000;
     // The "id.property" names of the inputs that triggered the running callback.
     const triggeredProps = () => window.dash_clientside.callback_context.triggered.map(
         (input) => input.prop_id);
@@ -52,6 +54,21 @@
             return [index, performance.now()];
         }
         return noUpdate();
+    }
+
+    // A view that has none asks for dash-slicer's thumbnails (see web/slicer.py) once a
+    // full-resolution slice has arrived, when the browser is next idle. It sets the request
+    // rather than returning it: Dash would hold the view's image until an output of this
+    // callback settled, since the thumbnails feed the image too.
+    function requestThumbnails(fullSlice, thumbnails, viewConfig) {
+        if (thumbnails && thumbnails.length) { return; }
+        const request = () => window.dash_clientside.set_props(
+            viewConfig.thumbnailRequest, {data: true});
+        if (window.requestIdleCallback) {
+            window.requestIdleCallback(request, {timeout: IDLE_TIMEOUT_MS});
+        } else {
+            setTimeout(request, 0);
+        }
     }
 
     // dash-slicer publishes a view's position (its "state", from which the full-resolution
@@ -241,7 +258,7 @@
     window.dash_clientside = window.dash_clientside || {};
     window.dash_clientside.superpixel_annotator = Object.assign(
         window.dash_clientside.superpixel_annotator || {}, {
-            showOverlays, requestStale, publishState, keepAnnotation, enterCase, restoreCase,
-            installShortcuts, oneStrokeLevel, sessionId,
+            showOverlays, requestStale, requestThumbnails, publishState, keepAnnotation,
+            enterCase, restoreCase, installShortcuts, oneStrokeLevel, sessionId,
         });
 })();
