@@ -222,6 +222,17 @@ def test_views_show_full_resolution_slices_and_indicators(page, app_url, sample)
     assert page.evaluate(globals_) == ["undefined", "object"]
 
 
+# The source of the superpixel borders the view inside ``selector`` draws, once it is not
+# ``before``.
+BORDERS_OTHER_THAN = """
+([selector, before]) => {
+    const gd = (PLOT)(selector);
+    const borders = gd && gd.data && gd.data.find((trace) => trace.name === 'superpixels');
+    return borders && borders.source !== before ? borders.source : null;
+}
+""".replace("PLOT", PLOT)
+
+
 def test_a_page_load_asks_the_server_for_each_view_slice_once(page, app_url, sample):
     # dash-slicer's timer, started by the views' first relayout, published every view's
     # position again after the page was usable: 21 requests per page load instead of 9,
@@ -230,9 +241,28 @@ def test_a_page_load_asks_the_server_for_each_view_slice_once(page, app_url, sam
     open_annotator(page, app_url, sample)
     page.wait_for_function(TIMERS_SETTLED, arg=[view(axis) for axis in range(3)])
     slices = [output for output in requested if output.endswith("-server-data.data")]
-    borders = [output for output in requested if "boundary-slice" in output]
     assert len(slices) == 3 and len(set(slices)) == 3
+    # The superpixel borders are hidden: a request for them could only be refused.
+    assert not [output for output in requested if "boundary-slice" in output]
+
+
+def test_superpixel_borders_show_and_follow_the_slices(page, app_url, sample):
+    requested = callback_outputs_requested(page)
+    open_annotator(page, app_url, sample)
+    page.click("label[for=annotator-show-boundaries]")
+    shown = [
+        page.wait_for_function(BORDERS_OTHER_THAN, arg=[view(axis), None], timeout=TIMEOUT_MS)
+        for axis in range(3)
+    ]
+    borders = [output for output in requested if "boundary-slice" in output]
     assert len(borders) == 3 and len(set(borders)) == 3
+    page.hover(view(0) + " .dash-graph")
+    page.click(view(0) + " .modebar-btn[data-attr=dragmode][data-val=pan]")
+    point = [view(0), 30 * sample.spacing[2], 40 * sample.spacing[1]]
+    page.mouse.click(*page.wait_for_function(DATA_TO_PAGE, arg=point).json_value())
+    for axis in (1, 2):
+        before = shown[axis].json_value()
+        page.wait_for_function(BORDERS_OTHER_THAN, arg=[view(axis), before], timeout=TIMEOUT_MS)
 
 
 # Each thumbnails response as [output, number of thumbnails], in the order they arrive.

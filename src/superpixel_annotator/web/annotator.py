@@ -158,7 +158,7 @@ class VolumeAnnotator:
         if pacs is not None:
             pacs_feature.register(app, self.context)
         editing.register(app, self.context, self.slicers)
-        overlays.register(app, self.context, self.slicers)
+        overlays.register(app, self.context)
         panels.register(app, self.context)
         browser.register(app, self.ids, self.slicers)
 

@@ -111,6 +111,7 @@ VIEW_PARTS = (
     "stroke-config",
     "geometry",
     "thumbnail-request",
+    "boundary-request",
 )
 
 

@@ -380,6 +380,7 @@ class LayoutBuilder:
                     "ids-request",
                     "ids",
                     "thumbnail-request",
+                    "boundary-request",
                 )
             ),
             dcc.Store(id=view("stroke-config", axis), data=self.stroke_configs[axis]),

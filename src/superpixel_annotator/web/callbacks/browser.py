@@ -113,6 +113,13 @@ def _register_view(app: dash.Dash, ids: AnnotatorIds, axis: int, slicer: Session
         State(ids["browser-config"], "data"),
         prevent_initial_call=True,
     )
+    app.clientside_callback(
+        browser_function("requestBorders"),
+        Output(ids.view("boundary-request", axis), "data"),
+        Input(slicer.state.id, "data"),
+        Input(ids["show-boundaries"], "value"),
+        prevent_initial_call=True,
+    )
     full_slice, thumbnails = slicer.slice_data
     app.clientside_callback(
         browser_function("requestThumbnails"),

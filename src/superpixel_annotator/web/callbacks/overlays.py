@@ -14,7 +14,6 @@ from ...core.editing import EditSession, shown_labels
 from ...core.geometry import section
 from ...core.overlays import boundary_section_uri, id_section_uri
 from ..context import AnnotatorContext
-from ..slicer import SessionSlicer
 
 STALE = "stale"
 """An overlay slice that changed but is not on screen: rendered when a view shows it."""
@@ -54,15 +53,15 @@ def overlay_patches(
     return patches
 
 
-def register(app: dash.Dash, context: AnnotatorContext, slicers: Sequence[SessionSlicer]) -> None:
+def register(app: dash.Dash, context: AnnotatorContext) -> None:
     """Register each view's overlay callbacks with ``app``."""
     ids = context.ids
     case = State(ids["case"], "data")
-    for axis, slicer in enumerate(slicers):
+    for axis in range(3):
         app.callback(
             Output(ids.view("boundary-slice", axis), "data"),
-            Input(slicer.state.id, "data"),
-            Input(ids["show-boundaries"], "value"),
+            Input(ids.view("boundary-request", axis), "data"),
+            State(ids["show-boundaries"], "value"),
             State(ids.view("boundary-slice", axis), "data"),
             case,
             prevent_initial_call=True,

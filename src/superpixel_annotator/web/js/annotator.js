@@ -56,6 +56,13 @@
         return noUpdate();
     }
 
+    // A view asks the server for the superpixel borders of the slice it moved to only while
+    // they are shown: asked for and refused, every move cost a request, and Dash held the
+    // view's new image until the refusal came back.
+    function requestBorders(state, show) {
+        return show ? state : noUpdate();
+    }
+
     // A view that has none asks for dash-slicer's thumbnails (see web/slicer.py) once a
     // full-resolution slice has arrived, when the browser is next idle. It sets the request
     // rather than returning it: Dash would hold the view's image until an output of this
@@ -258,7 +265,7 @@
     window.dash_clientside = window.dash_clientside || {};
     window.dash_clientside.superpixel_annotator = Object.assign(
         window.dash_clientside.superpixel_annotator || {}, {
-            showOverlays, requestStale, requestThumbnails, publishState, keepAnnotation,
-            enterCase, restoreCase, installShortcuts, oneStrokeLevel, sessionId,
+            showOverlays, requestStale, requestBorders, requestThumbnails, publishState,
+            keepAnnotation, enterCase, restoreCase, installShortcuts, oneStrokeLevel, sessionId,
         });
 })();
