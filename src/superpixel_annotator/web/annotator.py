@@ -199,8 +199,9 @@ class VolumeAnnotator:
         return dash.DiskcacheManager(diskcache.Cache(self.cache_dir / "jobs"))
 
     def _stroke_config(self, axis: int) -> dict:
-        """What a view's stroke handlers and overlays need to know (see ``js/strokes.js``
-        and ``showOverlays`` in ``js/annotator.js``)."""
+        """What a view's stroke handlers, overlays and thumbnail request need to know (see
+        ``js/strokes.js``, and ``showOverlays`` and ``requestThumbnails`` in
+        ``js/annotator.js``)."""
         slicer, ids = self.slicers[axis], self.ids
         return {
             "graph": slicer.graph.id,
