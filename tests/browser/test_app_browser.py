@@ -283,7 +283,7 @@ window.fetch = async (...args) => {
 
 def test_thumbnails_are_asked_for_after_each_view_first_slice(page, app_url, sample):
     # dash-slicer asks for them as the page starts, before the slices: taking them in cost
-    # a page load about 0.2 s, and they are needed only while a slider is dragged.
+    # a page load about 0.14 s, and they are needed only while a slider is dragged.
     page.add_init_script(THUMBNAILS_RECORDER)
     requested = callback_outputs_requested(page)
     open_annotator(page, app_url, sample)
