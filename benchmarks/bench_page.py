@@ -1,7 +1,7 @@
 """Benchmark page load, the 3D view's updates and server memory on a BraTS 2013 FLAIR volume.
 
 Run ``python benchmarks/bench_page.py``. Starts the real console script
-(``python -m superpixel_annotator.cli FLAIR``) and drives headless Chromium. Prints three
+(``python -m superpixel_annotator.cli FLAIR``) and drives headless Chromium. Prints four
 Markdown tables:
 
 * First load: bytes over the wire (headers + encoded bodies of every request, both ways,
@@ -15,6 +15,9 @@ Markdown tables:
   is drawn (medians of 11 strokes, an undo between them); and the server time of
   ``VolumeAnnotator.figure_3d`` alone for a typical tumour annotation (every superpixel that
   is mostly tumour painted with ``Annotation.set_superpixel_labels``).
+* Slider steps: time from an arrow key on a view's slider until the view shows the next
+  slice's thumbnail (dash-slicer draws it in the browser: the baseline), and until it shows
+  that slice at full resolution (asked of the server), medians of 12 steps over the views.
 * Server memory: peak RSS (``VmHWM``) of the server process after start, after the page
   loads, and after 10 more strokes (goal < 1 GB on BraTS, 2 GB on the larger grids).
 """
@@ -338,6 +341,74 @@ def print_3d(server: dict, switch_ms: float, strokes: list[dict]) -> None:
     print(flush=True)
 
 
+# -- slider steps ------------------------------------------------------------------------------
+
+SLIDER_STEPS = 12
+# On the next keydown, note the time, then watch every animation frame for the view's first
+# trace to show another image (the thumbnail), and for it to show one of the full slice's
+# size (decoded in the background).
+WATCH_STEP = """
+([axis, width, height]) => {
+    const root = document.getElementById('annotator-view-' + axis);
+    const plot = () => [root, ...root.querySelectorAll('div')].find((d) => d.data && d._fullLayout);
+    const before = plot().data[0].source;
+    const bench = window.__benchStep = {down: null, thumbnail: null, full: null};
+    window.addEventListener('keydown', () => { bench.down = performance.now(); },
+                            {capture: true, once: true});
+    const checked = new Set();
+    const watch = () => {
+        const source = plot().data[0].source;
+        if (source !== before && bench.thumbnail === null) { bench.thumbnail = performance.now(); }
+        if (source !== before && !checked.has(source)) {
+            checked.add(source);
+            const image = new Image();
+            image.onload = () => {
+                if (image.naturalWidth === width && image.naturalHeight === height) {
+                    bench.full = performance.now();
+                }
+            };
+            image.src = source;
+        }
+        if (bench.full === null) { requestAnimationFrame(watch); }
+    };
+    requestAnimationFrame(watch);
+}
+"""
+
+
+def slider_steps(browser, url: str, volume) -> list[dict]:
+    """Ms from an arrow key on a view's slider to the next slice's thumbnail and to its
+    full-resolution image in the view, per step (the views in turn, forth and back)."""
+    context, page, log = open_annotator(browser, url, volume)
+    sizes = common.view_sizes(volume.data.shape)
+    steps = []
+    for step in range(SLIDER_STEPS + 1):  # step 0: an untimed warm-up
+        axis = step % 3
+        page.evaluate(WATCH_STEP, [axis, *sizes[axis]])
+        page.focus(f"#annotator-view-{axis} [role=slider]")
+        page.keyboard.press("ArrowRight" if (step // 3) % 2 == 0 else "ArrowLeft")
+        page.wait_for_function("() => window.__benchStep.full !== null", timeout=30_000)
+        common.wait_network_quiet(page, log.pending)
+        timing = page.evaluate("() => window.__benchStep")
+        if step:
+            steps.append({key: timing[key] - timing["down"] for key in ("thumbnail", "full")})
+    context.close()
+    return steps
+
+
+def print_slider_steps(steps: list[dict]) -> None:
+    print("### Slider steps: an arrow key on a view's slider\n")
+    print("| measure | median | unit |")
+    print("|---|---:|---|")
+    for key, name in (("thumbnail", "its thumbnail"), ("full", "its full-resolution image")):
+        median = common.median([step[key] for step in steps])
+        print(
+            f"| key -> the next slice: {name} in the view ({len(steps)} steps) "
+            f"| {median:.0f} | ms |"
+        )
+    print(flush=True)
+
+
 # -- memory ------------------------------------------------------------------------------------
 
 
@@ -410,6 +481,7 @@ def main() -> None:
             switch_ms, strokes = strokes_3d(browser, url, volume, tumour)
             memory.append((f"{STROKES_3D + 1} strokes with the 3D view on", memory_mb(process.pid)))
             print_3d(server_3d, switch_ms, strokes)
+            print_slider_steps(slider_steps(browser, url, volume))
             plain_strokes(browser, url, volume, tumour, STROKES_MEMORY)
             memory.append(
                 (f"a page load and {STROKES_MEMORY} more strokes", memory_mb(process.pid))

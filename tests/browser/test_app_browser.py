@@ -95,6 +95,14 @@ TIMERS_SETTLED = """
     return Boolean(timer) && timer.props.disabled === true && timer.props.n_intervals >= 5;
 })
 """
+# The ticks of dash-slicer's timer of the view inside ``selector``.
+TIMER_TICKS = """
+(selector) => {
+    const graph = document.querySelector(selector + ' .dash-graph');
+    const timer = window.dash_component_api.getLayout(graph.id.replace(/-graph$/, '-timer'));
+    return timer.props.n_intervals;
+}
+"""
 # Page coordinates of a point given in the view's data coordinates (mm).
 DATA_TO_PAGE = """
 ([selector, x, y]) => {
@@ -294,6 +302,88 @@ def test_thumbnails_are_asked_for_after_each_view_first_slice(page, app_url, sam
         full_slice = thumbnails.replace("-thumbs.data", "-server-data.data")
         assert requested.count(thumbnails) == 1
         assert requested.index(full_slice) < requested.index(thumbnails)
+
+
+# Each request for a view's full-resolution slice as [output, the ticks of the view's
+# dash-slicer timer when it was sent].
+SLICE_REQUEST_RECORDER = """
+window._sliceRequests = [];
+const fetchBefore = window.fetch;
+window.fetch = (...args) => {
+    const output = args[1] && args[1].body ? JSON.parse(args[1].body).output : '';
+    if (output.endsWith('-server-data.data')) {
+        const timer = window.dash_component_api.getLayout(
+            output.replace(/-server-data.data$/, '-timer'));
+        window._sliceRequests.push([output, timer.props.n_intervals]);
+    }
+    return fetchBefore(...args);
+};
+"""
+# Resolves two animation frames from now.
+NEXT_FRAMES = """
+() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))
+"""
+# The index of the full-resolution slice the view inside ``selector`` received last.
+SLICE_RECEIVED = """
+(selector) => {
+    const graph = document.querySelector(selector + ' .dash-graph');
+    const slice = window.dash_component_api.getLayout(graph.id.replace(/-graph$/, '-server-data'));
+    return slice.props.data ? slice.props.data.index : null;
+}
+"""
+
+
+def slice_requests_after(page, selector: str, move) -> list:
+    """The view's slice requests from ``move()`` until the view has received the slice its
+    slider shows and its timer is off."""
+    page.evaluate("() => { window._sliceRequests = []; }")
+    move()
+    handle = page.locator(selector + " [role=slider]")
+    page.wait_for_function(
+        f"() => ({SLICE_RECEIVED})({selector!r}) === "
+        f"Number(document.querySelector({selector!r} + ' [role=slider]')"
+        ".getAttribute('aria-valuenow'))"
+    )
+    page.wait_for_function(TIMERS_SETTLED, arg=[selector])
+    assert handle.get_attribute("aria-valuenow") == str(page.evaluate(SLICE_RECEIVED, selector))
+    return page.evaluate("() => window._sliceRequests")
+
+
+def test_a_slider_step_asks_for_its_slice_at_once_and_a_drag_where_it_stops(page, app_url, sample):
+    # dash-slicer publishes a moved slider's position from its timer, 200 ms after the last
+    # move: a step showed the new slice in full resolution about half a second after the key.
+    page.add_init_script(SLICE_REQUEST_RECORDER)
+    open_annotator(page, app_url, sample)
+    page.wait_for_function(TIMERS_SETTLED, arg=[view(axis) for axis in range(3)])
+    start = page.evaluate(SLICE_RECEIVED, view(0))
+    ticks = page.evaluate(TIMER_TICKS, view(0))
+    page.focus(view(0) + " [role=slider]")
+    requests = slice_requests_after(page, view(0), lambda: page.keyboard.press("ArrowRight"))
+    # Asked for once, before the timer could publish the position (its second tick).
+    assert len(requests) == 1 and requests[0][1] - ticks <= 1
+    assert page.evaluate(SLICE_RECEIVED, view(0)) == start + 1
+
+    def press_five_times() -> None:
+        for _ in range(5):
+            page.keyboard.press("ArrowRight")
+
+    assert len(slice_requests_after(page, view(0), press_five_times)) <= 2
+    assert page.evaluate(SLICE_RECEIVED, view(0)) == start + 6
+
+    def drag_handle() -> None:
+        box = page.locator(view(0) + " [role=slider]").bounding_box()
+        track = page.locator(view(0) + " .dash-slider-track").bounding_box()
+        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        page.mouse.move(x, y)
+        page.mouse.down()
+        for step in range(1, 6):
+            page.mouse.move(x - step * 0.02 * track["width"], y)
+            page.evaluate(NEXT_FRAMES)  # as a browser sends pointer moves, once a frame
+        page.mouse.up()
+
+    # A drag is asked for where it stops only.
+    assert len(slice_requests_after(page, view(0), drag_handle)) == 1
+    assert page.evaluate(SLICE_RECEIVED, view(0)) < start + 6
 
 
 def test_stroke_colours_superpixels_in_all_views_and_undo_redo(page, app_url, sample):

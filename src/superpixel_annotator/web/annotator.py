@@ -199,13 +199,15 @@ class VolumeAnnotator:
         return dash.DiskcacheManager(diskcache.Cache(self.cache_dir / "jobs"))
 
     def _stroke_config(self, axis: int) -> dict:
-        """What a view's stroke handlers, overlays and thumbnail request need to know (see
-        ``js/strokes.js``, and ``showOverlays`` and ``requestThumbnails`` in
-        ``js/annotator.js``)."""
+        """What a view's stroke handlers, overlays, thumbnail request and slider moves need
+        to know (see ``js/strokes.js``, and ``showOverlays``, ``requestThumbnails`` and
+        ``publishMove`` in ``js/annotator.js``)."""
         slicer, ids = self.slicers[axis], self.ids
         return {
             "graph": slicer.graph.id,
             "slider": slicer.slider.id,
+            "state": slicer.state.id,
+            "rateLimit": slicer.rate_limit_state,
             "slices": ids.view("annotation-slices", axis),
             "case": ids["case"],
             "label": ids["label"],

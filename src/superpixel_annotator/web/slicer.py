@@ -104,6 +104,13 @@ class SessionSlicer(VolumeSlicer):
         return self._timer
 
     @property
+    def rate_limit_state(self) -> str:
+        """The name of the browser global where dash-slicer keeps the view's rate limiting:
+        when its timer next publishes the position (``timeout``) and the slice it last
+        published (``last_index``)."""
+        return f"_slicer_{self._context_id}"
+
+    @property
     def slice_data(self) -> tuple:
         """dash-slicer's stores of the view's full-resolution slice and of its thumbnails."""
         return self._server_data, self._thumbs_data

@@ -91,6 +91,13 @@ def _register_view(app: dash.Dash, ids: AnnotatorIds, axis: int, slicer: Session
         State(slicer.timer.id, "n_intervals"),
         prevent_initial_call="initial_duplicate",
     )
+    app.clientside_callback(
+        browser_function("publishMove"),
+        Input(slicer.slider.id, "value"),
+        State(slicer.info.id, "data"),
+        config,
+        prevent_initial_call=True,
+    )
     # Installers return nothing; their nominal output makes Dash call them when a page of a
     # multi-page app mounts the annotator, not only at the app's start.
     app.clientside_callback(

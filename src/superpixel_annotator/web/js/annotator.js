@@ -6,6 +6,8 @@
     const noUpdate = () => window.dash_clientside.no_update;
     // The ticks of dash-slicer's timer it waits for before it first publishes a position.
     const SETTLING_TICKS = 5;
+    // dash-slicer's delay between a slider's last move and the publication of its position.
+    const MOVE_DEBOUNCE_MS = 200;
     // The longest a view waits for an idle browser before it asks for its thumbnails.
     const IDLE_TIMEOUT_MS = 2000;
     // The "id.property" names of the inputs that triggered the running callback.
@@ -89,12 +91,44 @@
     // the sliders), its state asks for the slice again, and that request, the newest, is
     // the one whose answer Dash keeps.
     function publishState(geometry, index, info, ticks) {
+        return [viewState(index, info), ticks >= SETTLING_TICKS ? noUpdate() : SETTLING_TICKS];
+    }
+
+    // dash-slicer publishes a moved slider's position from its timer, 200 ms after the last
+    // move: an arrow key or a click in another view showed the new slice in full resolution
+    // about half a second later. A move that follows no other within that time, and not
+    // made with a pointer held (a drag, whose stops dash-slicer publishes), is published at
+    // once. It is published after this round of callbacks: published in the round, Dash
+    // held the slice's thumbnail until the full slice came, since both feed the image. The
+    // timer's publication of the same position is cancelled (dash-slicer's rate limiting
+    // set it in the round), and the slice is noted as the one dash-slicer published last,
+    // which it compares where a drag stops with.
+    let pointerHeld = false;
+    for (const [type, held] of [['pointerdown', true], ['pointerup', false],
+                                ['pointercancel', false]]) {
+        window.addEventListener(type, () => { pointerHeld = held; }, true);
+    }
+    const lastMoves = {};
+    function publishMove(index, info, viewConfig) {
+        const now = performance.now();
+        const last = lastMoves[viewConfig.slider];
+        lastMoves[viewConfig.slider] = now;
+        if (pointerHeld || (last !== undefined && now - last < MOVE_DEBOUNCE_MS)) { return; }
+        setTimeout(() => {
+            if (lastMoves[viewConfig.slider] !== now) { return; }
+            const rateLimit = window[viewConfig.rateLimit] = window[viewConfig.rateLimit] || {};
+            rateLimit.timeout = 0;
+            rateLimit.last_index = index;
+            window.dash_clientside.set_props(viewConfig.state, {data: viewState(index, info)});
+        }, 0);
+    }
+
+    function viewState(index, info) {
         const range = (axis) => [info.offset[axis] - 0.5 * info.stepsize[axis],
                                  info.offset[axis] + (info.size[axis] - 0.5) * info.stepsize[axis]];
-        const state = {index: index, index_changed: true, xrange: range(0), yrange: range(1),
-                       zpos: info.offset[2] + index * info.stepsize[2], axis: info.axis,
-                       color: info.color};
-        return [state, ticks >= SETTLING_TICKS ? noUpdate() : SETTLING_TICKS];
+        return {index: index, index_changed: true, xrange: range(0), yrange: range(1),
+                zpos: info.offset[2] + index * info.stepsize[2], axis: info.axis,
+                color: info.color};
     }
 
     // A new annotation is saved in local storage for the case, and passed to the 3D view
@@ -266,6 +300,7 @@
     window.dash_clientside.superpixel_annotator = Object.assign(
         window.dash_clientside.superpixel_annotator || {}, {
             showOverlays, requestStale, requestBorders, requestThumbnails, publishState,
-            keepAnnotation, enterCase, restoreCase, installShortcuts, oneStrokeLevel, sessionId,
+            publishMove, keepAnnotation, enterCase, restoreCase, installShortcuts,
+            oneStrokeLevel, sessionId,
         });
 })();
