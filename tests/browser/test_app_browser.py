@@ -417,6 +417,40 @@ def test_stroke_colours_superpixels_in_all_views_and_undo_redo(page, app_url, sa
     page.wait_for_function(HAS_ANNOTATION, arg=view(1), timeout=TIMEOUT_MS)
 
 
+# Counts the figures drawn per graph id from now on (dcc.Graph draws each with Plotly.react).
+DRAW_COUNTER = """
+() => {
+    window._draws = {};
+    if (window.Plotly.react._counted) { return; }
+    const react = window.Plotly.react;
+    window.Plotly.react = function (gd, ...rest) {
+        const graph = gd.closest('.dash-graph');
+        window._draws[graph.id] = (window._draws[graph.id] || 0) + 1;
+        return react.call(this, gd, ...rest);
+    };
+    window.Plotly.react._counted = true;
+}
+"""
+
+
+def test_an_edit_draws_each_view_once(page, app_url, sample):
+    # dash-slicer composed the view's figure again after showOverlays had drawn it, and
+    # drew each changed view a second time (20-30 ms each on the CT phantom).
+    open_annotator(page, app_url, sample)
+    page.evaluate(DRAW_COUNTER)
+    stroke_across_coronal_plane(page, sample)
+    for axis in range(3):
+        page.wait_for_function(HAS_ANNOTATION, arg=view(axis), timeout=TIMEOUT_MS)
+    for _ in range(3):
+        page.evaluate(NEXT_FRAMES)
+    draws = page.evaluate("() => window._draws")
+    views = [
+        page.evaluate(f"() => document.querySelector({view(axis)!r} + ' .dash-graph').id")
+        for axis in range(3)
+    ]
+    assert [draws.get(graph) for graph in views] == [1, 1, 1]
+
+
 def test_download_keeps_source_geometry(page, app_url, sample, tmp_path):
     open_annotator(page, app_url, sample)
     page.keyboard.press("2")  # the second label

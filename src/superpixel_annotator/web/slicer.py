@@ -7,13 +7,14 @@ from functools import lru_cache
 
 import dash
 import numpy as np
-from dash import Input, Output, State
+from dash import ClientsideFunction, Input, Output, State
 from dash_slicer import VolumeSlicer
 from dash_slicer.utils import get_thumbnail_size, shape3d_to_size2d
 
 from ..core.cases import Case
 from ..core.geometry import axis_ranges, other_axes, section
 from ..core.overlays import png_uri, thumbnail_box, windowed
+from .scripts import browser_function
 
 THUMBNAIL_SIZE = 32
 CaseResolver = Callable[[object, object], tuple[Case, int]]
@@ -34,6 +35,10 @@ class SessionSlicer(VolumeSlicer):
     full-resolution slice has arrived and the browser is idle (``requestThumbnails`` in
     ``js/annotator.js``). A view is shown without them, and taking them in first cost a
     page load about 0.14 s.
+
+    dash-slicer's browser callback that composes the view's figure is replaced by
+    ``composeFigure`` (``js/annotator.js``), which leaves alone a figure that already has
+    its traces: after an edit, dash-slicer's drew each changed view a second time.
 
     Parameters
     ----------
@@ -76,6 +81,7 @@ class SessionSlicer(VolumeSlicer):
             clim=case.windows[0],
             thumbnail=THUMBNAIL_SIZE,
         )
+        self._replace_figure_composition(browser_function("composeFigure"))
         ranges = axis_ranges(case.shape, case.volume.spacing, axis)
         # dash-slicer reads layout.*axis.range from the figure prop, which Dash 4 leaves
         # undefined under autorange: state the ranges (see also publishState in annotator.js).
@@ -92,6 +98,16 @@ class SessionSlicer(VolumeSlicer):
             displaylogo=False,
         )
         self.graph.style = {"height": "42vh"}
+
+    def _replace_figure_composition(self, function: ClientsideFunction) -> None:
+        """Have ``function`` compose the view's figure instead of dash-slicer's callback,
+        which redrew a view with the figure it had."""
+        figure = f"{self.graph.id}.figure"
+        composition = next(c for c in self._app._callback_list if c["output"] == figure)
+        composition["clientside_function"] = {
+            "namespace": function.namespace,
+            "function_name": function.function_name,
+        }
 
     @property
     def info(self):

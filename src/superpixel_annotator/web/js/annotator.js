@@ -16,12 +16,11 @@
 
     // A view's overlays: the annotation slice (unless stale) and the superpixel borders, as
     // the view's extra traces. An unchanged overlay must not cost the view a redraw. When
-    // new annotation slices changed them, the view's figure is composed here too, as
-    // dash-slicer composes it (image, extra traces, shown indicators), so that the server's
-    // answer to an edit is drawn in this round of callbacks rather than in the next (where
-    // dash-slicer's composition finds the same figure); after a move of the slider, the
-    // new slice's image comes with that next round, and so does the figure. The stroke's
-    // canvas is cleared once the view is redrawn (strokes.js).
+    // new annotation slices changed them, the view's figure is composed here too (see
+    // composeFigure), so that the server's answer to an edit is drawn in this round of
+    // callbacks rather than in the next; after a move of the slider, the new slice's image
+    // comes with that next round, and so does the figure. The stroke's canvas is cleared
+    // once the view is redrawn (strokes.js).
     function showOverlays(index, annotationSlices, boundary, showBoundaries, showAnnotation,
                           opacity, geometry, current, config, imageTraces, indicatorTraces,
                           figure, viewConfig) {
@@ -43,9 +42,25 @@
         if (key(traces) === key(current)) { return [noUpdate(), noUpdate()]; }
         window.dash_clientside.superpixel_annotator.clearAfterRedraw(viewConfig);
         if (moved || !answered) { return [traces, noUpdate()]; }
+        return [traces, {...figure, data: viewTraces(imageTraces, traces, indicatorTraces)}];
+    }
+
+    // The view's figure, composed as dash-slicer composes it, from the slice's image, the
+    // extra traces and the shown position indicators; it replaces dash-slicer's own (see
+    // web/slicer.py). A figure that already has these very traces is left alone: after an
+    // edit, showOverlays drew them, and dash-slicer drew the view a second time.
+    function composeFigure(imageTraces, indicatorTraces, extraTraces, info, figure) {
+        const data = viewTraces(imageTraces, extraTraces, indicatorTraces);
+        const drawn = (figure && figure.data) || [];
+        if (data.length === drawn.length && data.every((trace, i) => trace === drawn[i])) {
+            return noUpdate();
+        }
+        return {...figure, data: data};
+    }
+
+    function viewTraces(imageTraces, extraTraces, indicatorTraces) {
         const shownIndicators = (indicatorTraces || []).filter((trace) => trace.line.color);
-        const data = [...(imageTraces || []), ...traces, ...shownIndicators];
-        return [traces, {...figure, data: data}];
+        return [...(imageTraces || []), ...(extraTraces || []), ...shownIndicators];
     }
 
     // A view that shows a slice marked stale asks the server for it (with a time stamp, so
@@ -299,7 +314,7 @@
     window.dash_clientside = window.dash_clientside || {};
     window.dash_clientside.superpixel_annotator = Object.assign(
         window.dash_clientside.superpixel_annotator || {}, {
-            showOverlays, requestStale, requestBorders, requestThumbnails, publishState,
+            showOverlays, composeFigure, requestStale, requestBorders, requestThumbnails, publishState,
             publishMove, keepAnnotation, enterCase, restoreCase, installShortcuts,
             oneStrokeLevel, sessionId,
         });
