@@ -81,13 +81,20 @@
     }
 
     // A view that has none asks for dash-slicer's thumbnails (see web/slicer.py) once a
-    // full-resolution slice has arrived, when the browser is next idle. It sets the request
-    // rather than returning it: Dash would hold the view's image until an output of this
-    // callback settled, since the thumbnails feed the image too.
+    // full-resolution slice has arrived, when the browser is next idle, and once until they
+    // come (a slice received meanwhile asked again, and the thumbnails came twice). It sets
+    // the request rather than returning it: Dash would hold the view's image until an
+    // output of this callback settled, since the thumbnails feed the image too.
+    const thumbnailsAsked = new Set();
     function requestThumbnails(fullSlice, thumbnails, viewConfig) {
-        if (thumbnails && thumbnails.length) { return; }
-        const request = () => window.dash_clientside.set_props(
-            viewConfig.thumbnailRequest, {data: true});
+        const view = viewConfig.thumbnailRequest;
+        if (thumbnails && thumbnails.length) {
+            thumbnailsAsked.delete(view);
+            return;
+        }
+        if (thumbnailsAsked.has(view)) { return; }
+        thumbnailsAsked.add(view);
+        const request = () => window.dash_clientside.set_props(view, {data: true});
         if (window.requestIdleCallback) {
             window.requestIdleCallback(request, {timeout: IDLE_TIMEOUT_MS});
         } else {
