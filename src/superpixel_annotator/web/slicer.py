@@ -7,7 +7,7 @@ from functools import lru_cache
 
 import dash
 import numpy as np
-from dash import ClientsideFunction, Input, Output, State
+from dash import Input, Output, State
 from dash_slicer import VolumeSlicer
 from dash_slicer.utils import get_thumbnail_size, shape3d_to_size2d
 
@@ -81,7 +81,7 @@ class SessionSlicer(VolumeSlicer):
             clim=case.windows[0],
             thumbnail=THUMBNAIL_SIZE,
         )
-        self._replace_figure_composition(browser_function("composeFigure"))
+        self._replace_figure_composition()
         ranges = axis_ranges(case.shape, case.volume.spacing, axis)
         # dash-slicer reads layout.*axis.range from the figure prop, which Dash 4 leaves
         # undefined under autorange: state the ranges (see also publishState in annotator.js).
@@ -99,11 +99,12 @@ class SessionSlicer(VolumeSlicer):
         )
         self.graph.style = {"height": "42vh"}
 
-    def _replace_figure_composition(self, function: ClientsideFunction) -> None:
-        """Have ``function`` compose the view's figure instead of dash-slicer's callback,
-        which redrew a view with the figure it had."""
+    def _replace_figure_composition(self) -> None:
+        """Have ``composeFigure`` compose the view's figure instead of dash-slicer's
+        callback, which redrew a view with the figure it had."""
         figure = f"{self.graph.id}.figure"
         composition = next(c for c in self._app._callback_list if c["output"] == figure)
+        function = browser_function("composeFigure")
         composition["clientside_function"] = {
             "namespace": function.namespace,
             "function_name": function.function_name,

@@ -321,8 +321,8 @@
     window.dash_clientside = window.dash_clientside || {};
     window.dash_clientside.superpixel_annotator = Object.assign(
         window.dash_clientside.superpixel_annotator || {}, {
-            showOverlays, composeFigure, requestStale, requestBorders, requestThumbnails, publishState,
-            publishMove, keepAnnotation, enterCase, restoreCase, installShortcuts,
-            oneStrokeLevel, sessionId,
+            showOverlays, composeFigure, requestStale, requestBorders, requestThumbnails,
+            publishState, publishMove, keepAnnotation, enterCase, restoreCase,
+            installShortcuts, oneStrokeLevel, sessionId,
         });
 })();
