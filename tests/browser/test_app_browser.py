@@ -95,14 +95,15 @@ TIMERS_SETTLED = """
     return Boolean(timer) && timer.props.disabled === true && timer.props.n_intervals >= 5;
 })
 """
-# The ticks of dash-slicer's timer of the view inside ``selector``.
-TIMER_TICKS = """
-(selector) => {
+# The layout of the dash-slicer component ``part`` of the view inside ``selector``.
+VIEW_PART = """
+(selector, part) => {
     const graph = document.querySelector(selector + ' .dash-graph');
-    const timer = window.dash_component_api.getLayout(graph.id.replace(/-graph$/, '-timer'));
-    return timer.props.n_intervals;
+    return window.dash_component_api.getLayout(graph.id.replace(/-graph$/, '-' + part));
 }
 """
+# The ticks of dash-slicer's timer of the view inside ``selector``.
+TIMER_TICKS = f"(selector) => ({VIEW_PART.strip()})(selector, 'timer').props.n_intervals"
 # Page coordinates of a point given in the view's data coordinates (mm).
 DATA_TO_PAGE = """
 ([selector, x, y]) => {
@@ -360,11 +361,10 @@ IDLE = """
 # The index of the full-resolution slice the view inside ``selector`` received last.
 SLICE_RECEIVED = """
 (selector) => {
-    const graph = document.querySelector(selector + ' .dash-graph');
-    const slice = window.dash_component_api.getLayout(graph.id.replace(/-graph$/, '-server-data'));
+    const slice = (VIEW_PART)(selector, 'server-data');
     return slice.props.data ? slice.props.data.index : null;
 }
-"""
+""".replace("VIEW_PART", VIEW_PART.strip())
 
 
 def slice_requests_after(page, selector: str, move) -> list:
