@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
+from superpixel_annotator.core import slic
 from superpixel_annotator.core import superpixels as sp
 from superpixel_annotator.core.regions import merge_regions, superpixel_adjacency
 from superpixel_annotator.core.superpixels import (
@@ -17,6 +18,7 @@ from superpixel_annotator.core.superpixels import (
     load_or_compute_superpixels,
     modality_channels,
 )
+from superpixel_annotator.core.threads import slabs
 from superpixel_annotator.core.volume import Volume, load_volume
 
 BRATS = Path(__file__).resolve().parents[1].parent / "shared/data/brats2013"
@@ -167,6 +169,23 @@ def test_one_volume_alone_or_in_a_list_or_twice_gives_the_same_partition():
         result = compute_superpixels(volumes)
         np.testing.assert_array_equal(result.labels, alone.labels)
         np.testing.assert_array_equal(result.coarse, alone.coarse)
+
+
+def test_threads_cut_the_volume_into_consecutive_slabs():
+    assert slabs(5, 3) == [(0, 1), (1, 3), (3, 5)]
+    assert slabs(2, 4) == [(0, 1), (1, 2)]
+    assert slabs(7, 1) == [(0, 7)]
+
+
+@pytest.mark.parametrize("parts", [3, 7])
+def test_the_partition_does_not_depend_on_the_number_of_threads(monkeypatch, parts):
+    volume = display_volume(noisy_air()[0])
+    monkeypatch.setattr(slic, "slabs", lambda length: slabs(length, 1))
+    one = compute_superpixels(volume)
+    monkeypatch.setattr(slic, "slabs", lambda length: slabs(length, parts))
+    several = compute_superpixels(volume)
+    np.testing.assert_array_equal(several.labels, one.labels)
+    np.testing.assert_array_equal(several.coarse, one.coarse)
 
 
 def test_a_structure_seen_only_in_the_second_modality_gets_a_boundary():

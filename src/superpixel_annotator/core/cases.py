@@ -17,6 +17,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -191,11 +192,16 @@ def open_case(
     Case
     """
     volumes = tuple(volumes)
-    if superpixels is None:
-        superpixels = load_or_compute_superpixels(volumes, cache_dir, progress, **params)
-    case = Case(volumes=volumes, superpixels=superpixels, key=case_key(volumes, superpixels.params))
-    _keep_on_disk(cache_directory(cache_dir), case)
-    return case
+    params = complete_params(params) if superpixels is None else superpixels.params
+    key = case_key(volumes, params)
+    # Writing the modalities is mostly compressing them, outside the GIL: it takes the other
+    # core while this one computes the superpixels.
+    with ThreadPoolExecutor(1) as writer:
+        written = writer.submit(_keep_on_disk, cache_directory(cache_dir), key, volumes, params)
+        if superpixels is None:
+            superpixels = load_or_compute_superpixels(volumes, cache_dir, progress, **params)
+        written.result()
+    return Case(volumes=volumes, superpixels=superpixels, key=key)
 
 
 class CaseStore:
@@ -248,7 +254,7 @@ class CaseStore:
             if case is not None:
                 self._cases.move_to_end(key)
         if case is not None:
-            _keep_on_disk(self.cache_dir, case)
+            _keep_on_disk(self.cache_dir, key, case.volumes, case.superpixels.params)
             return case
         # The requests that follow a case change all ask for it at once: one reads it.
         with self._reading:
@@ -264,19 +270,19 @@ def _volumes_path(cache_dir: Path, key: str) -> Path:
     return cache_dir / "cases" / f"{key}.npz"
 
 
-def _keep_on_disk(cache_dir: Path, case: Case) -> None:
-    """Mark the case's file in the cache used, writing it when it is not there."""
-    path = _volumes_path(cache_dir, case.key)
+def _keep_on_disk(cache_dir: Path, key: str, volumes: Sequence[Volume], params: dict) -> None:
+    """Mark the file of case ``key`` in the cache used, writing it when it is not there."""
+    path = _volumes_path(cache_dir, key)
     if mark_cache_file_used(path):
         return
     arrays = {
-        "names": np.array([volume.name for volume in case.volumes]),
-        "spacing": np.array(case.volume.spacing),
-        "affine": case.volume.affine,
-        "source_ornt": case.volume.source_ornt,
-        "params": np.array(json.dumps(case.superpixels.params, sort_keys=True)),
+        "names": np.array([volume.name for volume in volumes]),
+        "spacing": np.array(volumes[0].spacing),
+        "affine": volumes[0].affine,
+        "source_ornt": volumes[0].source_ornt,
+        "params": np.array(json.dumps(params, sort_keys=True)),
     }
-    for index, volume in enumerate(case.volumes):
+    for index, volume in enumerate(volumes):
         arrays[f"data{index}"] = volume.data
         if volume.dicom_headers:
             arrays[f"dicom{index}"], arrays[f"dicom{index}_sizes"] = _encoded(volume.dicom_headers)

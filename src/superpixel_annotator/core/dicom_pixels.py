@@ -12,7 +12,6 @@ release the GIL.
 
 from __future__ import annotations
 
-import os
 import struct
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,9 +23,8 @@ from pydicom.pixels import pixel_array
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from .image_files import VolumeError, error_line, printable
+from .threads import WORKERS
 
-# One thread per core, at most 4.
-_WORKERS = min(4, os.cpu_count() or 1)
 # Whether each transfer syntax read directly has implicit VRs.
 _IMPLICIT_VR = {ImplicitVRLittleEndian: True, ExplicitVRLittleEndian: False}
 _PIXEL_DATA = (0x7FE0, 0x0010)
@@ -64,7 +62,7 @@ def read_slices(label: str, headers: list[SliceHeader], source: np.ndarray) -> N
         Naming the first slice, in slice order, whose file cannot be read or decoded or
         holds another number of pixels than its header says.
     """
-    with ThreadPoolExecutor(_WORKERS) as pool:
+    with ThreadPoolExecutor(WORKERS) as pool:
         futures = [
             pool.submit(_read_slice, label, index, headers, source[:, :, index].T)
             for index in range(len(headers))

@@ -40,7 +40,7 @@ def superpixel_adjacency(labels: np.ndarray) -> np.ndarray:
     return np.column_stack([codes // base, codes % base])
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _touching_codes(labels, base):
     """``min * base + max`` of the ids of face-neighbouring voxels with different non-zero ids.
 
@@ -203,7 +203,7 @@ def mean_densities(
     return result
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _merge(
     pairs, sums, counts, weights, means, log_frequencies, similarity, span, max_weight, log_rarity
 ):
@@ -244,7 +244,7 @@ def _merge(
     return parent
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _root(parent, k):
     """The root of ``k``, halving the path on the way."""
     while parent[k] != k:

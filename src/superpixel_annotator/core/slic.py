@@ -3,11 +3,15 @@ eight closest centres, and connected supervoxels (see :func:`.superpixels.comput
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
+
+from .threads import WORKERS, slabs
 
 # Supervoxel fragments smaller than this fraction of a grid cell are merged into a neighbour.
 MIN_FRAGMENT_FRACTION = 0.25
@@ -83,9 +87,8 @@ def slic(
     clusters = np.broadcast_to(clusters, shape).copy()
     spatial_weight = (compactness / size) ** 2
     mm_per_voxel = np.asarray(spacing, np.float64)
-    for iteration in range(iterations):
-        progress(iteration / iterations)
-        centres = _cluster_centres(channels, mask, clusters, int(np.prod(grid_shape)))
+
+    def assign(centres: np.ndarray, planes: tuple[int, int]) -> None:
         _assign_clusters(
             channels,
             mask,
@@ -96,12 +99,19 @@ def slic(
             mm_per_voxel,
             spatial_weight,
             clusters,
+            *planes,
         )
+
+    with ThreadPoolExecutor(WORKERS) as pool:
+        for iteration in range(iterations):
+            progress(iteration / iterations)
+            centres = _cluster_centres(channels, mask, clusters, int(np.prod(grid_shape)))
+            list(pool.map(functools.partial(assign, centres), slabs(shape[0])))
     min_size = int(MIN_FRAGMENT_FRACTION * np.prod(steps))
     return _connected_labels(clusters, mask, max(min_size, 1))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _cluster_centres(channels, mask, clusters, n):
     """Mean (z, y, x, channels...) and voxel count (last column) of each cluster."""
     n_channels = channels.shape[0]
@@ -124,16 +134,19 @@ def _cluster_centres(channels, mask, clusters, n):
     return sums
 
 
-@numba.njit(cache=True)
-def _assign_clusters(channels, mask, cells, upper_half, grid_shape, centres, spacing, weight, out):
-    """Give each masked voxel the nearest of the 2x2x2 closest cells' cluster centres.
+@numba.njit(cache=True, nogil=True)
+def _assign_clusters(
+    channels, mask, cells, upper_half, grid_shape, centres, spacing, weight, out, start, stop
+):
+    """Give each masked voxel of planes ``start`` to ``stop`` the nearest of the 2x2x2
+    closest cells' cluster centres.
 
     The intensity part of the distance is the mean over channels of squared differences.
     """
     gz, gy, gx = grid_shape
     n_channels = channels.shape[0]
     count = 3 + n_channels
-    for z in range(mask.shape[0]):
+    for z in range(start, stop):
         z0 = max(cells[0][z] - 1 + upper_half[0][z], 0)
         for y in range(mask.shape[1]):
             y0 = max(cells[1][y] - 1 + upper_half[1][y], 0)
@@ -161,7 +174,7 @@ def _assign_clusters(channels, mask, cells, upper_half, grid_shape, centres, spa
                                 out[z, y, x] = k
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _connected_labels(clusters, mask, min_size):
     """Number the 6-connected pieces of each cluster; merge pieces under ``min_size`` voxels.
 
@@ -204,7 +217,7 @@ def _connected_labels(clusters, mask, min_size):
     return labels
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def label_extents(labels):
     """For each id ``k`` in ``labels``, ``[start, stop)`` along each axis in row ``k``."""
     extents = np.zeros((labels.max() + 1, 3, 2), np.int32)
