@@ -1,14 +1,18 @@
 """Cases: what any worker process finds by key, from memory or from the bounded disk cache."""
 
 import dataclasses
+import gc
 import os
+import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from superpixel_annotator.core import cases, contacts
 from superpixel_annotator.core.cache import (
     CACHE_LIMIT_VARIABLE,
     CacheSettingError,
@@ -21,7 +25,9 @@ from superpixel_annotator.core.cases import (
     CaseStore,
     case_key,
     open_case,
+    prepare_strokes,
 )
+from superpixel_annotator.core.contacts import superpixel_contacts
 from superpixel_annotator.core.volume import Volume
 
 
@@ -184,3 +190,32 @@ def test_malformed_cache_limit_is_a_one_line_error(monkeypatch, value):
         cache_limit_bytes()
     message = str(caught.value)
     assert message.startswith(f"{CACHE_LIMIT_VARIABLE}={value!r}") and "\n" not in message
+
+
+def prepared_ids(case) -> np.ndarray:
+    """The superpixels whose contacts and intensity sums ``case`` holds already."""
+    sizes = contacts._contacts_found[case.superpixels][0]
+    summed = ~np.isnan(case.appearance._sums[:, 0])
+    return np.flatnonzero((sizes >= 0) & summed)
+
+
+def test_a_new_case_prepares_every_superpixel_for_strokes_in_the_background(tmp_path):
+    case = open_case([phantom(1, "t1"), phantom(2, "flair")], tmp_path)
+    cases._PREPARING.submit(lambda: None).result()  # one worker: the preparation ran before
+    assert prepared_ids(case).tolist() == list(range(1, case.superpixels.count + 1))
+    expected = superpixel_contacts(case.superpixels, np.arange(1, case.superpixels.count + 1))
+    prepare_strokes(case)  # found once: asking again changes nothing
+    after = superpixel_contacts(case.superpixels, np.arange(1, case.superpixels.count + 1))
+    for before, now in zip(expected, after, strict=True):
+        np.testing.assert_array_equal(before, now)
+
+
+def test_a_case_dropped_before_its_preparation_is_not_prepared(tmp_path):
+    release = threading.Event()
+    cases._PREPARING.submit(release.wait)  # holds the worker until the case is dropped
+    case = open_case([phantom(3)], tmp_path)
+    reference = weakref.ref(case)
+    del case
+    gc.collect()
+    release.set()
+    assert reference() is None

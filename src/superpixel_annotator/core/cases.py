@@ -15,6 +15,7 @@ import io
 import json
 import os
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +36,7 @@ from .cache import (
     trim_cache,
     write_npz_atomically,
 )
+from .contacts import superpixel_contacts
 from .meshes import outline_mesh
 from .refinement import Appearance
 from .superpixels import (
@@ -53,6 +55,10 @@ MAX_CASES_IN_MEMORY = 4
 _MAX_NAMES_BYTES = 2**20
 _MAX_GEOMETRY_BYTES = 2**10
 _MAX_PARAMS_BYTES = 2**16
+# Superpixels prepared per step (see prepare_strokes): a stroke that needs one of them waits
+# for at most one step, about 20 ms on a 0.5 mm grid.
+_PREPARED_PER_STEP = 512
+_PREPARING = ThreadPoolExecutor(1, thread_name_prefix="prepare-strokes")
 
 
 class CaseNotFoundError(KeyError):
@@ -103,6 +109,8 @@ class Case:
     def __post_init__(self) -> None:
         # Made with the case, not on its first stroke: 0.1 s on a CT head.
         self.superpixels.compact_labels  # noqa: B018
+        # Held by a weak reference: a case dropped before its turn is not prepared.
+        _PREPARING.submit(_prepare_while_held, weakref.ref(self))
 
     @property
     def former_key(self) -> str | None:
@@ -151,6 +159,40 @@ class Case:
     def appearance(self) -> Appearance:
         """The modalities as the refinement of borders between labels models them."""
         return Appearance(self.superpixels, self.intensities)
+
+
+def prepare_strokes(case: Case) -> None:
+    """Find, for every superpixel of ``case``, what strokes ask of the superpixels they
+    label: which superpixels it touches (:func:`~.contacts.superpixel_contacts`) and the
+    sums of its intensities (:meth:`~.refinement.Appearance.sums`), kept with the case.
+
+    Strokes find them for the superpixels they label when first labelled, but each
+    superpixel's bounding box is then read on its own, and on a fine grid that is most of a
+    first stroke's time: one pass over all superpixels costs less (0.2 s on BraTS, 0.9 s on
+    a 0.5 mm grid). Every case does this in the background once made, one case at a time.
+    """
+    _prepare_while_held(weakref.ref(case))
+
+
+def _prepare_while_held(reference: weakref.ref) -> None:
+    """:func:`prepare_strokes` of the case ``reference`` refers to, a step at a time, for as
+    long as something else holds the case."""
+    case = reference()
+    count = 0 if case is None else case.superpixels.count
+    del case
+    for first in range(1, count + 1, _PREPARED_PER_STEP):
+        case = reference()
+        if case is None:
+            return
+        _prepare_step(case, first)
+        del case
+
+
+def _prepare_step(case: Case, first: int) -> None:
+    """Prepare :data:`_PREPARED_PER_STEP` superpixels of ``case`` from id ``first`` on."""
+    ids = np.arange(first, min(first + _PREPARED_PER_STEP, case.superpixels.count + 1))
+    superpixel_contacts(case.superpixels, ids)
+    case.appearance.sums(ids)
 
 
 def default_window(data: np.ndarray, mask: np.ndarray) -> tuple[float, float]:

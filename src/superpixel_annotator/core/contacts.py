@@ -52,7 +52,7 @@ def superpixel_contacts(superpixels: Superpixels, ids: np.ndarray) -> tuple[np.n
         return known[0][ids], known[1]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _contacts(labels, extents, ids):
     """For each of ``ids``: its voxel count, and the ids (not 0) of its voxels' 26
     neighbours that are not its own, as ``found[offsets[k]:offsets[k + 1]]``.

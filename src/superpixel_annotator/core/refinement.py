@@ -197,7 +197,7 @@ def _relabel(
                     labels[z0, y0, x0] = classes[best]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _sums_of_products(labels, extents, ids, first, second):
     """For each of ``ids``, within its extents: its voxel count, the sum of ``first`` and
     the sum of ``first * second`` over its voxels."""
