@@ -3,6 +3,7 @@
 import dataclasses
 import gc
 import os
+import signal
 import threading
 import time
 import weakref
@@ -219,3 +220,20 @@ def test_a_case_dropped_before_its_preparation_is_not_prepared(tmp_path):
     gc.collect()
     release.set()
     assert reference() is None
+
+
+def test_a_forked_process_prepares_the_cases_it_inherits_unprepared(tmp_path):
+    release = threading.Event()
+    cases._PREPARING.submit(release.wait)  # the parent prepares nothing before the fork
+    case = open_case([phantom(4)], tmp_path)
+    child = os.fork()
+    if child == 0:
+        signal.alarm(60)  # a child whose preparation never runs fails instead of hanging
+        prepared = False
+        try:
+            cases._PREPARING.submit(lambda: None).result()
+            prepared = prepared_ids(case).size == case.superpixels.count
+        finally:
+            os._exit(0 if prepared else 1)
+    release.set()
+    assert os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) == 0

@@ -59,6 +59,10 @@ _MAX_PARAMS_BYTES = 2**16
 # for at most one step, about 20 ms on a 0.5 mm grid.
 _PREPARED_PER_STEP = 512
 _PREPARING = ThreadPoolExecutor(1, thread_name_prefix="prepare-strokes")
+# Held for each step, so that a fork (gunicorn's preloading master) never copies a step half
+# done; a child process prepares the cases it inherits unprepared (see _prepare_in_child).
+_preparing_step = threading.Lock()
+_unprepared: weakref.WeakSet = weakref.WeakSet()
 
 
 class CaseNotFoundError(KeyError):
@@ -109,6 +113,7 @@ class Case:
     def __post_init__(self) -> None:
         # Made with the case, not on its first stroke: 0.1 s on a CT head.
         self.superpixels.compact_labels  # noqa: B018
+        _unprepared.add(self)
         # Held by a weak reference: a case dropped before its turn is not prepared.
         _PREPARING.submit(_prepare_while_held, weakref.ref(self))
 
@@ -186,13 +191,34 @@ def _prepare_while_held(reference: weakref.ref) -> None:
             return
         _prepare_step(case, first)
         del case
+    case = reference()
+    if case is not None:
+        _unprepared.discard(case)
 
 
 def _prepare_step(case: Case, first: int) -> None:
     """Prepare :data:`_PREPARED_PER_STEP` superpixels of ``case`` from id ``first`` on."""
     ids = np.arange(first, min(first + _PREPARED_PER_STEP, case.superpixels.count + 1))
-    superpixel_contacts(case.superpixels, ids)
-    case.appearance.sums(ids)
+    with _preparing_step:
+        superpixel_contacts(case.superpixels, ids)
+        case.appearance.sums(ids)
+
+
+def _prepare_in_child() -> None:
+    """In a forked process, where the parent's preparing thread is gone: start another, for
+    the cases not prepared yet."""
+    global _PREPARING
+    _preparing_step.release()
+    _PREPARING = ThreadPoolExecutor(1, thread_name_prefix="prepare-strokes")
+    for case in list(_unprepared):
+        _PREPARING.submit(_prepare_while_held, weakref.ref(case))
+
+
+os.register_at_fork(
+    before=_preparing_step.acquire,
+    after_in_parent=_preparing_step.release,
+    after_in_child=_prepare_in_child,
+)
 
 
 def default_window(data: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
