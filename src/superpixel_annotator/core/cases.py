@@ -56,7 +56,7 @@ _MAX_NAMES_BYTES = 2**20
 _MAX_GEOMETRY_BYTES = 2**10
 _MAX_PARAMS_BYTES = 2**16
 # Superpixels prepared per step (see prepare_strokes): a stroke that needs one of them waits
-# for at most one step, about 20 ms on a 0.5 mm grid.
+# for at most one step, 25-35 ms on a 0.5 mm grid.
 _PREPARED_PER_STEP = 512
 _PREPARING = ThreadPoolExecutor(1, thread_name_prefix="prepare-strokes")
 # Held for each step, so that a fork (gunicorn's preloading master) never copies a step half
@@ -173,8 +173,8 @@ def prepare_strokes(case: Case) -> None:
 
     Strokes find them for the superpixels they label when first labelled, but each
     superpixel's bounding box is then read on its own, and on a fine grid that is most of a
-    first stroke's time: one pass over all superpixels costs less (0.2 s on BraTS, 0.9 s on
-    a 0.5 mm grid). Every case does this in the background once made, one case at a time.
+    first stroke's time: one pass over all superpixels costs less (0.2 s on BraTS, 0.9-1.4 s
+    on a 0.5 mm grid). Every case does this in the background once made, one case at a time.
     """
     _prepare_while_held(weakref.ref(case))
 
