@@ -284,12 +284,13 @@ class Annotation:
         For opening a segmentation (see :func:`~superpixel_annotator.volume.read_segmentation`).
         When ``saved_marks`` (the :meth:`marked_labels` saved with the file) give exactly
         ``labels`` on these superpixels, the annotation takes them: a segmentation this app
-        saved comes back as it was, erased superpixels included. So do marks saved before
-        borders between labels were refined, which gave ``labels`` with smooth outlines
-        alone (the borders are refined now). Otherwise each superpixel
-        takes the most common label of its voxels (0 included; ties go to the smaller label)
-        and none is erased. The labels set count as the user's, so they seed
-        :meth:`autofill`.
+        saved comes back as it was, erased superpixels included. So do marks saved by
+        earlier versions, which showed the same marks otherwise: before borders between
+        labels were refined (smooth outlines alone), and before the refined borders'
+        majority pass (see :func:`~superpixel_annotator.core.refinement.refine_borders`).
+        Otherwise each superpixel takes the most common label of its voxels (0 included;
+        ties go to the smaller label) and none is erased. The labels set count as the
+        user's, so they seed :meth:`autofill`.
 
         Parameters
         ----------
@@ -304,8 +305,8 @@ class Annotation:
             Ids of the superpixels whose label or erased mark changed.
         differing_voxels : int
             How many voxels of :meth:`label_volume` now differ from ``labels``: none with
-            matching ``saved_marks`` (those that refined borders move, for marks saved
-            before); otherwise in superpixels the vote went against, outside
+            matching ``saved_marks`` (those the borders now move, for marks saved by an
+            earlier version); otherwise in superpixels the vote went against, outside
             the head, and where smooth outlines differ.
         """
         labels = self._checked_label_volume(labels)
@@ -324,7 +325,7 @@ class Annotation:
 
     def _matching_marks(self, labels: np.ndarray, saved_marks) -> tuple[np.ndarray | None, bool]:
         """``saved_marks`` as int16 when they are marked labels of these superpixels whose
-        label volume is ``labels``, or was before borders were refined; otherwise None. And
+        label volume is ``labels``, or was in an earlier version; otherwise None. And
         whether their label volume is ``labels`` now."""
         if saved_marks is None:
             return None, False
@@ -334,13 +335,24 @@ class Annotation:
         if marks[0] != 0 or marks.min() < ERASED or marks.max() > MAX_LABEL:
             return None, False
         marks = marks.astype(np.int16)
-        if np.array_equal(self._label_volume(*split_marks(marks)), labels):
+        superpixel_labels, erased = split_marks(marks)
+        if np.array_equal(self._label_volume(superpixel_labels, erased), labels):
             return marks, True
         if self.appearance is None:
             return None, False
-        # Saved before borders were refined: the same marks gave smooth outlines alone.
-        saved_before = superpixel_segmentation(self.superpixels, *split_marks(marks))
-        return (marks if np.array_equal(saved_before, labels) else None), False
+        for shown_then in (self._before_majority, superpixel_segmentation):
+            if np.array_equal(shown_then(self.superpixels, superpixel_labels, erased), labels):
+                return marks, False
+        return None, False
+
+    def _before_majority(
+        self, superpixels: Superpixels, superpixel_labels: np.ndarray, erased: np.ndarray
+    ) -> np.ndarray:
+        """The label volume as versions before the refined borders' majority pass showed it."""
+        box, labels = segmentation_box(
+            superpixels, superpixel_labels, erased, self.appearance, majority=False
+        )
+        return placed(box, labels, superpixels.labels.shape)
 
     def remapped(
         self, superpixels: Superpixels, appearance: Appearance | None = None

@@ -6,8 +6,10 @@ them follows the superpixels, not the anatomy. :func:`refine_borders` moves it: 
 labelled voxel of a superpixel that touches a superpixel of another label takes, among the
 labels of the two sides, the one whose intensity model gives it the highest likelihood. A
 label's model is a Gaussian over the modalities, fitted on the superpixels the user gave
-that label, so it is the same wherever the border is. Only labelled voxels change, and only
-to another label: what is labelled, and what is not, stays as it was.
+that label, so it is the same wherever the border is. One pass of a 3x3x3 majority then
+removes the speckle that voxel-by-voxel choices leave where the models overlap. Only
+labelled voxels change, and only to another label: what is labelled, and what is not, stays
+as it was.
 """
 
 from __future__ import annotations
@@ -115,6 +117,8 @@ def refine_borders(
     labels: np.ndarray,
     superpixel_labels: np.ndarray,
     appearance: Appearance,
+    *,
+    majority: bool = True,
 ) -> None:
     """Move the borders between the labels of ``labels`` (the labels of ``box``, nothing
     labelled outside it; changed in place) to where the labels' intensity models meet.
@@ -123,7 +127,11 @@ def refine_borders(
     a superpixel of another label (not 0). Each labelled voxel of a border superpixel
     takes, among its superpixel's label and those of the labelled superpixels it touches,
     the label whose model (see :meth:`Appearance.models`) gives its intensities the highest
-    likelihood. Other voxels keep their label.
+    likelihood. Then each of these voxels takes, among the same labels, the one most voxels
+    of its 3x3x3 neighbourhood (itself included) have after that choice, if more of them
+    have it than its own (unless ``majority`` is False: the borders as this app showed them
+    before it made that pass, for reopening files saved then). Other voxels keep their
+    label.
     """
     superpixels = appearance.superpixels
     ids = np.flatnonzero(superpixel_labels[1:]) + 1
@@ -144,57 +152,120 @@ def refine_borders(
     allowed[np.searchsorted(border, first[at_border]), rows[second[at_border]]] = True
     origin = np.array([part.start for part in box], np.int64)
     models = appearance.models(superpixel_labels, classes)
+    ids, extents, classes = (
+        superpixels.compact_labels,
+        superpixels.extents,
+        classes.astype(np.uint8),
+    )
+    passes = 2 if majority else 1
     _relabel(
         labels,
         origin,
-        superpixels.compact_labels,
-        superpixels.extents,
+        ids,
+        extents,
         border,
         allowed,
         appearance.intensities,
-        classes.astype(np.uint8),
+        classes,
         *models,
+        passes,
     )
 
 
 @numba.njit(cache=True)
 def _relabel(
-    labels, origin, ids, extents, border, allowed, intensities, classes, means, precisions, log_dets
+    labels,
+    origin,
+    ids,
+    extents,
+    border,
+    allowed,
+    intensities,
+    classes,
+    means,
+    precisions,
+    log_dets,
+    passes,
 ):
     """Give each labelled voxel (in ``labels``, the box at ``origin``) of each ``border``
     superpixel the class, among those ``allowed`` for its superpixel, whose model gives its
-    ``intensities`` (a tuple of volumes) the highest Gaussian log-likelihood."""
-    n_classes, m = means.shape
-    values = np.empty(m)
-    for row in range(len(border)):
-        target = border[row]
-        extent = extents[target]
-        for z in range(extent[0, 0], extent[0, 1]):
-            for y in range(extent[1, 0], extent[1, 1]):
-                for x in range(extent[2, 0], extent[2, 1]):
-                    if ids[z, y, x] != target:
-                        continue
-                    z0, y0, x0 = z - origin[0], y - origin[1], x - origin[2]
-                    if not labels[z0, y0, x0]:
-                        continue
-                    for k in range(m):
-                        values[k] = intensities[k][z, y, x]
-                    best, best_score = 0, -np.inf
-                    for model in range(n_classes):
-                        if not allowed[row, model]:
+    ``intensities`` (a tuple of volumes) the highest Gaussian log-likelihood; with a second
+    of ``passes``, then the class among those that most voxels of its 3x3x3 neighbourhood
+    have after the first, if more have it than its own."""
+    values = np.empty(means.shape[1])
+    counts = np.zeros(256, np.int64)
+    for stage in range(passes):
+        moves = []
+        for row in range(len(border)):
+            target = border[row]
+            extent = extents[target]
+            for z in range(extent[0, 0], extent[0, 1]):
+                for y in range(extent[1, 0], extent[1, 1]):
+                    for x in range(extent[2, 0], extent[2, 1]):
+                        if ids[z, y, x] != target:
                             continue
-                        distance = 0.0
-                        for i in range(m):
-                            for j in range(m):
-                                distance += (
-                                    (values[i] - means[model, i])
-                                    * precisions[model, i, j]
-                                    * (values[j] - means[model, j])
-                                )
-                        score = -0.5 * (distance + log_dets[model])
-                        if score > best_score:
-                            best, best_score = model, score
-                    labels[z0, y0, x0] = classes[best]
+                        z0, y0, x0 = z - origin[0], y - origin[1], x - origin[2]
+                        own = labels[z0, y0, x0]
+                        if not own:
+                            continue
+                        if stage == 0:
+                            for k in range(len(values)):
+                                values[k] = intensities[k][z, y, x]
+                            best = classes[
+                                _most_likely(values, allowed[row], means, precisions, log_dets)
+                            ]
+                        else:
+                            best = _neighbours_majority(
+                                labels, z0, y0, x0, own, allowed[row], classes, counts
+                            )
+                        if stage == 0:  # the choice reads no label: write it now
+                            labels[z0, y0, x0] = best
+                        elif best != own:
+                            moves.append((z0, y0, x0, best))
+        for z0, y0, x0, label in moves:
+            labels[z0, y0, x0] = label
+
+
+@numba.njit(cache=True, inline="always")
+def _most_likely(values, allowed, means, precisions, log_dets):
+    """The row of the model, among those ``allowed``, giving ``values`` the highest Gaussian
+    log-likelihood."""
+    m = len(values)
+    best, best_score = 0, -np.inf
+    for model in range(len(means)):
+        if not allowed[model]:
+            continue
+        distance = 0.0
+        for i in range(m):
+            for j in range(m):
+                distance += (
+                    (values[i] - means[model, i])
+                    * precisions[model, i, j]
+                    * (values[j] - means[model, j])
+                )
+        score = -0.5 * (distance + log_dets[model])
+        if score > best_score:
+            best, best_score = model, score
+    return best
+
+
+@numba.njit(cache=True, inline="always")
+def _neighbours_majority(labels, z, y, x, own, allowed, classes, counts):
+    """The class, among those ``allowed``, that most voxels of the 3x3x3 neighbourhood of
+    (z, y, x) in ``labels`` have, if more have it than ``own``; otherwise ``own``.
+    ``counts`` is scratch space, one entry per label value."""
+    shape = labels.shape
+    for label in classes:
+        counts[label] = 0
+    for k in range(max(z - 1, 0), min(z + 2, shape[0])):
+        for j in range(max(y - 1, 0), min(y + 2, shape[1])):
+            for i in range(max(x - 1, 0), min(x + 2, shape[2])):
+                counts[labels[k, j, i]] += 1
+    best = own
+    for model in range(len(classes)):
+        if allowed[model] and counts[classes[model]] > counts[best]:
+            best = classes[model]
+    return best
 
 
 @numba.njit(cache=True, nogil=True)
@@ -223,13 +294,15 @@ def segmentation_box(
     superpixel_labels: np.ndarray,
     erased: np.ndarray | None = None,
     appearance: Appearance | None = None,
+    *,
+    majority: bool = True,
 ) -> tuple[tuple[slice, ...] | None, np.ndarray]:
     """The labelled box and its labels, as the app shows an annotation: smooth outlines
     (:func:`~.outlines.boxed_segmentation`), then, given the scan's ``appearance``, the
-    borders between labels refined (:func:`refine_borders`)."""
+    borders between labels refined (:func:`refine_borders`, with ``majority``)."""
     box, labels = boxed_segmentation(superpixels, superpixel_labels, erased)
     if box is not None and appearance is not None:
-        refine_borders(box, labels, superpixel_labels, appearance)
+        refine_borders(box, labels, superpixel_labels, appearance, majority=majority)
     return box, labels
 
 
@@ -250,4 +323,4 @@ def load_kernels(modalities: int) -> None:
             _sums_of_products(ids, extents, one, first, first)
         origin = np.zeros(3, np.int64)
         allowed = np.ones((1, 1), bool)
-        _relabel(labels, origin, ids, extents, one, allowed, intensities, labels[0, 0], *models)
+        _relabel(labels, origin, ids, extents, one, allowed, intensities, labels[0, 0], *models, 2)
