@@ -152,23 +152,17 @@ def refine_borders(
     allowed[np.searchsorted(border, first[at_border]), rows[second[at_border]]] = True
     origin = np.array([part.start for part in box], np.int64)
     models = appearance.models(superpixel_labels, classes)
-    ids, extents, classes = (
-        superpixels.compact_labels,
-        superpixels.extents,
-        classes.astype(np.uint8),
-    )
-    passes = 2 if majority else 1
     _relabel(
         labels,
         origin,
-        ids,
-        extents,
+        superpixels.compact_labels,
+        superpixels.extents,
         border,
         allowed,
         appearance.intensities,
-        classes,
+        classes.astype(np.uint8),
         *models,
-        passes,
+        2 if majority else 1,
     )
 
 
@@ -208,19 +202,16 @@ def _relabel(
                         own = labels[z0, y0, x0]
                         if not own:
                             continue
-                        if stage == 0:
+                        if stage == 0:  # this choice reads no label: written at once
                             for k in range(len(values)):
                                 values[k] = intensities[k][z, y, x]
-                            best = classes[
-                                _most_likely(values, allowed[row], means, precisions, log_dets)
-                            ]
-                        else:
-                            best = _neighbours_majority(
-                                labels, z0, y0, x0, own, allowed[row], classes, counts
-                            )
-                        if stage == 0:  # the choice reads no label: write it now
-                            labels[z0, y0, x0] = best
-                        elif best != own:
+                            model = _most_likely(values, allowed[row], means, precisions, log_dets)
+                            labels[z0, y0, x0] = classes[model]
+                            continue
+                        best = _neighbours_majority(
+                            labels, z0, y0, x0, own, allowed[row], classes, counts
+                        )
+                        if best != own:
                             moves.append((z0, y0, x0, best))
         for z0, y0, x0, label in moves:
             labels[z0, y0, x0] = label
