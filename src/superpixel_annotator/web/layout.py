@@ -54,7 +54,8 @@ HELP_ITEMS = (
         "crossed are labelled, for corrections. With Grow strokes (key G) the label also "
         "spreads from the superpixels crossed through the touching ones that look like that "
         "label's, in 3D: one stroke takes most of a region of one kind, such as oedema or an "
-        "enhancing rim; other labels and erased superpixels stop it.",
+        "enhancing rim; other labels and erased superpixels stop it. Where it spreads too far "
+        "(a necrotic core into the ventricles, which look alike), Undo and use Fine strokes.",
     ),
     (
         "Labels",
