@@ -102,15 +102,16 @@ def save_rows(n_strokes: int) -> list[tuple[str, float, float]]:
         baseline = []
         base = None
         for state in stroke_states(annotator, case, n_strokes):
-            marks = Annotation.from_state(case.superpixels, state).marked_labels()
-            context.segmentations.get(case, marks)  # as the stroke's own edit left it
+            annotation = Annotation.from_state(case.superpixels, state)
+            marks = annotation.marked_labels()
+            context.segmentations.get(case, annotation.marks())  # as the stroke's edit left it
             ms, (answer, status) = timed(
                 save_answer, context, {**request, "base": base, "state": state}, "bench"
             )
             assert status == 200, answer
             base = answer["version"]
             times["save (route)"].append(ms)
-            labels = context.segmentations.get(case, marks)
+            labels = context.segmentations.get(case, annotation.marks())
             ms, _ = timed(save_segmentation, case.volume, labels, folder / "w.nii.gz", marks)
             times["of which NIfTI written"].append(ms)
             with mock.patch.object(segmentation_io, "save_label_image", nibabel_save):

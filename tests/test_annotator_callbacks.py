@@ -135,7 +135,7 @@ def full_render(annotator, state, axis, preview=None):
     annotation = annotation_of(annotator, state)
     proposal = proposal_arrays(preview, annotator.superpixels.count)
     annotation.superpixel_labels[:], annotation.erased[:] = split_marks(
-        shown_labels(annotation, proposal)
+        shown_labels(annotation, proposal).superpixels
     )
     labels = annotation.label_volume()
     return [

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
-from superpixel_annotator.core.annotation import Annotation, AnnotationStateError, split_marks
+from superpixel_annotator.core import marks
+from superpixel_annotator.core.annotation import Annotation, AnnotationStateError
 from superpixel_annotator.core.cases import CaseStore, open_case
 from superpixel_annotator.core.editing import (
     MAX_STROKE_VERTICES,
@@ -22,6 +24,7 @@ from superpixel_annotator.core.editing import (
 )
 from superpixel_annotator.core.geometry import section, view_geometry
 from superpixel_annotator.core.image_files import Limits, VolumeError
+from superpixel_annotator.core.marks import Marks, marked_box
 from superpixel_annotator.core.outlines import placed, superpixel_segmentation
 from superpixel_annotator.core.palette import DEFAULT_LABELS
 from superpixel_annotator.core.refinement import segmentation_box
@@ -46,13 +49,12 @@ class Editing:
         """The annotation a browser sent (state string and Fill preview) opened again."""
         return EditSession(self.case, state, LABELS, preview)
 
-    def render(self, marks: np.ndarray) -> np.ndarray:
-        """The label volume of marked labels, rendered from scratch: smooth outlines and
-        refined borders."""
-        box, labels = segmentation_box(
-            self.case.superpixels, *split_marks(marks), self.case.appearance
+    def render(self, marks: Marks) -> np.ndarray:
+        """The label volume of marks, rendered from scratch: smooth outlines, refined
+        borders and voxel marks."""
+        return placed(
+            *marked_box(self.case.superpixels, marks, self.case.appearance), self.case.shape
         )
-        return placed(box, labels, self.case.shape)
 
 
 def editing_of(volume, superpixels, cache_dir) -> Editing:
@@ -103,16 +105,18 @@ def test_changed_slices_bring_a_view_to_the_full_render_after_strokes_undos_and_
 ):
     """A client that redraws only the slices :meth:`Segmentations.changed_slices` names,
     with :meth:`Segmentations.section`, shows after every step what rendering the whole
-    annotation from scratch shows."""
+    annotation from scratch shows; also where opened label volumes left voxel marks that
+    strokes then drop."""
     editing = any_editing
     case, segmentations = editing.case, editing.segmentations
     shape = case.shape
-    empty = editing.render(Annotation(case.superpixels).marked_labels())
+    empty = editing.render(Annotation(case.superpixels).marks())
     client = [[section(empty, axis, i).copy() for i in range(shape[axis])] for axis in range(3)]
     state = preview = None
     changes = 0
     rng = np.random.default_rng(7)
-    actions = ["stroke", "stroke", "undo", "redo", "fill", "fill-accept", "fill-discard"]
+    actions = ["stroke", "stroke", "undo", "redo", "fill", "fill-accept", "fill-discard", "open"]
+    voxel_marks = 0
     for step in range(40):
         action = rng.choice(actions)
         session = editing.session(state, preview)
@@ -135,6 +139,14 @@ def test_changed_slices_bring_a_view_to_the_full_render_after_strokes_undos_and_
             changed = np.zeros(0, np.int64)
         elif action == "fill-accept":
             changed = session.accept_fill()
+        elif action == "open":  # a box of one label, across superpixels
+            labels = session.annotation.label_volume()
+            corner = rng.integers(0, shape)
+            box = tuple(slice(c, c + int(rng.integers(2, 6))) for c in corner)
+            labels[box] = rng.choice([0, 1, 2])
+            changed, differing = session.annotation.load_label_volume(labels)
+            assert differing == 0
+            voxel_marks += len(session.annotation.voxel_marks)
         else:  # a discarded proposal changes nothing
             changed = np.zeros(0, np.int64)
         changes += changed.size
@@ -162,7 +174,7 @@ def test_changed_slices_bring_a_view_to_the_full_render_after_strokes_undos_and_
                     section(expected, axis, index),
                     err_msg=str((step, action, axis, index)),
                 )
-    assert changes > 0
+    assert changes > 0 and voxel_marks > 0
 
 
 def test_a_stroke_changes_only_the_slices_of_the_superpixels_it_touches(editing):
@@ -215,20 +227,20 @@ def test_fill_proposes_then_accept_applies_and_discard_keeps(editing):
     np.testing.assert_array_equal(session.annotation.superpixel_labels, before.superpixel_labels)
     shown = session.shown_after(proposal)
     added = proposal.ids[proposal.labels > 0]
-    assert added.size and (shown[added] == PREVIEW_VALUE).all()
-    assert (shown != session.shown_before).any()
+    assert added.size and (shown.superpixels[added] == PREVIEW_VALUE).all()
+    assert shown != session.shown_before
     preview = proposal.to_preview()
     assert preview == {"ids": proposal.ids.tolist(), "labels": proposal.labels.tolist()}
     assert json.loads(json.dumps(preview)) == preview  # the browser keeps it as JSON
 
     # Discarding: the next request comes without the preview, and the annotation is as before.
     discarded = editing.session(state)
-    np.testing.assert_array_equal(discarded.shown_after(), before.marked_labels())
+    assert discarded.shown_after() == before.marks()
     assert discarded.accept_fill().size == 0
     np.testing.assert_array_equal(discarded.annotation.superpixel_labels, before.superpixel_labels)
 
     accepting = editing.session(state, preview)
-    np.testing.assert_array_equal(accepting.shown_before, shown)
+    assert accepting.shown_before == shown
     assert accepting.accept_fill().size
     after = Annotation.from_state(case.superpixels, accepting.annotation.to_state())
     expected = before.superpixel_labels.copy()
@@ -264,7 +276,7 @@ def test_malformed_preview_is_ignored(editing, preview):
     session = editing.session(state, preview)
     assert session.accept_fill().size == 0
     assert session.annotation.to_state() == state
-    np.testing.assert_array_equal(session.shown_before, session.annotation.marked_labels())
+    assert session.shown_before == session.annotation.marks()
 
 
 def test_a_proposal_is_shown_in_the_preview_colour_and_clears_in_none(editing):
@@ -277,7 +289,7 @@ def test_a_proposal_is_shown_in_the_preview_colour_and_clears_in_none(editing):
     shown = shown_labels(annotation, (ids, np.array([0, 2], np.uint8)))
     expected = marks.copy()
     expected[ids] = [0, PREVIEW_VALUE]
-    np.testing.assert_array_equal(shown, expected)
+    np.testing.assert_array_equal(shown.superpixels, expected)
     np.testing.assert_array_equal(annotation.marked_labels(), marks)  # only shown
 
 
@@ -347,7 +359,7 @@ def test_far_away_coordinates_are_clipped_not_expanded(editing):
     changed = session.stroke(0, middle(case, 0), f"M-1e300,{row_mm}L1e300,{row_mm}", 1)
     assert changed.size and session.annotation.superpixel_labels.any()
     # The stroke reaches both sides of the slice (inside its background ring), at row 7.
-    labelled = editing.render(session.annotation.marked_labels())[middle(case, 0)]
+    labelled = editing.render(session.annotation.marks())[middle(case, 0)]
     assert labelled[7, 1] == labelled[7, -2] == 1
 
 
@@ -379,9 +391,10 @@ def test_parse_stroke_path():
 def saved_segmentation(editing: Editing, state, tmp_path) -> tuple[str, bytes]:
     """A segmentation file as the annotator's download writes it: (name, bytes)."""
     case = editing.case
-    marks = Annotation.from_state(case.superpixels, state).marked_labels()
+    marks = Annotation.from_state(case.superpixels, state).marks()
     path = tmp_path / f"{case.volume.name}_segmentation.nii.gz"
-    save_segmentation(case.volume, editing.segmentations.get(case, marks), path, marks)
+    labels = editing.segmentations.get(case, marks)
+    save_segmentation(case.volume, labels, path, marks.superpixels)
     return path.name, path.read_bytes()
 
 
@@ -413,24 +426,30 @@ def shown_before_borders_were_refined(case, superpixel_labels, erased):
     return superpixel_segmentation(case.superpixels, superpixel_labels, erased)
 
 
-def shown_before_the_majority_pass(case, superpixel_labels, erased):
-    shown = segmentation_box(
-        case.superpixels, superpixel_labels, erased, case.appearance, majority=False
+def shown_with_other_borders(case, superpixel_labels, erased):
+    """As this version shows the labels, with labels 1 and 2 swapped where they meet: the
+    borders between labels as another version may have drawn them (such as the versions
+    before the refined borders' majority pass)."""
+    shown = placed(
+        *segmentation_box(case.superpixels, superpixel_labels, erased, case.appearance), case.shape
     )
-    return placed(*shown, case.shape)
+    near = [ndimage.maximum_filter(shown == label, size=3) for label in (1, 2)]
+    meet = near[0] & near[1] & (shown > 0)
+    shown[meet] = 3 - shown[meet]
+    return shown
 
 
 @pytest.mark.parametrize(
-    "shown_then", [shown_before_borders_were_refined, shown_before_the_majority_pass]
+    "shown_then", [shown_before_borders_were_refined, shown_with_other_borders]
 )
 @pytest.mark.parametrize("outline_smoothing", [0.0, 2.0])
 def test_a_segmentation_saved_by_an_earlier_version_opens_back_exactly(
     small_case, tmp_path, shown_then, outline_smoothing
 ):
     """A file an earlier version of this app wrote reopens with the marks saved with it,
-    erased superpixels included: from before borders between labels were refined (smooth
-    outlines alone), and from before the refined borders' majority pass. The scan's noise
-    gives the refined borders specks for that pass to remove."""
+    erased superpixels included, and the voxels this version shows otherwise as voxel
+    marks: from before borders between labels were refined (smooth outlines alone), and
+    with other borders between labels (as before the refined borders' majority pass)."""
     volume, superpixels = small_case
     noise = np.random.default_rng(3).normal(0, 4, volume.data.shape)
     volume = dataclasses.replace(volume, data=(volume.data + noise).astype(np.float32))
@@ -453,19 +472,57 @@ def test_a_segmentation_saved_by_an_earlier_version_opens_back_exactly(
 
     session = editing.session()
     changed, text = session.open_segmentation(path.read_bytes(), path.name, Limits())
-    assert f"{moved:,} voxels now do" in text
+    assert f"as it is: {moved:,} voxels" in text
     np.testing.assert_array_equal(session.annotation.marked_labels(), saved.marked_labels())
+    np.testing.assert_array_equal(session.annotation.label_volume(), before)
+    assert len(session.annotation.voxel_marks) == moved
 
 
-def test_a_segmentation_off_the_superpixels_is_mapped_by_majority(editing, tmp_path):
-    case = editing.case
-    labels = np.zeros(case.shape, np.uint8)
+def off_the_superpixels(editing, tmp_path) -> tuple[np.ndarray, bytes]:
+    """A label volume that cuts through superpixels, and its file."""
+    labels = np.zeros(editing.case.shape, np.uint8)
     labels[:, 2:9, 3:10] = 1  # not along the 3-voxel blocks
+    labels[2, 4, 5] = 2
     path = tmp_path / "rough.nii.gz"
-    save_segmentation(case.volume, labels, path)
+    save_segmentation(editing.case.volume, labels, path)
+    return labels, path.read_bytes()
+
+
+def test_a_segmentation_off_the_superpixels_opens_as_it_is(editing, tmp_path):
+    """The voxels the superpixels' labels do not give keep the file's labels, as voxel marks
+    the state carries; a stroke drops those in the superpixels it selects, and Undo brings
+    them back."""
+    labels, content = off_the_superpixels(editing, tmp_path)
     session = editing.session()
-    changed, text = session.open_segmentation(path.read_bytes(), "rough.nii.gz", Limits())
+    changed, text = session.open_segmentation(content, "rough.nii.gz", Limits())
+    kept = len(session.annotation.voxel_marks)
+    assert changed.size and kept and f"as it is: {kept:,} voxels" in text
+    state = session.annotation.to_state()
+    opened = Annotation.from_state(editing.case.superpixels, state)
+    np.testing.assert_array_equal(opened.label_volume(), labels)
+
+    stroke = editing.session(state)
+    stroke.stroke(0, 2, stroke_path(editing.case, 0, [(4, 5)]), 3, "fine")
+    after = stroke.annotation
+    assert 0 < len(after.voxel_marks) < kept
+    superpixel = editing.case.superpixels.labels[2, 4, 5]
+    assert not after.voxel_marks.inside(editing.case.superpixels.labels, [superpixel]).size
+    assert after.superpixel_labels[superpixel] == 3 and after.label_volume()[2, 4, 5] != 2
+    after.undo()
+    np.testing.assert_array_equal(after.label_volume(), labels)
+
+
+def test_a_segmentation_too_far_off_the_superpixels_is_mapped_by_majority(
+    editing, tmp_path, monkeypatch
+):
+    labels, content = off_the_superpixels(editing, tmp_path)
+    session = editing.session()
+    shown = Annotation(editing.case.superpixels)
+    shown.load_label_volume(labels)
+    monkeypatch.setattr(marks, "MAX_VOXEL_MARKS", len(shown.voxel_marks) - 1)
+    changed, text = session.open_segmentation(content, "rough.nii.gz", Limits())
     assert changed.size and "by majority" in text and "voxels differ" in text
+    assert not len(session.annotation.voxel_marks)
 
 
 @pytest.mark.parametrize(

@@ -119,7 +119,7 @@ def test_save_to_pacs_stores_a_segmentation_on_the_source_frames(context, phanto
     session = EditSession(case, None, context.label_values)
     session.stroke(0, 30, "M60,60L140,120", 1)
     session.stroke(0, 45, "M80,80L120,120", 2)
-    labels = context.segmentations.get(case, session.annotation.marked_labels())
+    labels = context.segmentations.get(case, session.annotation.marks())
     assert set(np.unique(labels).tolist()) == {0, 1, 2}
 
     answer = save_to_pacs(context, opened["case"], session.annotation.to_state())

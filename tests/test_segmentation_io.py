@@ -116,23 +116,37 @@ def test_saved_smooth_segmentation_comes_back_exactly_with_its_marks(tmp_path, r
     np.testing.assert_array_equal(reopened.marked_labels(), annotation.marked_labels())
     np.testing.assert_array_equal(reopened.label_volume(), segmentation.labels)
 
+    assert not len(reopened.voxel_marks)
+
     # By majority alone, the inner cube smoothing filled comes back labelled, and the erased
-    # middle cube may be filled: the outlines differ from the file.
-    _, differing_voxels = Annotation(superpixels).load_label_volume(segmentation.labels)
-    assert differing_voxels > 0
+    # middle cube may be filled: the outlines differ from the file, and voxel marks keep it.
+    by_majority = Annotation(superpixels)
+    assert by_majority.load_label_volume(segmentation.labels)[1] == 0
+    assert len(by_majority.voxel_marks)
+    np.testing.assert_array_equal(by_majority.label_volume(), segmentation.labels)
 
 
-def test_marks_that_do_not_give_the_labels_are_ignored():
+def test_marks_that_do_not_give_the_labels_are_kept_when_closer_than_the_vote():
+    """A file edited elsewhere after saving: its saved marks show fewer voxels otherwise than
+    the superpixels' vote, so they are taken, and voxel marks keep the edit; marks that do
+    not fit the superpixels are ignored for the vote."""
     annotation = smoothed_annotation()
     labels = annotation.label_volume()
     labels[labels.shape[0] // 2] = 0  # edited elsewhere after saving
-    for marks in (annotation.marked_labels(), annotation.marked_labels()[:-1], None):
+    majority = Annotation(annotation.superpixels)
+    majority.load_label_volume(labels)
+    for marks, expected in (
+        (annotation.marked_labels(), annotation),
+        (annotation.marked_labels()[:-1], majority),
+        (None, majority),
+    ):
         reopened = Annotation(annotation.superpixels)
         _, differing_voxels = reopened.load_label_volume(labels, marks)
-        majority = Annotation(annotation.superpixels)
-        majority.load_label_volume(labels)
-        np.testing.assert_array_equal(reopened.marked_labels(), majority.marked_labels())
-        assert differing_voxels > 0 and not (reopened.marked_labels() == ERASED).any()
+        np.testing.assert_array_equal(reopened.marked_labels(), expected.marked_labels())
+        assert differing_voxels == 0
+        np.testing.assert_array_equal(reopened.label_volume(), labels)
+    assert (annotation.marked_labels() == ERASED).any()
+    assert 0 < len(reopened.voxel_marks) and not (majority.marked_labels() == ERASED).any()
 
 
 def test_float_labels_stored_in_display_order_are_read(small_case, read):
@@ -212,10 +226,11 @@ def test_majority_vote_counts_background_and_breaks_ties_low():
 
     annotation = Annotation(superpixels)
     changed, differing_voxels = annotation.load_label_volume(labels)
-    np.testing.assert_array_equal(changed, [6, 7, 11])
     assert annotation.superpixel_labels[[6, 7, 10, 11]].tolist() == [2, 1, 0, 1]
-    assert differing_voxels == 16 + 16 + 18 + 1
-    assert differing_voxels == np.count_nonzero(annotation.label_volume() != labels)
+    # The voxels the vote went against keep their labels as voxel marks: 0 outside the head.
+    assert len(annotation.voxel_marks) == 16 + 16 + 18 + 1 and differing_voxels == 0
+    np.testing.assert_array_equal(changed, [0, 6, 7, 10, 11])
+    np.testing.assert_array_equal(annotation.label_volume(), labels)
 
 
 def test_loading_is_one_undoable_step_of_the_users_labels():
@@ -291,8 +306,9 @@ def test_labels_everywhere_differ_outside_the_head():
     changed, differing_voxels = annotation.load_label_volume(
         np.ones(superpixels.labels.shape, np.uint8)
     )
-    assert changed.size == superpixels.count
-    assert differing_voxels == np.count_nonzero(superpixels.labels == 0)
+    assert changed.size == superpixels.count + 1  # 0 holds the voxels outside the head
+    assert len(annotation.voxel_marks) == np.count_nonzero(superpixels.labels == 0)
+    assert differing_voxels == 0
 
 
 @pytest.mark.parametrize("dtype_max", [4, 300])

@@ -2,8 +2,10 @@
 
 Each superpixel holds a label (0: unlabelled), and an unlabelled one may be marked as
 erased by the user: erased superpixels stop :meth:`Annotation.autofill` and keep smooth
-outlines out. The state is small (a byte and a bit per superpixel plus the history of
-changes), so it can travel with the user's session; :meth:`Annotation.to_state` and
+outlines out. Where a label volume is taken that superpixels cannot make, the voxels that
+differ are kept as voxel marks (see :mod:`~superpixel_annotator.core.marks`). The state is
+small (a byte and a bit per superpixel, the voxel marks, and the history of changes), so it
+can travel with the user's session; :meth:`Annotation.to_state` and
 :meth:`Annotation.from_state` turn it into a compact string and back.
 """
 
@@ -15,17 +17,27 @@ import numpy as np
 
 from .autofill import DEFAULT_ENRICHMENT, grow_labels, superpixel_graph
 from .client_state import (
-    ERASED,
     MAX_HISTORY,
+    MAX_HISTORY_VOXEL_MARKS,
     AnnotationStateError,
     Change,
     read_state,
     write_state,
 )
 from .geometry import polyline_voxels, section
-from .outlines import placed, superpixel_segmentation
+from .marks import (
+    ERASED,
+    NO_VOXEL_MARK,
+    Marks,
+    VoxelMarks,
+    checked_label_volume,
+    opening_marks,
+    shown_volume,
+    split_marks,
+    valid_marks,
+)
 from .palette import MAX_LABEL
-from .refinement import Appearance, segmentation_box
+from .refinement import Appearance
 from .statistics import majority_labels
 from .superpixels import Superpixels
 
@@ -36,15 +48,11 @@ __all__ = [
     "Annotation",
     "AnnotationStateError",
     "Change",
+    "Marks",
+    "VoxelMarks",
     "split_marks",
 ]
 LEVELS = ("coarse", "fine", "grow")
-
-
-def split_marks(marks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The labels (uint8) and the erased superpixels (bool) of marked labels (see
-    :meth:`Annotation.marked_labels`)."""
-    return np.maximum(marks, 0).astype(np.uint8), marks == ERASED
 
 
 class Annotation:
@@ -65,6 +73,7 @@ class Annotation:
         self.appearance = appearance
         self.superpixel_labels = np.zeros(superpixels.count + 1, dtype=np.uint8)
         self.erased = np.zeros(superpixels.count + 1, dtype=bool)
+        self.voxel_marks = VoxelMarks.none()
         self._undo: list[Change] = []
         self._redo: list[Change] = []
 
@@ -74,6 +83,11 @@ class Annotation:
         marks = self.superpixel_labels.astype(np.int16)
         marks[self.erased] = ERASED
         return marks
+
+    def marks(self) -> Marks:
+        """Everything the label volume is made from: :meth:`marked_labels` and the voxel
+        marks."""
+        return Marks(self.marked_labels(), self.voxel_marks)
 
     @property
     def can_undo(self) -> bool:
@@ -132,9 +146,10 @@ class Annotation:
         Returns
         -------
         ndarray of int
-            The ids of superpixels whose label changed, or that became erased (empty when
-            nothing changed, in which case no undo step is recorded). Erasing marks
-            unlabelled superpixels too, so smooth outlines stay out of them.
+            The ids of superpixels whose label changed, or that became erased, or whose voxel
+            marks the stroke dropped (empty when nothing changed, in which case no undo step
+            is recorded). Erasing marks unlabelled superpixels too, so smooth outlines stay
+            out of them; the voxel marks inside the superpixels selected are dropped.
         """
         if not 0 <= axis <= 2:
             raise ValueError(f"axis must be 0, 1 or 2, not {axis}")
@@ -202,13 +217,13 @@ class Annotation:
 
     def _change(self, ids: np.ndarray, marks: np.ndarray, filled: bool = False) -> np.ndarray:
         """Record one step giving superpixels ``ids`` the marked labels ``marks``, for those
-        it changes; returns their ids."""
+        it changes, and dropping the voxel marks inside them; returns the superpixels it
+        touches (see :meth:`_touched`)."""
         before = self.marked_labels()[ids]
         changed = before != marks
-        ids = ids[changed]
-        if ids.size:
-            self._record(Change(ids, before[changed], marks[changed], filled))
-        return ids
+        voxels = self.voxel_marks.inside(self.superpixels.labels, ids)
+        dropped = (voxels, self.voxel_marks.at(voxels), np.full(voxels.size, NO_VOXEL_MARK, "i2"))
+        return self._record(Change(ids[changed], before[changed], marks[changed], filled, *dropped))
 
     def user_marks(self) -> tuple[np.ndarray, np.ndarray]:
         """Which superpixels the user labelled and which the user erased.
@@ -282,77 +297,51 @@ class Annotation:
         """Load a label volume, such as an opened segmentation, in one undoable step.
 
         For opening a segmentation (see :func:`~superpixel_annotator.volume.read_segmentation`).
-        When ``saved_marks`` (the :meth:`marked_labels` saved with the file) give exactly
-        ``labels`` on these superpixels, the annotation takes them: a segmentation this app
-        saved comes back as it was, erased superpixels included. So do marks saved by
-        earlier versions, which showed the same marks otherwise: before borders between
-        labels were refined (smooth outlines alone), and before the refined borders'
-        majority pass (see :func:`~superpixel_annotator.core.refinement.refine_borders`).
-        Otherwise each superpixel takes the most common label of its voxels (0 included;
-        ties go to the smaller label) and none is erased. The labels set count as the
-        user's, so they seed :meth:`autofill`.
+        The superpixels take ``saved_marks`` (the :meth:`marked_labels` saved with the file):
+        a segmentation this app saved comes back with its marks, erased superpixels
+        included, also one an earlier version saved or one edited elsewhere. Without them,
+        each superpixel takes the most common label of its voxels (0 included; ties go to
+        the smaller label) and none is erased. The voxels the superpixels' labels show
+        otherwise keep the file's labels as voxel marks; when more than
+        :data:`~superpixel_annotator.core.marks.MAX_VOXEL_MARKS` differ, the other marks are
+        tried, and failing both, those showing the fewest voxels otherwise are taken without
+        voxel marks (see :func:`~superpixel_annotator.core.marks.opening_marks`). The labels
+        set count as the user's, so they seed :meth:`autofill`.
 
         Parameters
         ----------
         labels : ndarray of int, shape of the superpixels
             Labels from 0 to ``MAX_LABEL`` in display order.
         saved_marks : ndarray of int, shape (count + 1,), optional
-            Marked labels saved with ``labels``; ignored unless they give ``labels`` exactly.
+            Marked labels saved with ``labels``; ignored unless they are marked labels of
+            these superpixels.
 
         Returns
         -------
         changed : ndarray of int
-            Ids of the superpixels whose label or erased mark changed.
+            Ids of the superpixels whose label, erased mark or voxel marks changed.
         differing_voxels : int
-            How many voxels of :meth:`label_volume` now differ from ``labels``: none with
-            matching ``saved_marks`` (those the borders now move, for marks saved by an
-            earlier version); otherwise in superpixels the vote went against, outside
-            the head, and where smooth outlines differ.
+            How many voxels of :meth:`label_volume` now differ from ``labels``: none, unless
+            too many voxels differ to keep them as voxel marks (then those in superpixels
+            the vote went against, outside the head, and where smooth outlines differ).
         """
-        labels = self._checked_label_volume(labels)
-        new, exact = self._matching_marks(labels, saved_marks)
-        if new is None:
-            new = majority_labels(self.superpixels, labels).astype(np.int16)
+        labels = checked_label_volume(labels, self.superpixels.labels.shape)
+        saved = valid_marks(self.superpixels, saved_marks)
+        new, voxels = opening_marks(self.superpixels, self.appearance, labels, saved)
         old = self.marked_labels()
         labelled, _ = self.user_marks()
         # Superpixels last set by autofill are taken over as the user's, even when unchanged.
         ids = np.flatnonzero((new != old) | ((old > 0) & ~labelled))
-        changed = ids[new[ids] != old[ids]]
-        if ids.size:
-            self._record(Change(ids, old[ids], new[ids]))
-        # Matching marks were checked to give ``labels``: no need to smooth them again.
-        return changed, 0 if exact else int(np.count_nonzero(self.label_volume() != labels))
-
-    def _matching_marks(self, labels: np.ndarray, saved_marks) -> tuple[np.ndarray | None, bool]:
-        """``saved_marks`` as int16 when they are marked labels of these superpixels whose
-        label volume is ``labels``, or was in an earlier version; otherwise None. And
-        whether their label volume is ``labels`` now."""
-        if saved_marks is None:
-            return None, False
-        marks = np.asarray(saved_marks)
-        if marks.shape != self.superpixel_labels.shape or marks.dtype.kind not in "iu":
-            return None, False
-        if marks[0] != 0 or marks.min() < ERASED or marks.max() > MAX_LABEL:
-            return None, False
-        marks = marks.astype(np.int16)
-        superpixel_labels, erased = split_marks(marks)
-        if np.array_equal(self._label_volume(superpixel_labels, erased), labels):
-            return marks, True
-        if self.appearance is None:
-            return None, False
-        for shown_then in (self._before_majority, superpixel_segmentation):
-            if np.array_equal(shown_then(self.superpixels, superpixel_labels, erased), labels):
-                return marks, False
-        return None, False
-
-    def _before_majority(
-        self, superpixels: Superpixels, superpixel_labels: np.ndarray, erased: np.ndarray
-    ) -> np.ndarray:
-        """The label volume as versions before the refined borders' majority pass showed it."""
-        box, labels = segmentation_box(
-            superpixels, superpixel_labels, erased, self.appearance, majority=False
-        )
-        return placed(box, labels, superpixels.labels.shape)
+        kept = VoxelMarks.none() if voxels is None else voxels
+        touched = np.union1d(self.voxel_marks.indices, kept.indices)
+        before, after = self.voxel_marks.at(touched), kept.at(touched)
+        moved = before != after
+        step = Change(ids, old[ids], new[ids], False, touched[moved], before[moved], after[moved])
+        self._record(step)
+        changed = np.union1d(ids[new[ids] != old[ids]], self._touched(step, ids=False))
+        if voxels is not None:
+            return changed, 0
+        return changed, int(np.count_nonzero(self.label_volume() != labels))
 
     def remapped(
         self, superpixels: Superpixels, appearance: Appearance | None = None
@@ -360,8 +349,11 @@ class Annotation:
         """This annotation on other superpixels of the same volume, each labelled by majority.
 
         For changing the superpixel size while keeping the labels: the new superpixels vote
-        as in :meth:`load_label_volume`, and those mostly made of erased ones are erased.
-        The result has no history, and all its labels count as the user's.
+        as in :meth:`load_label_volume`, and those mostly made of erased ones are erased;
+        where their labels differ from this annotation's label volume, the voxels keep it
+        as voxel marks (unless more than
+        :data:`~superpixel_annotator.core.marks.MAX_VOXEL_MARKS` differ). The result has no
+        history, and all its labels count as the user's.
 
         Parameters
         ----------
@@ -380,50 +372,59 @@ class Annotation:
                 f"of shape {self.superpixels.labels.shape}"
             )
         annotation = Annotation(superpixels, appearance)
-        annotation.superpixel_labels[:] = majority_labels(superpixels, self.label_volume())
+        volume = self.label_volume()
+        annotation.superpixel_labels[:] = majority_labels(superpixels, volume)
         erased_voxels = self.erased[self.superpixels.labels].astype(np.uint8)
         annotation.erased[:] = majority_labels(superpixels, erased_voxels) == 1
         annotation.erased &= annotation.superpixel_labels == 0
+        voxels = VoxelMarks.differences(annotation.label_volume(), volume)
+        annotation.voxel_marks = VoxelMarks.none() if voxels is None else voxels
         return annotation
 
-    def _checked_label_volume(self, labels: np.ndarray) -> np.ndarray:
-        labels = np.asarray(labels)
-        if labels.shape != self.superpixels.labels.shape:
-            raise ValueError(
-                f"labels have shape {labels.shape}, expected {self.superpixels.labels.shape}"
-            )
-        if labels.dtype.kind not in "biu":
-            raise ValueError(f"labels must be integers, not {labels.dtype}")
-        if labels.size and not 0 <= labels.min() <= labels.max() <= MAX_LABEL:
-            raise ValueError(f"labels must be between 0 and {MAX_LABEL}")
-        return labels.astype(np.uint8, copy=False)
+    def _apply(self, change: Change, forward: bool) -> None:
+        """Set the marks ``change`` leaves (``forward``) or found."""
+        marks, voxel_marks = (
+            (change.after, change.voxel_after) if forward else (change.before, change.voxel_before)
+        )
+        self.superpixel_labels[change.ids], self.erased[change.ids] = split_marks(marks)
+        self.voxel_marks = self.voxel_marks.changed(change.voxels, voxel_marks)
 
-    def _apply(self, ids: np.ndarray, marks: np.ndarray) -> None:
-        self.superpixel_labels[ids], self.erased[ids] = split_marks(marks)
+    def _touched(self, change: Change, ids: bool = True) -> np.ndarray:
+        """The superpixels ``change`` touches: its ``ids`` (unless ``ids`` is False) and those
+        holding its voxels (0 for voxels outside the head), sorted."""
+        holding = self.superpixels.labels.ravel()[change.voxels]
+        return np.union1d(change.ids if ids else [], holding).astype(np.int64)
 
-    def _record(self, change: Change) -> None:
-        self._apply(change.ids, change.after)
+    def _record(self, change: Change) -> np.ndarray:
+        """Apply ``change`` as a new step (none when it changes nothing); returns the
+        superpixels it touches."""
+        if not (change.ids.size or change.voxels.size):
+            return change.ids
+        self._apply(change, forward=True)
         self._undo.append(change)
         del self._undo[:-MAX_HISTORY]
+        while sum(step.voxels.size for step in self._undo) > MAX_HISTORY_VOXEL_MARKS:
+            del self._undo[0]
         self._redo.clear()
+        return self._touched(change)
 
     def undo(self) -> np.ndarray:
         """Revert the last change; returns the ids it touched (empty if none)."""
         if not self._undo:
             return np.zeros(0, dtype=np.int64)
         change = self._undo.pop()
-        self._apply(change.ids, change.before)
+        self._apply(change, forward=False)
         self._redo.append(change)
-        return change.ids
+        return self._touched(change)
 
     def redo(self) -> np.ndarray:
         """Re-apply the last undone change; returns the ids it touched (empty if none)."""
         if not self._redo:
             return np.zeros(0, dtype=np.int64)
         change = self._redo.pop()
-        self._apply(change.ids, change.after)
+        self._apply(change, forward=True)
         self._undo.append(change)
-        return change.ids
+        return self._touched(change)
 
     def label_volume(self) -> np.ndarray:
         """The annotation as a uint8 volume of the superpixels' shape, with smooth outlines.
@@ -432,18 +433,17 @@ class Annotation:
         then smoothed (see :func:`~superpixel_annotator.core.outlines.superpixel_segmentation`),
         never into erased superpixels. With the annotation's ``appearance``, the borders
         between two labels then follow the intensities (see
-        :func:`~superpixel_annotator.core.refinement.refine_borders`).
+        :func:`~superpixel_annotator.core.refinement.refine_borders`). The voxel marks
+        come on top (see :func:`~superpixel_annotator.core.marks.marked_box`).
         """
-        return self._label_volume(self.superpixel_labels, self.erased)
-
-    def _label_volume(self, superpixel_labels: np.ndarray, erased: np.ndarray) -> np.ndarray:
-        box, labels = segmentation_box(self.superpixels, superpixel_labels, erased, self.appearance)
-        return placed(box, labels, self.superpixels.labels.shape)
+        return shown_volume(self.superpixels, self.marks(), self.appearance)
 
     def to_state(self) -> str:
-        """Serialize labels, erased marks and history into a compact ASCII string (see
-        :mod:`~superpixel_annotator.core.client_state`)."""
-        return write_state(self.superpixel_labels, self.erased, self._undo, self._redo)
+        """Serialize labels, erased marks, voxel marks and history into a compact ASCII
+        string (see :mod:`~superpixel_annotator.core.client_state`)."""
+        return write_state(
+            self.superpixel_labels, self.erased, self._undo, self._redo, self.voxel_marks
+        )
 
     @classmethod
     def from_state(
@@ -484,9 +484,12 @@ class Annotation:
         annotation = cls(superpixels, appearance)
         if state is None:
             return annotation
-        read = read_state(state, superpixels.count, labels, history=history)
+        read = read_state(
+            state, superpixels.count, labels, history=history, voxel_count=superpixels.labels.size
+        )
         annotation.superpixel_labels[:] = read.labels
         annotation.superpixel_labels[0] = 0
         annotation.erased[:] = read.erased & (annotation.superpixel_labels == 0)
         annotation._undo, annotation._redo = read.undo, read.redo
+        annotation.voxel_marks = read.voxels
         return annotation

@@ -4,8 +4,14 @@ A state is base64 text of a zlib-compressed ``.npz`` archive (written by ``np.sa
 members are each superpixel's label (``labels``, uint8) and erased mark (``erased``, bool), and
 for the ``undo`` and ``redo`` stacks the size of each step (``*_sizes``, int64), whether Fill
 made it (``*_filled``, bool), and the ids (``*_ids``, int32) and marked labels before and after
-(``*_before``, ``*_after``, int16) of the superpixels it changed. States written by earlier
-versions lack ``erased`` or ``*_filled``, or keep the marked labels in uint8.
+(``*_before``, ``*_after``, int16) of the superpixels it changed. An annotation with voxel
+marks also has their flat indices (``voxels``) and labels (``voxel_labels``, uint8), and per
+step the number (``*_voxel_sizes``, int64), indices (``*_voxels``) and marks before and after
+(``*_voxel_before``, ``*_voxel_after``, int16) of the voxel marks it changed. Indices are
+sorted and kept as int32 gaps: the first index, then each one's distance from the one before
+(per step in the history), which compress to little. States
+written by earlier versions lack ``erased``, ``*_filled`` or the voxel members (no voxel
+marks), or keep the marked labels in uint8.
 
 A state comes back from the browser, so it may be hostile. Reading it never does more work than
 the largest state of the case's superpixels can need: the text, the decompressed archive and
@@ -22,19 +28,21 @@ import struct
 import zipfile
 import zlib
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from .marks import ERASED, MAX_VOXEL_MARKS, VoxelMarks
 from .npz import READ_ERRORS, ArchiveError, read_member
 from .palette import MAX_LABEL
 
 MAX_HISTORY = 200
 """The most undoable steps kept; the undo and redo stacks together never hold more."""
-ERASED = -1
-"""The mark of a superpixel the user erased, in :meth:`Annotation.marked_labels`."""
+MAX_HISTORY_VOXEL_MARKS = 2**20
+"""The most voxel marks the steps of the undo and redo stacks change, together."""
 _STACKS = ("undo", "redo")
 _STEP_FIELDS = ("ids", "before", "after")
+_VOXEL_FIELDS = ("voxels", "voxel_before", "voxel_after")
 _MEMBER_ALLOWANCE = 1024
 """Bytes allowed per archive member besides its array data: zip headers, name, npy header."""
 _DIRECTORY_ENTRY_BYTES = 256
@@ -49,7 +57,9 @@ class AnnotationStateError(ValueError):
 @dataclass(frozen=True)
 class Change:
     """One undoable step: superpixels ``ids`` went from marked labels ``before`` to ``after``
-    (int16: a label, or :data:`ERASED`).
+    (int16: a label, or :data:`~.marks.ERASED`), and the voxels of flat indices ``voxels``
+    (sorted, unique) from voxel marks ``voxel_before`` to ``voxel_after`` (int16: a label, or
+    :data:`~.marks.NO_VOXEL_MARK`).
 
     ``filled`` marks a step of :meth:`Annotation.autofill` rather than of the user.
     """
@@ -58,21 +68,29 @@ class Change:
     before: np.ndarray
     after: np.ndarray
     filled: bool = False
+    voxels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    voxel_before: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int16))
+    voxel_after: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int16))
 
 
 @dataclass(frozen=True)
 class AnnotationState:
     """What a state holds: labels (uint8) and erased marks (bool) of every superpixel, shape
-    (count + 1,), and the undo and redo stacks."""
+    (count + 1,), the undo and redo stacks, and the voxel marks."""
 
     labels: np.ndarray
     erased: np.ndarray
     undo: list[Change]
     redo: list[Change]
+    voxels: VoxelMarks
 
 
 def write_state(
-    labels: np.ndarray, erased: np.ndarray, undo: Sequence[Change], redo: Sequence[Change]
+    labels: np.ndarray,
+    erased: np.ndarray,
+    undo: Sequence[Change],
+    redo: Sequence[Change],
+    voxels: VoxelMarks,
 ) -> str:
     """The compact ASCII string of an annotation (see :func:`read_state`).
 
@@ -82,19 +100,30 @@ def write_state(
         Each superpixel's label (uint8) and erased mark (bool).
     undo, redo : sequence of Change
         The history, oldest step first.
+    voxels : VoxelMarks
+        The voxel marks (their members are written only when there are voxel marks, now or
+        in the history).
 
     Returns
     -------
     str
     """
     arrays = {"labels": labels, "erased": erased}
+    with_voxels = len(voxels) > 0 or any(c.voxels.size for c in (*undo, *redo))
+    if with_voxels:
+        arrays.update(voxels=_gaps(voxels.indices), voxel_labels=voxels.labels)
     for stack_name, stack in (("undo", undo), ("redo", redo)):
         arrays[f"{stack_name}_sizes"] = np.array([c.ids.size for c in stack], np.int64)
         arrays[f"{stack_name}_filled"] = np.array([c.filled for c in stack], bool)
-        for field in _STEP_FIELDS:
-            parts = [getattr(c, field) for c in stack]
-            dtype = np.int32 if field == "ids" else np.int16
-            arrays[f"{stack_name}_{field}"] = np.concatenate(parts or [np.zeros(0)]).astype(dtype)
+        fields = _STEP_FIELDS
+        if with_voxels:
+            sizes = np.array([c.voxels.size for c in stack], np.int64)
+            arrays[f"{stack_name}_voxel_sizes"] = sizes
+            fields += _VOXEL_FIELDS
+        for name in fields:
+            parts = [_gaps(c.voxels) if name == "voxels" else getattr(c, name) for c in stack]
+            dtype = np.int32 if name in ("ids", "voxels") else np.int16
+            arrays[f"{stack_name}_{name}"] = np.concatenate(parts or [np.zeros(0)]).astype(dtype)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     return base64.b64encode(zlib.compress(buffer.getvalue(), 6)).decode("ascii")
@@ -104,19 +133,26 @@ def member_limits(count: int) -> dict[str, tuple[tuple[np.dtype, ...], int]]:
     """The dtypes allowed for each member of the state of ``count`` superpixels, and its
     largest length.
 
-    Each stack may hold :data:`MAX_HISTORY` steps of up to ``count + 1`` superpixels each.
+    Each stack may hold :data:`MAX_HISTORY` steps of up to ``count + 1`` superpixels each,
+    and :data:`MAX_HISTORY_VOXEL_MARKS` voxel marks in all.
     """
     steps = MAX_HISTORY * (count + 1)
     marks = (np.dtype(np.int16), np.dtype(np.uint8))
     limits = {
         "labels": ((np.dtype(np.uint8),), count + 1),
         "erased": ((np.dtype(bool),), count + 1),
+        "voxels": ((np.dtype(np.int32),), MAX_VOXEL_MARKS),
+        "voxel_labels": ((np.dtype(np.uint8),), MAX_VOXEL_MARKS),
     }
     for stack in _STACKS:
         limits[f"{stack}_sizes"] = ((np.dtype(np.int64),), MAX_HISTORY)
         limits[f"{stack}_filled"] = ((np.dtype(bool),), MAX_HISTORY)
         limits[f"{stack}_ids"] = ((np.dtype(np.int32),), steps)
         limits[f"{stack}_before"] = limits[f"{stack}_after"] = (marks, steps)
+        limits[f"{stack}_voxel_sizes"] = ((np.dtype(np.int64),), MAX_HISTORY)
+        limits[f"{stack}_voxels"] = ((np.dtype(np.int32),), MAX_HISTORY_VOXEL_MARKS)
+        voxel_marks = ((np.dtype(np.int16),), MAX_HISTORY_VOXEL_MARKS)
+        limits[f"{stack}_voxel_before"] = limits[f"{stack}_voxel_after"] = voxel_marks
     return limits
 
 
@@ -124,13 +160,17 @@ def max_state_bytes(count: int) -> int:
     """The size of the largest decompressed state archive of ``count`` superpixels.
 
     Labels and erased marks, and a history of :data:`MAX_HISTORY` steps between both stacks,
-    each of ``count + 1`` superpixels (int32 id, int16 marks before and after), plus a
-    kilobyte for each member and one for the archive's directory.
+    each of ``count + 1`` superpixels (int32 id, int16 marks before and after); voxel marks
+    (int32 index, uint8 label) and the voxel marks of each stack's steps (int32 index, int16
+    marks before and after); plus a kilobyte for each member and one for the archive's
+    directory.
     """
     limits = member_limits(count)
     history = MAX_HISTORY * (count + 1) * (4 + 2 + 2)
-    flags = len(_STACKS) * MAX_HISTORY * (8 + 1)
-    return 2 * (count + 1) + flags + history + _MEMBER_ALLOWANCE * (len(limits) + 1)
+    voxels = MAX_VOXEL_MARKS * (4 + 1) + len(_STACKS) * MAX_HISTORY_VOXEL_MARKS * (4 + 2 + 2)
+    flags = len(_STACKS) * MAX_HISTORY * (8 + 1 + 8)
+    allowance = _MEMBER_ALLOWANCE * (len(limits) + 1)
+    return 2 * (count + 1) + flags + history + voxels + allowance
 
 
 def max_state_length(count: int) -> int:
@@ -142,7 +182,12 @@ def max_state_length(count: int) -> int:
 
 
 def read_state(
-    state: object, count: int, labels: Collection[int] | None = None, *, history: bool = True
+    state: object,
+    count: int,
+    labels: Collection[int] | None = None,
+    *,
+    history: bool = True,
+    voxel_count: int,
 ) -> AnnotationState:
     """Read a state string (see :func:`write_state`) of an annotation of ``count`` superpixels.
 
@@ -159,6 +204,8 @@ def read_state(
         Whether to read the undo and redo stacks; without them (empty stacks in the result)
         a state whose labels alone are needed reads faster. States written before erased
         marks were kept are read whole: their marks come from the history.
+    voxel_count : int
+        The number of voxels of the case's volume.
 
     Returns
     -------
@@ -171,7 +218,8 @@ def read_state(
         does not fit them, or holds labels not allowed.
     """
     raw = _decompressed(state, count)
-    arrays = _read_members(raw, member_limits(count), None if history else {"labels", "erased"})
+    marks_only = {"labels", "erased", "voxels", "voxel_labels"}
+    arrays = _read_members(raw, member_limits(count), None if history else marks_only)
     if "erased" not in arrays and not history:
         history = True
         arrays = _read_members(raw, member_limits(count))
@@ -186,14 +234,50 @@ def read_state(
     allowed = _allowed_marks(labels)
     _check_marks(superpixel_labels[1:], allowed, "labels")
     stacks = {
-        name: _split_changes(arrays, name, count, allowed) if history else [] for name in _STACKS
+        name: _split_changes(arrays, name, count, voxel_count, allowed) if history else []
+        for name in _STACKS
     }
     erased = arrays.get("erased")
     if erased is None:
         erased = _erased_by_history(stacks["undo"], superpixel_labels.shape)
     if erased.shape != (count + 1,):
         raise AnnotationStateError("annotation state does not fit these superpixels")
-    return AnnotationState(superpixel_labels, erased, stacks["undo"], stacks["redo"])
+    voxels = _voxel_marks(arrays, voxel_count, allowed)
+    return AnnotationState(superpixel_labels, erased, stacks["undo"], stacks["redo"], voxels)
+
+
+def _voxel_marks(arrays: dict, voxel_count: int, allowed: np.ndarray) -> VoxelMarks:
+    """The voxel marks of a state (none in states written before there were any), refused
+    when they are not sorted and unique, lie outside the volume or hold labels ``allowed``
+    (indexed by mark + 1) does not allow."""
+    gaps = arrays.get("voxels", np.zeros(0, np.int32))
+    labels = arrays.get("voxel_labels", np.zeros(0, np.uint8))
+    if gaps.size != labels.size:
+        raise AnnotationStateError("annotation state voxel marks disagree")
+    indices = _indices(gaps, np.array([gaps.size]), voxel_count)
+    _check_marks(labels, allowed, "voxel marks")
+    return VoxelMarks(indices, labels)
+
+
+def _gaps(indices: np.ndarray) -> np.ndarray:
+    """Sorted flat indices as the first one and each one's distance from the one before."""
+    return np.diff(indices, prepend=0).astype(np.int32)
+
+
+def _indices(gaps: np.ndarray, sizes: np.ndarray, voxel_count: int) -> np.ndarray:
+    """The flat indices (int64) of runs of ``sizes`` gaps (see :func:`_gaps`), refused unless
+    each run is sorted, unique and within a volume of ``voxel_count`` voxels."""
+    sizes = sizes[sizes > 0]
+    starts = np.cumsum(sizes) - sizes
+    later = np.ones(gaps.size, bool)
+    later[starts] = False
+    if gaps.size and (gaps.min() < 0 or (gaps[later] < 1).any()):
+        raise AnnotationStateError("annotation state voxel marks are not sorted")
+    totals = np.cumsum(gaps, dtype=np.int64)
+    indices = totals - np.repeat(totals[starts] - gaps[starts], sizes)
+    if indices.size and indices.max() >= voxel_count:
+        raise AnnotationStateError("annotation state names voxels outside the volume")
+    return indices
 
 
 def _decompressed(state: object, count: int) -> bytes:
@@ -308,35 +392,57 @@ def _erased_by_history(undo: list[Change], shape: tuple[int]) -> np.ndarray:
     return erased
 
 
-def _split_changes(arrays: dict, name: str, count: int, allowed: np.ndarray) -> list[Change]:
+def _split_changes(
+    arrays: dict, name: str, count: int, voxel_count: int, allowed: np.ndarray
+) -> list[Change]:
     """The steps of stack ``name``, refused when its arrays disagree, name superpixels beyond
-    ``count`` or marks ``allowed`` (indexed by mark + 1) does not allow."""
+    ``count`` or voxels beyond ``voxel_count`` (or not sorted in a step), or hold marks
+    ``allowed`` (indexed by mark + 1) does not allow."""
     sizes = arrays[f"{name}_sizes"]
     ids, before, after = (arrays[f"{name}_{field}"] for field in _STEP_FIELDS)
     # States written before autofill existed have no "filled" flags: all steps were the user's.
     filled = arrays.get(f"{name}_filled", np.zeros(sizes.size, bool))
+    # States written before voxel marks existed, or without any, have no voxel members.
+    voxel_sizes = arrays.get(f"{name}_voxel_sizes", np.zeros(sizes.size, np.int64))
+    voxels = arrays.get(f"{name}_voxels", np.zeros(0, np.int32))
+    voxel_before, voxel_after = (
+        arrays.get(f"{name}_{field}", np.zeros(0, np.int16)) for field in _VOXEL_FIELDS[1:]
+    )
     if (
         (sizes.size and (sizes.min() < 0 or sizes.max() > count + 1))
         or sizes.sum() != ids.size
         or not (ids.size == before.size == after.size)
         or filled.shape != sizes.shape
+        or voxel_sizes.shape != sizes.shape
+        or (voxel_sizes.size and not 0 <= voxel_sizes.min() <= voxel_sizes.max() <= voxels.size)
+        or voxel_sizes.sum() != voxels.size
+        or not (voxels.size == voxel_before.size == voxel_after.size)
     ):
         raise AnnotationStateError("annotation state history arrays disagree")
     if ids.size and (ids.min() < 1 or ids.max() > count):
         raise AnnotationStateError("annotation state history names superpixels that do not exist")
-    _check_marks(before, allowed, "history")
-    _check_marks(after, allowed, "history")
+    voxels = _indices(voxels, voxel_sizes, voxel_count)
+    for marks in (before, after, voxel_before, voxel_after):
+        _check_marks(marks, allowed, "history")
     if not sizes.size:
         return []
-    bounds = np.cumsum(sizes)[:-1]
+    bounds, voxel_bounds = np.cumsum(sizes)[:-1], np.cumsum(voxel_sizes)[:-1]
+    steps = zip(
+        *(np.split(array, bounds) for array in (ids, before, after)),
+        filled,
+        *(np.split(array, voxel_bounds) for array in (voxels, voxel_before, voxel_after)),
+        strict=True,
+    )
     return [
-        Change(i.astype(np.int64), b.astype(np.int16), a.astype(np.int16), bool(f))
-        for i, b, a, f in zip(
-            np.split(ids, bounds),
-            np.split(before, bounds),
-            np.split(after, bounds),
-            filled,
-            strict=True,
+        Change(
+            i.astype(np.int64),
+            b.astype(np.int16),
+            a.astype(np.int16),
+            bool(f),
+            v.astype(np.int64),
+            vb.astype(np.int16),
+            va.astype(np.int16),
         )
-        if i.size
+        for i, b, a, f, v, vb, va in steps
+        if i.size or v.size
     ]

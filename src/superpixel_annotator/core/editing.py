@@ -15,13 +15,13 @@ from functools import lru_cache
 
 import numpy as np
 
-from .annotation import Annotation, split_marks
+from .annotation import Annotation
 from .cases import Case, CaseStore, is_json_int
 from .geometry import other_axes, polyline_length, section, view_geometry, view_to_voxels
 from .image_files import Limits, VolumeError
+from .marks import MAX_VOXEL_MARKS, Marks, marked_box
 from .outlines import placed
 from .palette import MAX_LABEL
-from .refinement import segmentation_box
 from .segmentation_io import read_segmentation_bytes
 
 MAX_STROKE_VERTICES = 5000
@@ -83,13 +83,13 @@ def proposal_arrays(
     return ids, values.astype(np.uint8)
 
 
-def shown_labels(annotation: Annotation, proposal: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """The marked label of each superpixel as the overlay shows it (see
-    :meth:`Annotation.marked_labels`): with a Fill ``proposal`` (ids, labels), the
-    superpixels it would label in :data:`PREVIEW_VALUE` and those it would clear unlabelled."""
+def shown_labels(annotation: Annotation, proposal: tuple[np.ndarray, np.ndarray]) -> Marks:
+    """The marks as the overlay shows them (see :meth:`Annotation.marks`): with a Fill
+    ``proposal`` (ids, labels), the superpixels it would label in :data:`PREVIEW_VALUE` and
+    those it would clear unlabelled."""
     marks = annotation.marked_labels()
     marks[proposal[0]] = np.where(proposal[1] > 0, PREVIEW_VALUE, 0)
-    return marks
+    return Marks(marks, annotation.voxel_marks)
 
 
 @dataclass(frozen=True)
@@ -242,23 +242,24 @@ class EditSession:
         changed, differing = self.annotation.load_label_volume(
             labels, segmentation.superpixel_marks
         )
-        if differing == 0:
+        kept = len(self.annotation.voxel_marks)
+        if differing == 0 and not kept:
             return changed, f"Opened {filename}: it matches the superpixels exactly."
-        marks = segmentation.superpixel_marks
-        if marks is not None and np.array_equal(self.annotation.marked_labels(), marks):
+        if differing == 0:
             return changed, (
-                f"Opened {filename}: saved before borders between labels followed the "
-                f"intensities; {differing:,} voxels now do."
+                f"Opened {filename} as it is: {kept:,} voxels the superpixels do not follow "
+                "keep the file's labels until a stroke goes over their superpixels."
             )
         return changed, (
             f"Opened {filename}: mapped onto the superpixels by majority, "
-            f"{differing:,} voxels differ from the file."
+            f"{differing:,} voxels differ from the file (more than {MAX_VOXEL_MARKS:,} "
+            "differ, too many to keep)."
         )
 
-    def shown_after(self, proposal: FillProposal | None = None) -> np.ndarray:
-        """The marked labels the overlay shows now, with ``proposal`` when one is shown."""
+    def shown_after(self, proposal: FillProposal | None = None) -> Marks:
+        """The marks the overlay shows now, with ``proposal`` when one is shown."""
         if proposal is None:
-            return self.annotation.marked_labels()
+            return self.annotation.marks()
         return shown_labels(self.annotation, (proposal.ids, proposal.labels))
 
 
@@ -283,18 +284,18 @@ class Segmentations:
         self._boxed = lru_cache(maxsize=size)(self._render_box)
         self._whole = lru_cache(maxsize=2)(self._whole_volume)
 
-    def get(self, case: Case, marks: np.ndarray) -> np.ndarray:
-        """The label volume of ``case`` for the marked label of each superpixel (see
-        :meth:`Annotation.marked_labels`), as :meth:`Annotation.label_volume` gives it: smooth
-        outlines and refined borders between labels."""
-        return self._whole(case.key, _marks_key(marks))
+    def get(self, case: Case, marks: Marks) -> np.ndarray:
+        """The label volume of ``case`` for ``marks`` (see :meth:`Annotation.marks`), as
+        :meth:`Annotation.label_volume` gives it: smooth outlines, refined borders between
+        labels, and the voxel marks."""
+        return self._whole(case.key, marks)
 
-    def boxed(self, case: Case, marks: np.ndarray) -> tuple[tuple[slice, ...] | None, np.ndarray]:
+    def boxed(self, case: Case, marks: Marks) -> tuple[tuple[slice, ...] | None, np.ndarray]:
         """The labelled box of the label volume :meth:`get` gives (None when nothing is
         labelled) and the labels in it: nothing outside the box is labelled."""
-        return self._boxed(case.key, _marks_key(marks))
+        return self._boxed(case.key, marks)
 
-    def section(self, case: Case, marks: np.ndarray, axis: int, index: int) -> np.ndarray:
+    def section(self, case: Case, marks: Marks, axis: int, index: int) -> np.ndarray:
         """Slice ``index`` along ``axis`` of the label volume :meth:`get` gives, made from
         the labelled box alone."""
         box, labels = self.boxed(case, marks)
@@ -304,9 +305,9 @@ class Segmentations:
         rows, cols = other_axes(axis)
         return placed((box[rows], box[cols]), section(labels, axis, index - box[axis].start), shape)
 
-    def changed_slices(self, case: Case, before: np.ndarray, after: np.ndarray) -> list[list[int]]:
-        """For each view axis, the slices whose labels differ between marked labels ``before``
-        and ``after``."""
+    def changed_slices(self, case: Case, before: Marks, after: Marks) -> list[list[int]]:
+        """For each view axis, the slices whose labels differ between marks ``before`` and
+        ``after``."""
         boxed = [self.boxed(case, marks) for marks in (before, after)]
         boxes = [box for box, _ in boxed if box is not None]
         if not boxes:
@@ -330,21 +331,16 @@ class Segmentations:
             for changed, part in zip(along, box, strict=True)
         ]
 
-    def _render_box(self, key: str, marks: bytes) -> tuple[tuple[slice, ...] | None, np.ndarray]:
+    def _render_box(self, key: str, marks: Marks) -> tuple[tuple[slice, ...] | None, np.ndarray]:
         case = self._cases.get(key)
-        marks = split_marks(np.frombuffer(marks, np.int16))
-        box, labels = segmentation_box(case.superpixels, *marks, case.appearance)
+        box, labels = marked_box(case.superpixels, marks, case.appearance)
         labels.setflags(write=False)
         return box, labels
 
-    def _whole_volume(self, key: str, marks: bytes) -> np.ndarray:
+    def _whole_volume(self, key: str, marks: Marks) -> np.ndarray:
         volume = placed(*self._boxed(key, marks), self._cases.get(key).superpixels.labels.shape)
         volume.setflags(write=False)
         return volume
-
-
-def _marks_key(marks: np.ndarray) -> bytes:
-    return marks.astype(np.int16).tobytes()
 
 
 def _within(box: tuple[slice, ...] | None, labels: np.ndarray, outer: tuple[slice, ...]):

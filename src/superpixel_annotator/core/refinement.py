@@ -117,8 +117,6 @@ def refine_borders(
     labels: np.ndarray,
     superpixel_labels: np.ndarray,
     appearance: Appearance,
-    *,
-    majority: bool = True,
 ) -> None:
     """Move the borders between the labels of ``labels`` (the labels of ``box``, nothing
     labelled outside it; changed in place) to where the labels' intensity models meet.
@@ -129,9 +127,7 @@ def refine_borders(
     the label whose model (see :meth:`Appearance.models`) gives its intensities the highest
     likelihood. Then each of these voxels takes, among the same labels, the one most voxels
     of its 3x3x3 neighbourhood (itself included) have after that choice, if more of them
-    have it than its own (unless ``majority`` is False: the borders as this app showed them
-    before it made that pass, for reopening files saved then). Other voxels keep their
-    label.
+    have it than its own. Other voxels keep their label.
     """
     superpixels = appearance.superpixels
     ids = np.flatnonzero(superpixel_labels[1:]) + 1
@@ -162,7 +158,6 @@ def refine_borders(
         appearance.intensities,
         classes.astype(np.uint8),
         *models,
-        2 if majority else 1,
     )
 
 
@@ -179,16 +174,15 @@ def _relabel(
     means,
     precisions,
     log_dets,
-    passes,
 ):
     """Give each labelled voxel (in ``labels``, the box at ``origin``) of each ``border``
     superpixel the class, among those ``allowed`` for its superpixel, whose model gives its
-    ``intensities`` (a tuple of volumes) the highest Gaussian log-likelihood; with a second
-    of ``passes``, then the class among those that most voxels of its 3x3x3 neighbourhood
-    have after the first, if more have it than its own."""
+    ``intensities`` (a tuple of volumes) the highest Gaussian log-likelihood; then, in a
+    second pass, the class among those that most voxels of its 3x3x3 neighbourhood have
+    after the first, if more have it than its own."""
     values = np.empty(means.shape[1])
     counts = np.zeros(256, np.int64)
-    for stage in range(passes):
+    for stage in range(2):
         moves = []
         for row in range(len(border)):
             target = border[row]
@@ -285,15 +279,13 @@ def segmentation_box(
     superpixel_labels: np.ndarray,
     erased: np.ndarray | None = None,
     appearance: Appearance | None = None,
-    *,
-    majority: bool = True,
 ) -> tuple[tuple[slice, ...] | None, np.ndarray]:
     """The labelled box and its labels, as the app shows an annotation: smooth outlines
     (:func:`~.outlines.boxed_segmentation`), then, given the scan's ``appearance``, the
-    borders between labels refined (:func:`refine_borders`, with ``majority``)."""
+    borders between labels refined (:func:`refine_borders`)."""
     box, labels = boxed_segmentation(superpixels, superpixel_labels, erased)
     if box is not None and appearance is not None:
-        refine_borders(box, labels, superpixel_labels, appearance, majority=majority)
+        refine_borders(box, labels, superpixel_labels, appearance)
     return box, labels
 
 
@@ -314,4 +306,4 @@ def load_kernels(modalities: int) -> None:
             _sums_of_products(ids, extents, one, first, first)
         origin = np.zeros(3, np.int64)
         allowed = np.ones((1, 1), bool)
-        _relabel(labels, origin, ids, extents, one, allowed, intensities, labels[0, 0], *models, 2)
+        _relabel(labels, origin, ids, extents, one, allowed, intensities, labels[0, 0], *models)

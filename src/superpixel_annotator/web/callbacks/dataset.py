@@ -145,7 +145,7 @@ def save_answer(context: AnnotatorContext, request, user: str) -> tuple[dict, in
             case.superpixels, request["state"], labels=context.label_values, history=False
         )
         marks = annotation.marked_labels()
-        labels = context.segmentations.get(case, marks)
+        labels = context.segmentations.get(case, annotation.marks())
         version = context.workspace.save(
             name, case, marks, labels, user=user, base_version=base, done=request["done"]
         )

@@ -106,7 +106,7 @@ def edit(context: AnnotatorContext, action: tuple[str, int | None] | None, input
         if not text:
             result["show_message"] = False
     after = session.shown_after()
-    if (after != session.shown_before).any():
+    if after != session.shown_before:
         result["slices"] = overlay_patches(context, session, after, inputs["indices"])
     return result
 

@@ -156,7 +156,7 @@ def save_to_pacs(context: AnnotatorContext, case_store, state) -> dict:
         return message(one_line(error), "warning")
     if not case.volume.dicom_headers:
         return message("Not saved: this scan was not read from DICOM.", "warning")
-    labels = context.segmentations.get(case, annotation.marked_labels())
+    labels = context.segmentations.get(case, annotation.marks())
     if not labels.any():
         return message("Nothing to save: label something first.", "warning")
     with tempfile.TemporaryDirectory() as folder:

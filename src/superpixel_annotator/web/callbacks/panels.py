@@ -102,7 +102,7 @@ def download(context: AnnotatorContext, state, case_data, dicom: bool = False) -
     suffix = ".dcm" if dicom else ".nii.gz"
     filename = f"{shown_name(case, case_data)}_segmentation{suffix}"
     marks = session.annotation.marked_labels()
-    labels = context.segmentations.get(case, marks)
+    labels = context.segmentations.get(case, session.annotation.marks())
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / filename
         save_segmentation(case.volume, labels, path, marks, label_classes=context.labels)
@@ -123,7 +123,7 @@ def statistics(context: AnnotatorContext, state, case_data) -> list[dict]:
     session = context.edit_session(case_data, state)
     case, annotation = session.case, session.annotation
     # Nothing outside the labelled box is labelled: the box's voxels give the same numbers.
-    box, labels = context.segmentations.boxed(case, annotation.marked_labels())
+    box, labels = context.segmentations.boxed(case, annotation.marks())
     box = box or (slice(0, 0),) * 3
     return label_statistics(
         labels,
@@ -186,7 +186,7 @@ def figure_3d(context: AnnotatorContext, state, show, case_data) -> dict:
     session = context.edit_session(case_data, state)
     case, annotation = session.case, session.annotation
     traces = [case.outline]
-    box, labels = context.segmentations.boxed(case, annotation.marked_labels())
+    box, labels = context.segmentations.boxed(case, annotation.marks())
     if box is not None:
         traces += box_label_meshes(
             box,

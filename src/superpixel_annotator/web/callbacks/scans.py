@@ -178,9 +178,11 @@ def _compute(
     if restoring:
         return {"case": case_data(opened, state=mapped.to_state(), restore=True)}
     changed = int((mapped.label_volume() != annotation.label_volume()).sum())
+    kept = len(mapped.voxel_marks)
+    mapping = f"{changed:,} voxels changed" if changed else f"{kept:,} voxels kept finer"
     text = (
         f"Superpixels recomputed: {_count(opened)}. The annotation was mapped onto them "
-        f"({changed:,} voxels changed); Undo brings back the previous superpixels."
+        f"({mapping}); Undo brings back the previous superpixels."
     )
     dataset = inputs["case"].get("dataset")
     previous = case_data(current, state=inputs["state"], dataset=dataset)
