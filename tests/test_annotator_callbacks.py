@@ -65,6 +65,7 @@ def edit(
     index=None,
     fine=False,
     grow=False,
+    brush=False,
     preview=None,
     case=None,
     segmentation=None,
@@ -95,6 +96,7 @@ def edit(
         "segmentation_name": segmentation and segmentation[0],
         "fine": fine,
         "grow": grow,
+        "brush": brush,
         "indices": [middle[a] if index is None or a != axis else index for a in range(3)],
         "label": label,
         "state": state,
@@ -716,6 +718,18 @@ def test_the_grow_switch_grows_the_stroke_label_beyond_the_superpixels_crossed(a
     assert crossed.size == 1
     assert grown.superpixel_labels[crossed] == 1
     assert np.count_nonzero(grown.superpixel_labels) > 1
+
+
+def test_the_brush_switch_paints_voxels_and_their_slices_only(annotator):
+    path = stroke_path(annotator, 0, [(7, 7), (7, 9)])
+    result = edit(annotator, None, axis=0, path=path, brush=True, fine=True)
+    brushed = annotation_of(annotator, result["state"])
+    assert not brushed.superpixel_labels.any() and len(brushed.voxel_marks)
+    middle = annotator.volume.data.shape[0] // 2
+    painted = brushed.label_volume()
+    assert painted[middle].any() and not np.delete(painted, middle, axis=0).any()
+    axial = result["slices"][0]
+    assert list(axial["operations"][0]["location"]) == [middle]  # the one axial slice
 
 
 def test_the_help_is_laid_out_empty_and_sent_when_opened(annotator):

@@ -1,7 +1,9 @@
-"""Voxel marks: labels a label volume keeps where the superpixels cannot make it, carried in the
-state with their history, bounded, and dropped by the strokes over them."""
+"""Voxel marks: labels a label volume keeps where the superpixels cannot make it, and those
+the brush paints; carried in the state with their history, bounded, and dropped by the
+strokes over them."""
 
 import base64
+import dataclasses
 import io
 import zlib
 
@@ -9,6 +11,7 @@ import numpy as np
 import pytest
 
 from superpixel_annotator.core import annotation as annotation_module
+from superpixel_annotator.core import marks as marks_module
 from superpixel_annotator.core.annotation import Annotation, AnnotationStateError
 from superpixel_annotator.core.marks import MAX_VOXEL_MARKS, NO_VOXEL_MARK, VoxelMarks
 from superpixel_blocks import block_superpixels
@@ -189,3 +192,59 @@ def test_malformed_voxel_marks_are_refused(superpixels, change, match):
     change(arrays)
     with pytest.raises(AnnotationStateError, match=match):
         Annotation.from_state(superpixels, state_of(arrays), labels=PALETTE)
+
+
+def brushed(superpixels, row: int, label: int = 2, intensities=()) -> Annotation:
+    annotation = Annotation(superpixels)
+    points = np.array([[row, 3.0], [row, 8.0]])
+    assert annotation.paint(0, 2, points, label, level="brush", intensities=intensities).size
+    return annotation
+
+
+def test_the_brush_paints_near_its_path_on_its_slice(superpixels):
+    annotation = brushed(superpixels, 5)
+    painted = annotation.label_volume()
+    assert painted[[0, 1, 3]].max() == 0  # its slice only
+    rows, cols = np.nonzero(painted[2])
+    assert set(rows.tolist()) == {4, 5, 6} and (cols.min(), cols.max()) == (2, 9)
+    assert not annotation.superpixel_labels.any()
+
+    finer = dataclasses.replace(superpixels, spacing=(1.0, 0.5, 1.0))
+    rows, _ = np.nonzero(brushed(finer, 5).label_volume()[2])
+    assert set(rows.tolist()) == {2, 3, 4, 5, 6, 7, 8}  # 1.5 mm is 3 rows of 0.5 mm
+
+
+def test_the_brush_snaps_to_the_structure_under_its_path(superpixels):
+    image = np.zeros(superpixels.labels.shape, np.float32)
+    image[:, 6:] = 1.0  # an edge between rows 5 and 6
+    rows, _ = np.nonzero(brushed(superpixels, 5, intensities=[image]).label_volume()[2])
+    assert set(rows.tolist()) == {4, 5}
+    rows, _ = np.nonzero(brushed(superpixels, 5).label_volume()[2])
+    assert set(rows.tolist()) == {4, 5, 6}
+
+
+def test_brush_strokes_undo_travel_in_the_state_and_give_way_to_strokes(superpixels):
+    annotation = Annotation(superpixels)
+    annotation.paint(0, 2, np.array([[5.0, 2.0], [5.0, 9.0]]), 1, level="fine")
+    labelled = annotation.label_volume()
+    annotation.paint(0, 2, np.array([[5.0, 4.0]]), 0, level="brush")  # erases a few voxels
+    erased = annotation.label_volume()
+    assert 0 < np.count_nonzero(labelled != erased) <= 9 and not erased[2, 5, 4]
+    restored = Annotation.from_state(superpixels, annotation.to_state())
+    np.testing.assert_array_equal(restored.label_volume(), erased)
+    restored.undo()
+    np.testing.assert_array_equal(restored.label_volume(), labelled)
+    restored.redo()
+    restored.paint(0, 2, np.array([[5.0, 4.0]]), 1, level="fine")  # the stroke decides
+    np.testing.assert_array_equal(restored.label_volume(), labelled)
+    stroked = superpixels.labels[2, 5, 4]
+    assert not restored.voxel_marks.inside(superpixels.labels, [stroked]).size
+    assert len(restored.voxel_marks)  # those in other superpixels stay
+
+
+def test_the_brush_holds_a_bounded_number_of_voxels(superpixels, monkeypatch):
+    monkeypatch.setattr(marks_module, "MAX_VOXEL_MARKS", 10)
+    annotation = Annotation(superpixels)
+    with pytest.raises(ValueError, match="at most 10 voxels"):
+        annotation.paint(0, 2, np.array([[5.0, 2.0], [5.0, 9.0]]), 1, level="brush")
+    assert not annotation.can_undo and not len(annotation.voxel_marks)

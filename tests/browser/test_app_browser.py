@@ -676,6 +676,26 @@ def test_erased_superpixel_inside_the_labels_stays_unlabelled(page, app_url, sam
     assert overlay_indices(after)[(on_slice != enclosed) & labelled[on_slice]].any()
 
 
+def test_the_brush_paints_voxels_along_its_stroke_on_its_slice(page, app_url, sample, cache_dir):
+    open_annotator(page, app_url, sample)
+    page.keyboard.press("g")
+    page.wait_for_selector(f"#{ANNOTATOR}-grow:checked")
+    page.keyboard.press("b")
+    page.wait_for_selector(f"#{ANNOTATOR}-brush:checked")
+    page.wait_for_selector(f"#{ANNOTATOR}-grow:not(:checked)")
+    stroke_across_coronal_plane(page, sample)
+    page.wait_for_function(HAS_ANNOTATION, arg=view(0), timeout=TIMEOUT_MS)
+    page.wait_for_function(HAS_ANNOTATION, arg=view(1), timeout=TIMEOUT_MS)
+    superpixels = load_or_compute_superpixels(sample, cache_dir)
+    annotation = Annotation.from_state(superpixels, annotation_state(page))
+    assert not annotation.superpixel_labels.any()
+    z, y, _ = np.unravel_index(annotation.voxel_marks.indices, sample.data.shape)
+    assert (z == sample.data.shape[0] // 2).all()
+    reach = 1.5 / sample.spacing[1]
+    assert np.abs(y - sample.data.shape[1] // 2).max() <= reach
+    assert (annotation.voxel_marks.labels == 1).all() and z.size > 10
+
+
 def test_grow_strokes_replace_fine_strokes_and_grow_the_label_in_3d(
     page, app_url, sample, cache_dir
 ):

@@ -2,10 +2,9 @@
 
 Each superpixel holds a label (0: unlabelled), and an unlabelled one may be marked as
 erased by the user: erased superpixels stop :meth:`Annotation.autofill` and keep smooth
-outlines out. Where a label volume is taken that superpixels cannot make, the voxels that
-differ are kept as voxel marks (see :mod:`~superpixel_annotator.core.marks`). The state is
-small (a byte and a bit per superpixel, the voxel marks, and the history of changes), so it
-can travel with the user's session; :meth:`Annotation.to_state` and
+outlines out. Voxel marks hold labels finer than superpixels: the brush's, and those of
+label volumes superpixels cannot make (see :mod:`~superpixel_annotator.core.marks`). The
+state is small, so it travels with the user's session; :meth:`Annotation.to_state` and
 :meth:`Annotation.from_state` turn it into a compact string and back.
 """
 
@@ -16,6 +15,7 @@ from collections.abc import Collection, Sequence
 import numpy as np
 
 from .autofill import DEFAULT_ENRICHMENT, grow_labels, superpixel_graph
+from .brush import brush_voxels
 from .client_state import (
     MAX_HISTORY,
     MAX_HISTORY_VOXEL_MARKS,
@@ -52,7 +52,8 @@ __all__ = [
     "VoxelMarks",
     "split_marks",
 ]
-LEVELS = ("coarse", "fine", "grow")
+LEVELS = ("coarse", "fine", "grow", "brush")
+_NO_IDS = (np.zeros(0, np.int64), np.zeros(0, np.int16), np.zeros(0, np.int16))
 
 
 class Annotation:
@@ -123,7 +124,8 @@ class Annotation:
         level: str = "coarse",
         intensities: Sequence[np.ndarray] = (),
     ) -> np.ndarray:
-        """Give ``label`` to every superpixel the stroke selects; ``label=0`` erases.
+        """Give ``label`` to every superpixel the stroke selects, or with the brush to the
+        voxels it paints; ``label=0`` erases.
 
         Parameters
         ----------
@@ -135,21 +137,22 @@ class Annotation:
             The stroke as (row, col) voxel coordinates within that slice.
         label : int
             The label value, 0 to erase.
-        level : {"coarse", "fine", "grow"}
+        level : {"coarse", "fine", "grow", "brush"}
             Select whole coarse regions (the default), only the superpixels crossed, or
             those and the superpixels the label grows into from them (see
-            :meth:`grown_selection`; the eraser erases as at the fine level).
+            :meth:`grown_selection`; the eraser erases as at the fine level); or paint
+            voxel marks near the stroke (:func:`~superpixel_annotator.core.brush.brush_voxels`).
         intensities : sequence of ndarray
             One intensity volume per modality, for the ``"grow"`` level (as for
-            :meth:`autofill_labels`).
+            :meth:`autofill_labels`) and for the brush to snap to.
 
         Returns
         -------
         ndarray of int
-            The ids of superpixels whose label changed, or that became erased, or whose voxel
-            marks the stroke dropped (empty when nothing changed, in which case no undo step
-            is recorded). Erasing marks unlabelled superpixels too, so smooth outlines stay
-            out of them; the voxel marks inside the superpixels selected are dropped.
+            The superpixels whose label, erased mark or voxel marks changed (empty when
+            nothing changed: no undo step is recorded). Erasing marks unlabelled superpixels
+            too, so smooth outlines stay out of them; a stroke on the superpixels drops the
+            voxel marks inside those it selects.
         """
         if not 0 <= axis <= 2:
             raise ValueError(f"axis must be 0, 1 or 2, not {axis}")
@@ -157,6 +160,10 @@ class Annotation:
             raise ValueError(f"slice index {index} is outside the volume along axis {axis}")
         if not 0 <= label <= MAX_LABEL:
             raise ValueError(f"label must be between 0 and {MAX_LABEL}, not {label}")
+        if level == "brush":
+            shape, spacing = self.superpixels.labels.shape, self.superpixels.spacing
+            voxels = brush_voxels(shape, spacing, axis, index, points, intensities)
+            return self._record(Change(*_NO_IDS, False, *self.voxel_marks.painting(voxels, label)))
         ids = self.superpixels_on_stroke(axis, index, points, level)
         if level == "grow" and label and ids.size:
             ids = self.grown_selection(ids, label, intensities)
@@ -349,11 +356,9 @@ class Annotation:
         """This annotation on other superpixels of the same volume, each labelled by majority.
 
         For changing the superpixel size while keeping the labels: the new superpixels vote
-        as in :meth:`load_label_volume`, and those mostly made of erased ones are erased;
-        where their labels differ from this annotation's label volume, the voxels keep it
-        as voxel marks (unless more than
-        :data:`~superpixel_annotator.core.marks.MAX_VOXEL_MARKS` differ). The result has no
-        history, and all its labels count as the user's.
+        as in :meth:`load_label_volume`, those mostly made of erased ones are erased, and
+        the voxels they show otherwise keep this label volume as voxel marks (unless too
+        many differ). The result has no history; all its labels count as the user's.
 
         Parameters
         ----------

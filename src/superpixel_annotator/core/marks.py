@@ -87,6 +87,29 @@ class VoxelMarks:
         order = np.argsort(new_indices, kind="stable")
         return VoxelMarks(new_indices[order].astype(np.int64), new_labels[order])
 
+    def painting(self, indices: np.ndarray, label: int) -> tuple[np.ndarray, ...]:
+        """The voxels of ``indices`` (sorted, unique) whose mark giving them ``label``
+        changes, with their marks before and after (int16), for a step of the history.
+
+        Raises
+        ------
+        ValueError
+            When the marks would then be more than :data:`MAX_VOXEL_MARKS`.
+        """
+        before = self.at(indices)
+        changed = before != label
+        added = np.count_nonzero(before[changed] == NO_VOXEL_MARK)
+        if len(self) + added > MAX_VOXEL_MARKS:
+            raise ValueError(
+                f"the brush holds at most {MAX_VOXEL_MARKS:,} voxels; label larger parts "
+                "with strokes on the superpixels"
+            )
+        return (
+            indices[changed],
+            before[changed],
+            np.full(np.count_nonzero(changed), label, np.int16),
+        )
+
     def inside(self, superpixel_volume: np.ndarray, ids: np.ndarray) -> np.ndarray:
         """The indices of the marked voxels that lie in the superpixels ``ids``."""
         if not self.indices.size or not np.size(ids):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import dash
 
+from ..core.brush import BRUSH_RADIUS_MM
 from ..core.cache import cache_directory, cache_limit_bytes
 from ..core.cases import Case, CaseStore, open_case
 from ..core.editing import Segmentations
@@ -213,6 +214,8 @@ class VolumeAnnotator:
             "label": ids["label"],
             "fine": ids["fine"],
             "grow": ids["grow"],
+            "brush": ids["brush"],
+            "brushRadius": BRUSH_RADIUS_MM,
             "opacity": ids["opacity"],
             "stroke": ids.view("stroke", axis),
             "idsRequest": ids.view("ids-request", axis),

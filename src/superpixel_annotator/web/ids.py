@@ -7,6 +7,10 @@ data (:meth:`AnnotatorIds.for_browser`) instead of building them again.
 
 from __future__ import annotations
 
+from ..core.annotation import LEVELS
+
+STROKE_LEVELS = LEVELS[1:]
+"""The stroke levels the toolbar's switches choose, each its part; coarse when none is on."""
 INSTANCE_PARTS = (
     "root",
     # scan bar
@@ -22,6 +26,7 @@ INSTANCE_PARTS = (
     "fill",
     "fine",
     "grow",
+    "brush",
     "download-button",
     # shown for a scan read from DICOM
     "download-seg-button",

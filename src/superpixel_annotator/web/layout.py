@@ -55,7 +55,10 @@ HELP_ITEMS = (
         "spreads from the superpixels crossed through the touching ones that look like that "
         "label's, in 3D: one stroke takes most of a region of one kind, such as oedema or an "
         "enhancing rim; other labels and erased superpixels stop it. Where it spreads too far "
-        "(a necrotic core into the ventricles, which look alike), Undo and use Fine strokes.",
+        "(a necrotic core into the ventricles, which look alike), Undo and use Fine strokes. "
+        "The Brush (key B) paints voxels, not superpixels: those within 1.5 mm of the stroke "
+        "on its slice that look like the voxels under it, for the last corrections; a stroke "
+        "on the superpixels later repaints them.",
     ),
     (
         "Labels",
@@ -296,7 +299,11 @@ class LayoutBuilder:
         levels = html.Div(
             [
                 dbc.Switch(id=self.ids[name], label=label, value=False, className="mb-0 small")
-                for name, label in (("fine", "Fine strokes (S)"), ("grow", "Grow strokes (G)"))
+                for name, label in (
+                    ("fine", "Fine strokes (S)"),
+                    ("grow", "Grow strokes (G)"),
+                    ("brush", "Brush (B)"),
+                )
             ]
         )
         return _row(

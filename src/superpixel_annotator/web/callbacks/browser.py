@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import dash
 from dash import Input, Output, State
 
-from ..ids import AnnotatorIds
+from ..ids import STROKE_LEVELS, AnnotatorIds
 from ..scripts import browser_function
 from ..slicer import SessionSlicer
 
@@ -26,10 +26,8 @@ def register(app: dash.Dash, ids: AnnotatorIds, slicers: Sequence[SessionSlicer]
     )
     app.clientside_callback(
         browser_function("oneStrokeLevel"),
-        Output(ids["fine"], "value"),
-        Output(ids["grow"], "value"),
-        Input(ids["fine"], "value"),
-        Input(ids["grow"], "value"),
+        [Output(ids[name], "value") for name in STROKE_LEVELS],
+        [Input(ids[name], "value") for name in STROKE_LEVELS],
         prevent_initial_call=True,
     )
 

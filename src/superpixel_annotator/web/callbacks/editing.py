@@ -15,6 +15,7 @@ from ...core.cases import CaseNotFoundError
 from ...core.editing import EditSession
 from ...core.image_files import VolumeError, decode_data_url
 from ..context import CASE_GONE, AnnotatorContext, message, message_outputs, no_message, one_line
+from ..ids import STROKE_LEVELS
 from ..slicer import SessionSlicer
 from .overlays import overlay_patches
 
@@ -40,8 +41,7 @@ def register(app: dash.Dash, context: AnnotatorContext, slicers: Sequence[Sessio
             **{name.replace("-", "_"): Input(ids[name], "n_clicks") for name in _BUTTONS},
             "segmentation": Input(ids["open-segmentation"], "contents"),
             "segmentation_name": State(ids["open-segmentation"], "filename"),
-            "fine": State(ids["fine"], "value"),
-            "grow": State(ids["grow"], "value"),
+            **{name: State(ids[name], "value") for name in STROKE_LEVELS},
             "indices": [State(slicer.slider.id, "value") for slicer in slicers],
             "label": State(ids["label"], "value"),
             "state": State(ids["annotation"], "data"),
@@ -125,7 +125,8 @@ def _action(context: AnnotatorContext, trigger) -> tuple[str, int | None] | None
 def _stroke(context, session: EditSession, axis: int, inputs: dict):
     stroke = inputs["strokes"][axis]
     stroke = stroke if isinstance(stroke, dict) else {}
-    level = next((name for name in ("grow", "fine") if inputs[name] is True), "coarse")
+    # One switch is on at a time in the browser; otherwise the last level's wins.
+    level = next((name for name in STROKE_LEVELS[::-1] if inputs[name] is True), "coarse")
     changed = session.stroke(axis, stroke.get("index"), stroke.get("path"), inputs["label"], level)
     return changed, None
 

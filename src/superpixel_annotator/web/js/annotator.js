@@ -289,6 +289,8 @@
             click('fine');
         } else if (!modifier && key === 'g') {
             click('grow');
+        } else if (!modifier && key === 'b') {
+            click('brush');
         } else if (!modifier && (key === 'n' || key === 'p') && config.ids['case-next']) {
             click(key === 'n' ? 'case-next' : 'case-previous');
         } else if (!modifier && (key === 'e' || key === '0')) {
@@ -301,11 +303,15 @@
         event.preventDefault();
     }
 
-    // Fine and Grow strokes are two levels: switching one on switches the other off.
-    function oneStrokeLevel(fine, grow) {
-        if (fine !== true || grow !== true) { return [noUpdate(), noUpdate()]; }
-        const growSwitched = triggeredProps().some((name) => name.endsWith('grow.value'));
-        return growSwitched ? [false, noUpdate()] : [noUpdate(), false];
+    // Fine strokes, Grow strokes and the Brush are levels (web/ids.py, STROKE_LEVELS):
+    // switching one on switches the others off.
+    function oneStrokeLevel(...switches) {
+        const unchanged = switches.map(() => noUpdate());
+        if (switches.filter((value) => value === true).length < 2) { return unchanged; }
+        const triggered = triggeredProps().map((name) => name.replace(/\.value$/, ''));
+        const ids = window.dash_clientside.callback_context.inputs_list.map((input) => input.id);
+        return switches.map((value, k) => (
+            value === true && !triggered.includes(ids[k]) ? false : noUpdate()));
     }
 
     // A random id of this browser, kept in local storage, so the server runs one job of it

@@ -10,8 +10,10 @@
 // along the polyline, sampled config.samples times per voxel, select their superpixels, or at
 // the coarse level every superpixel of their coarse regions; the eraser shows the slice
 // without colour. At the grow level the canvas shows the superpixels crossed, and the server's
-// answer adds those the label grows into. Each view's "stroke-config" store gives its
-// component ids and constants.
+// answer adds those the label grows into. With the brush the canvas shows the voxels within
+// config.brushRadius mm of the path, and the server's answer keeps those that look like the
+// voxels under it (core/brush.py). Each view's "stroke-config" store gives its component
+// ids and constants.
 (function () {
     'use strict';
 
@@ -163,9 +165,27 @@
             const voxels = data.map(([x, y]) => [clip((y - g.y0) / g.dy, height),
                                                  clip((x - g.x0) / g.dx, width)]);
             const hit = new Set();
+            const brush = prop(view.config.brush, 'value') === true;
+            const brushed = new Set();
+            const radii = [view.config.brushRadius / Math.abs(g.dy),
+                           view.config.brushRadius / Math.abs(g.dx)];
+            const reach = radii.map(Math.floor);
             const visit = (row, col) => {
-                const id = ids.pixels[Math.round(row) * width + Math.round(col)];
-                if (id > 0) { hit.add(id); }
+                const r = Math.round(row), c = Math.round(col);
+                if (!brush) {
+                    const id = ids.pixels[r * width + c];
+                    if (id > 0) { hit.add(id); }
+                    return;
+                }
+                for (let dr = -reach[0]; dr <= reach[0]; dr++) {
+                    for (let dc = -reach[1]; dc <= reach[1]; dc++) {
+                        const inside = (dr / radii[0]) ** 2 + (dc / radii[1]) ** 2 <= 1;
+                        const rr = r + dr, cc = c + dc;
+                        if (inside && rr >= 0 && rr < height && cc >= 0 && cc < width) {
+                            brushed.add(rr * width + cc);
+                        }
+                    }
+                }
             };
             visit(voxels[0][0], voxels[0][1]);
             for (let k = 1; k < voxels.length; k++) {
@@ -176,18 +196,18 @@
                     visit(r0 + (r1 - r0) * s / steps, c0 + (c1 - c0) * s / steps);
                 }
             }
-            if (!hit.size) { return; }
+            if (!hit.size && !brushed.size) { return; }
             let selected = hit;
             const crossedOnly = [view.config.fine, view.config.grow].some(
                 (id) => prop(id, 'value') === true);
-            if (!crossedOnly) {
+            if (!crossedOnly && !brush) {
                 const regions = new Set([...hit].map((id) => ids.coarse.get(id)));
                 const inRegion = (id) => regions.has(ids.coarse.get(id));
                 selected = new Set([...ids.coarse.keys()].filter(inRegion));
             }
             const mask = new ImageData(width, height);
             for (let p = 0; p < ids.pixels.length; p++) {
-                if (selected.has(ids.pixels[p])) { mask.data[4 * p + 3] = 255; }
+                if (selected.has(ids.pixels[p]) || brushed.has(p)) { mask.data[4 * p + 3] = 255; }
             }
             const layer = document.createElement('canvas');
             layer.width = width;
