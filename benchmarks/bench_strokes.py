@@ -49,6 +49,7 @@ from superpixel_annotator.web.callbacks.overlays import (
     stale_slice_callback,
 )
 from superpixel_annotator.web.context import AnnotatorContext, case_data
+from superpixel_annotator.web.ids import STROKE_LEVELS
 
 GOAL_MS = 60
 GOAL_KB = 30
@@ -145,8 +146,7 @@ def edit_call(annotator: VolumeAnnotator, op, state, level: str = "coarse") -> t
         **dict.fromkeys(("undo", "redo", "fill", "fill_accept", "fill_discard"), 1),
         "segmentation": None,
         "segmentation_name": None,
-        "fine": level == "fine",
-        "grow": level == "grow",
+        **{name: level == name for name in STROKE_LEVELS},
         "indices": indices,
         "label": label,
         "state": state,
