@@ -676,13 +676,21 @@ def test_erased_superpixel_inside_the_labels_stays_unlabelled(page, app_url, sam
     assert overlay_indices(after)[(on_slice != enclosed) & labelled[on_slice]].any()
 
 
+LEVEL_KEYS = {"fine": "s", "grow": "g", "brush": "b"}
+
+
+def switch_levels(page, first: str, then: str) -> None:
+    """Turn on a stroke level's switch, then another's, by their keys: the second switches
+    the first off."""
+    for part in (first, then):
+        page.keyboard.press(LEVEL_KEYS[part])
+        page.wait_for_selector(f"#{ANNOTATOR}-{part}:checked")
+    page.wait_for_selector(f"#{ANNOTATOR}-{first}:not(:checked)")
+
+
 def test_the_brush_paints_voxels_along_its_stroke_on_its_slice(page, app_url, sample, cache_dir):
     open_annotator(page, app_url, sample)
-    page.keyboard.press("g")
-    page.wait_for_selector(f"#{ANNOTATOR}-grow:checked")
-    page.keyboard.press("b")
-    page.wait_for_selector(f"#{ANNOTATOR}-brush:checked")
-    page.wait_for_selector(f"#{ANNOTATOR}-grow:not(:checked)")
+    switch_levels(page, "grow", "brush")
     stroke_across_coronal_plane(page, sample)
     page.wait_for_function(HAS_ANNOTATION, arg=view(0), timeout=TIMEOUT_MS)
     page.wait_for_function(HAS_ANNOTATION, arg=view(1), timeout=TIMEOUT_MS)
@@ -700,11 +708,7 @@ def test_grow_strokes_replace_fine_strokes_and_grow_the_label_in_3d(
     page, app_url, sample, cache_dir
 ):
     open_annotator(page, app_url, sample)
-    page.keyboard.press("s")
-    page.wait_for_selector(f"#{ANNOTATOR}-fine:checked")
-    page.keyboard.press("g")
-    page.wait_for_selector(f"#{ANNOTATOR}-grow:checked")
-    page.wait_for_selector(f"#{ANNOTATOR}-fine:not(:checked)")
+    switch_levels(page, "fine", "grow")
     stroke_across_coronal_plane(page, sample)
     page.wait_for_function(HAS_ANNOTATION, arg=view(0), timeout=TIMEOUT_MS)
     superpixels = load_or_compute_superpixels(sample, cache_dir)
