@@ -241,10 +241,11 @@ def opening_marks(
     the superpixels' majority labels, with the voxel marks that make up the difference.
     When more than :data:`MAX_VOXEL_MARKS` voxels differ, the other marks are tried, and
     without voxel marks (None) those that differ in the fewest voxels are taken."""
-    candidates = [] if saved_marks is None else [saved_marks]
-    candidates.append(majority_labels(superpixels, labels).astype(np.int16))
+    candidates = [] if saved_marks is None else [lambda: saved_marks]
+    candidates.append(lambda: majority_labels(superpixels, labels).astype(np.int16))
     fewest = None
-    for marks in candidates:
+    for candidate in candidates:  # the vote only when needed: it reads every voxel
+        marks = candidate()
         shown = shown_volume(superpixels, Marks(marks, VoxelMarks.none()), appearance)
         voxels = VoxelMarks.differences(shown, labels)
         if voxels is not None:
