@@ -20,7 +20,7 @@ from .cases import Case, CaseStore, is_json_int
 from .geometry import other_axes, polyline_length, section, view_geometry, view_to_voxels
 from .image_files import Limits, VolumeError
 from .marks import MAX_VOXEL_MARKS, Marks, marked_box
-from .outlines import placed
+from .outlines import enclosing_box, placed, within
 from .palette import MAX_LABEL
 from .segmentation_io import read_segmentation_bytes
 
@@ -313,11 +313,8 @@ class Segmentations:
         if not boxes:
             return [[], [], []]
         # Both volumes are unlabelled outside their boxes: compare within the two boxes'.
-        box = tuple(
-            slice(min(part.start for part in parts), max(part.stop for part in parts))
-            for parts in zip(*boxes, strict=True)
-        )
-        differs = _within(*boxed[0], box) != _within(*boxed[1], box)
+        box = enclosing_box(boxes)
+        differs = within(*boxed[0], box) != within(*boxed[1], box)
         # Two passes over the box instead of one per axis: a plane of the voxels that differ
         # in any slice along the first axis gives the slices along the other two.
         plane = differs.any(axis=0)
@@ -341,14 +338,3 @@ class Segmentations:
         volume = placed(*self._boxed(key, marks), self._cases.get(key).superpixels.labels.shape)
         volume.setflags(write=False)
         return volume
-
-
-def _within(box: tuple[slice, ...] | None, labels: np.ndarray, outer: tuple[slice, ...]):
-    """The ``labels`` of ``box`` (None: nothing labelled) as those of ``outer``, a box
-    holding it."""
-    if box == outer:
-        return labels
-    if box is not None:
-        inner = zip(box, outer, strict=True)
-        box = tuple(slice(b.start - o.start, b.stop - o.start) for b, o in inner)
-    return placed(box, labels, tuple(part.stop - part.start for part in outer))

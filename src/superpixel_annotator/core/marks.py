@@ -14,7 +14,7 @@ from functools import cached_property
 
 import numpy as np
 
-from .outlines import placed
+from .outlines import enclosing_box, placed, within
 from .palette import MAX_LABEL
 from .refinement import Appearance, segmentation_box
 from .statistics import majority_labels
@@ -125,28 +125,16 @@ class VoxelMarks:
             return box, labels
         points = np.stack(np.unravel_index(self.indices, shape), axis=1)
         labelled = points[self.labels > 0]
-        parts = [] if box is None else [[(part.start, part.stop) for part in box]]
+        boxes = [] if box is None else [box]
         if labelled.size:
-            parts.append(np.stack([labelled.min(axis=0), labelled.max(axis=0) + 1], axis=1))
-        if not parts:
+            ends = zip(labelled.min(axis=0), labelled.max(axis=0) + 1, strict=True)
+            boxes.append(tuple(slice(int(start), int(stop)) for start, stop in ends))
+        if not boxes:
             return box, labels
-        bounds = np.array(parts)
-        new_box = tuple(
-            slice(int(start), int(stop))
-            for start, stop in zip(
-                bounds[:, :, 0].min(axis=0), bounds[:, :, 1].max(axis=0), strict=True
-            )
-        )
-        if new_box == box:
+        new_box = enclosing_box(boxes)
+        new_labels = within(box, labels, new_box)
+        if new_labels is labels:
             new_labels = labels.copy()
-        else:
-            inner = None
-            if box is not None:
-                inner = tuple(
-                    slice(b.start - n.start, b.stop - n.start)
-                    for b, n in zip(box, new_box, strict=True)
-                )
-            new_labels = placed(inner, labels, tuple(part.stop - part.start for part in new_box))
         origin = np.array([part.start for part in new_box])
         inside = ((points >= origin) & (points < origin + new_labels.shape)).all(axis=1)
         local = points[inside] - origin

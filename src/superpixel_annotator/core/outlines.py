@@ -450,3 +450,24 @@ def placed(box: tuple[slice, ...] | None, labels: np.ndarray, shape: tuple[int, 
     if box is not None:
         result[box] = labels
     return result
+
+
+def enclosing_box(boxes: Sequence[tuple[slice, ...]]) -> tuple[slice, ...]:
+    """The smallest box holding every one of ``boxes`` (at least one)."""
+    return tuple(
+        slice(min(part.start for part in parts), max(part.stop for part in parts))
+        for parts in zip(*boxes, strict=True)
+    )
+
+
+def within(
+    box: tuple[slice, ...] | None, labels: np.ndarray, outer: tuple[slice, ...]
+) -> np.ndarray:
+    """The ``labels`` of ``box`` (None: nothing labelled) as those of ``outer``, a box
+    holding it (``labels`` itself when the boxes are the same)."""
+    if box == outer:
+        return labels
+    if box is not None:
+        inner = zip(box, outer, strict=True)
+        box = tuple(slice(b.start - o.start, b.stop - o.start) for b, o in inner)
+    return placed(box, labels, tuple(part.stop - part.start for part in outer))
