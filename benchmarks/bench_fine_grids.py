@@ -39,7 +39,7 @@ import _bench_common as common
 import ct_volumes
 import dash
 import numpy as np
-from bench_strokes import operations, run_edit
+from bench_strokes import operations, stroke_sizes
 
 from superpixel_annotator.core.annotation import LEVELS
 from superpixel_annotator.core.autofill import superpixel_graph
@@ -75,13 +75,9 @@ def measure(grid: str, n_strokes: int, level: str) -> dict:
             limits=Limits(max_voxels=2**28),
         )
         prepare_strokes(annotator.initial_case)  # as a server has, a second after opening
-        state, edits, encodings = None, [], []
-        for op in operations(annotator, mask, n_strokes):
-            result, sizes = run_edit(annotator, op, state, level=level)
-            state = result["state"] if isinstance(result["state"], str) else state
-            if op[0] == "stroke":
-                edits.append(sizes["edit_ms"])
-                encodings.append(sizes["json_ms"])
+        strokes = stroke_sizes(annotator, operations(annotator, mask, n_strokes), level=level)
+        edits = [sizes["edit_ms"] for sizes in strokes]
+        encodings = [sizes["json_ms"] for sizes in strokes]
     return {
         "voxels": volume.data.size,
         "superpixels": case.superpixels.count,

@@ -174,6 +174,19 @@ def run_edit(annotator: VolumeAnnotator, op, state, strategy=overlay_patches, le
     }
 
 
+def stroke_sizes(
+    annotator: VolumeAnnotator, ops: list, state: str | None = None, level: str = "coarse"
+) -> list[dict]:
+    """The numbers of :func:`run_edit` for each stroke of ``ops``, replayed from ``state``."""
+    sizes = []
+    for op in ops:
+        result, numbers = run_edit(annotator, op, state, level=level)
+        state = result["state"] if isinstance(result["state"], str) else state
+        if op[0] == "stroke":
+            sizes.append(numbers)
+    return sizes
+
+
 def stroke_parts(annotator: VolumeAnnotator, ops: list, level: str) -> dict:
     """Median ms of each step of ``edit`` for the strokes of ``ops`` (replayed in order)."""
     times: dict[str, list[float]] = {}

@@ -24,7 +24,7 @@ import _bench_common as common
 import ct_volumes
 import dash
 import numpy as np
-from bench_strokes import operations, run_edit
+from bench_strokes import operations, stroke_sizes
 
 from superpixel_annotator.core.annotation import Annotation
 from superpixel_annotator.core.cases import open_case, prepare_strokes
@@ -41,17 +41,6 @@ def mean_dice(labels: np.ndarray, truth: np.ndarray) -> float:
         a, b = labels == label, truth == label
         scores.append(2 * np.count_nonzero(a & b) / max(a.sum() + b.sum(), 1))
     return float(np.mean(scores))
-
-
-def stroke_edits(annotator: VolumeAnnotator, ops: list, state: str | None) -> list[float]:
-    """The edit callback's time of each stroke of ``ops``, replayed from ``state``."""
-    edits = []
-    for op in ops:
-        result, sizes = run_edit(annotator, op, state)
-        state = result["state"] if isinstance(result["state"], str) else state
-        if op[0] == "stroke":
-            edits.append(sizes["edit_ms"])
-    return edits
 
 
 def main() -> None:
@@ -106,7 +95,7 @@ def main() -> None:
         edits: dict[str, list[float]] = {name: [] for name in states}
         for _ in range(args.rounds):
             for name, state in states.items():
-                edits[name] += stroke_edits(annotator, ops, state)
+                edits[name] += [s["edit_ms"] for s in stroke_sizes(annotator, ops, state)]
     for name, values in edits.items():
         rows[f"server edit per stroke from {name}, median (ms)"] = (
             f"{statistics.median(values):.1f}"
