@@ -372,6 +372,18 @@ def test_download_of_empty_annotation_says_so(annotator):
     assert sent is dash.no_update and "empty" in message and is_open
 
 
+def test_download_of_brush_strokes_alone_holds_their_voxels(annotator, tmp_path):
+    path = stroke_path(annotator, 0, [(7, 7), (7, 9)])
+    state = edit(annotator, None, axis=0, path=path, brush=True)["state"]
+    sent, message, _ = panels.download(annotator.context, state, session(annotator))
+    assert message is dash.no_update
+    saved = tmp_path / sent["filename"]
+    saved.write_bytes(base64.b64decode(sent["content"]))
+    painted = annotator.volume.to_source(annotation_of(annotator, state).label_volume())
+    assert painted.any()
+    np.testing.assert_array_equal(np.asarray(nib.load(saved).dataobj), painted)
+
+
 def test_boundaries_follow_the_slice_and_skip_when_hidden(annotator):
     boundary = overlays.boundary_callback(annotator.context, 0)
     case = session(annotator)

@@ -94,15 +94,15 @@ def download(context: AnnotatorContext, state, case_data, dicom: bool = False) -
         return dash.no_update, CASE_GONE, True
     except AnnotationStateError as error:
         return dash.no_update, f"Nothing to download: {one_line(error)}.", True
-    if not session.annotation.superpixel_labels.any():
-        return dash.no_update, "Nothing to download yet: the annotation is empty.", True
     case = session.case
+    labels = context.segmentations.get(case, session.annotation.marks())
+    if not labels.any():
+        return dash.no_update, "Nothing to download yet: the annotation is empty.", True
     if dicom and not case.volume.dicom_headers:
         return dash.no_update, "No DICOM SEG: this scan was not read from DICOM.", True
     suffix = ".dcm" if dicom else ".nii.gz"
     filename = f"{shown_name(case, case_data)}_segmentation{suffix}"
     marks = session.annotation.marked_labels()
-    labels = context.segmentations.get(case, session.annotation.marks())
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / filename
         save_segmentation(case.volume, labels, path, marks, label_classes=context.labels)
