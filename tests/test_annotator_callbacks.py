@@ -721,15 +721,23 @@ def test_the_component_ids_of_0_1_0_are_kept(annotator):
 
 def test_the_grow_switch_grows_the_stroke_label_beyond_the_superpixels_crossed(annotator):
     path = stroke_path(annotator, 0, [(7, 7)])
-    states = [
-        edit(annotator, None, axis=0, path=path, **switches)["state"]
+    results = [
+        edit(annotator, None, axis=0, path=path, **switches)
         for switches in ({"fine": True}, {"grow": True, "fine": True})
     ]
-    fine, grown = (annotation_of(annotator, state) for state in states)
+    fine, grown = (annotation_of(annotator, result["state"]) for result in results)
     crossed = np.flatnonzero(fine.superpixel_labels)
     assert crossed.size == 1
     assert grown.superpixel_labels[crossed] == 1
-    assert np.count_nonzero(grown.superpixel_labels) > 1
+    labelled = np.flatnonzero(grown.superpixel_labels)
+    assert labelled.size > 1
+    # The message tells how far it grew, also beyond the slices on screen.
+    assert not results[0]["show_message"] and results[1]["show_message"]
+    volume_ml = annotator.initial_case.superpixel_sizes[labelled].sum() * np.prod(
+        annotator.volume.spacing
+    )
+    text = f"labelled {labelled.size} superpixels ({volume_ml / 1000:.1f} mL)"
+    assert text in results[1]["message"]
 
 
 def test_the_brush_switch_paints_voxels_and_their_slices_only(annotator):

@@ -711,6 +711,7 @@ def test_grow_strokes_replace_fine_strokes_and_grow_the_label_in_3d(
     switch_levels(page, "fine", "grow")
     stroke_across_coronal_plane(page, sample)
     page.wait_for_function(HAS_ANNOTATION, arg=view(0), timeout=TIMEOUT_MS)
+    page.wait_for_selector("#annotator-message:has-text('The grow stroke labelled')")
     superpixels = load_or_compute_superpixels(sample, cache_dir)
     labelled = Annotation.from_state(superpixels, annotation_state(page)).superpixel_labels > 0
     # A stroke at the fine level labels only superpixels of the slice it is drawn on.

@@ -183,6 +183,19 @@ class EditSession:
             raise ValueError("stroke is too long")
         return self.annotation.paint(axis, index, points, label, level, self.case.intensities)
 
+    def grown_text(self, changed: np.ndarray) -> str:
+        """What a grow stroke labelled, for the user to see a growth beyond the slices on
+        screen; ``changed`` are the superpixels :meth:`stroke` returned."""
+        return (
+            f"The grow stroke labelled {self._superpixels_and_volume(changed)}: "
+            "undo it (Ctrl+Z) if it spread too far."
+        )
+
+    def _superpixels_and_volume(self, ids: np.ndarray) -> str:
+        voxels = self.case.superpixel_sizes[ids].sum()
+        volume_ml = voxels * float(np.prod(self.case.volume.spacing)) / 1000
+        return f"{ids.size:,} superpixels ({volume_ml:.1f} mL)"
+
     def propose_fill(self) -> FillProposal | None:
         """What Fill would label (``None`` when nothing), without changing the annotation."""
         labels = self.annotation.autofill_labels(self.case.intensities)
@@ -191,11 +204,9 @@ class EditSession:
         if not ids.size:
             return None
         added = labels[ids] > 0
-        voxels = self.case.superpixel_sizes[ids[added]].sum()
-        volume_ml = voxels * float(np.prod(self.case.volume.spacing)) / 1000
         cleared = int((~added).sum())
         text = (
-            f"Fill proposes {int(added.sum()):,} superpixels ({volume_ml:.1f} mL), shown in white"
+            f"Fill proposes {self._superpixels_and_volume(ids[added])}, shown in white"
             + (f", and clears {cleared:,}" if cleared else "")
             + ". Accept (Enter) or discard (Esc)."
         )

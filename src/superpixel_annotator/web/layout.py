@@ -54,8 +54,9 @@ HELP_ITEMS = (
         "crossed are labelled, for corrections. With Grow strokes (key G) the label also "
         "spreads from the superpixels crossed through the touching ones that look like that "
         "label's, in 3D: one stroke takes most of a region of one kind, such as oedema or an "
-        "enhancing rim; other labels and erased superpixels stop it. Where it spreads too far "
-        "(a necrotic core into the ventricles, which look alike), Undo and use Fine strokes. "
+        "enhancing rim; other labels and erased superpixels stop it. The message says how "
+        "much it labelled, also beyond the slices on screen. Where it spreads too far (a "
+        "necrotic core into the ventricles, which look alike), Undo and use Fine strokes. "
         "The Brush (key B) paints voxels, not superpixels: those within 1.5 mm of the stroke "
         "on its slice that look like the voxels under it, for the last corrections; a stroke "
         "on the superpixels later repaints them.",

@@ -127,8 +127,10 @@ def _stroke(context, session: EditSession, axis: int, inputs: dict):
     stroke = stroke if isinstance(stroke, dict) else {}
     # One switch is on at a time in the browser; otherwise the last level's wins.
     level = next((name for name in STROKE_LEVELS[::-1] if inputs[name] is True), "coarse")
-    changed = session.stroke(axis, stroke.get("index"), stroke.get("path"), inputs["label"], level)
-    return changed, None
+    label = inputs["label"]
+    changed = session.stroke(axis, stroke.get("index"), stroke.get("path"), label, level)
+    grown = level == "grow" and label != 0 and changed.size
+    return changed, session.grown_text(changed) if grown else None
 
 
 def _open_segmentation(context: AnnotatorContext, session: EditSession, axis, inputs: dict):
