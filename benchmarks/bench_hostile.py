@@ -42,6 +42,8 @@ from conftest import free_port, wait_until_serving
 from dash_requests import DEPENDENCIES_PATH, LAYOUT_PATH, UPDATE_PATH, EditCallback
 
 from superpixel_annotator.core.annotation import Annotation
+from superpixel_annotator.core.client_state import MAX_HISTORY_VOXEL_MARKS, Change, write_state
+from superpixel_annotator.core.marks import MAX_VOXEL_MARKS, NO_VOXEL_MARK, VoxelMarks
 from superpixel_annotator.core.superpixels import load_or_compute_superpixels
 from superpixel_annotator.core.volume import load_volume
 from superpixel_annotator.web.app import sample_path
@@ -240,6 +242,26 @@ def npz_member_bomb(decompressed: int) -> str:
     return base64.b64encode(zlib.compress(buffer.getvalue(), 9)).decode()
 
 
+def most_voxel_marks_state(count: int, voxel_count: int) -> str:
+    """A state of ``count`` superpixels holding the most voxel marks a state may, scattered
+    at random over ``voxel_count`` voxels, and a history of the most voxel marks in 8 steps."""
+    rng = np.random.default_rng(0)
+
+    def scattered(size: int) -> tuple[np.ndarray, np.ndarray]:
+        indices = np.sort(rng.choice(voxel_count, size, replace=False))
+        return indices, rng.integers(1, 5, size).astype(np.uint8)
+
+    per_step = MAX_HISTORY_VOXEL_MARKS // 8
+    steps = []
+    for _ in range(8):
+        indices, labels = scattered(per_step)
+        unmarked = np.full(per_step, NO_VOXEL_MARK, np.int16)
+        no_ids = np.zeros(0, np.int16)
+        steps.append(Change(no_ids, no_ids, no_ids, False, indices, unmarked, labels))
+    labels, erased = np.zeros(count + 1, np.uint8), np.zeros(count + 1, bool)
+    return write_state(labels, erased, steps, [], VoxelMarks(*scattered(MAX_VOXEL_MARKS)))
+
+
 def zigzag_path(shape_mm: tuple[float, float], vertices: int = 5000) -> str:
     width, height = shape_mm
     points = [(width if k % 2 else 0.0, height * k / vertices) for k in range(vertices)]
@@ -318,6 +340,16 @@ def payloads(server: Server, scan: Path, cache_dir: str, job_seconds: float) -> 
         with_state(
             "state: npz header of 10^15 elements",
             npz_state({"labels.npy": npy_header("|u1", (10**15,))}),
+        ),
+        lambda: server.send(
+            "stroke on a state of the most voxel marks, scattered, and their history",
+            edit.stroke(
+                most_voxel_marks_state(superpixels.count, volume.data.size),
+                0,
+                middle,
+                zigzag_path(axial_mm, 4),
+                1,
+            ),
         ),
         lambda: server.send(
             "stroke: 5000-vertex zig-zag",

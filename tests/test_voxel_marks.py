@@ -13,6 +13,7 @@ import pytest
 from superpixel_annotator.core import annotation as annotation_module
 from superpixel_annotator.core import marks as marks_module
 from superpixel_annotator.core.annotation import Annotation, AnnotationStateError
+from superpixel_annotator.core.client_state import Change, read_state, write_state
 from superpixel_annotator.core.marks import MAX_VOXEL_MARKS, NO_VOXEL_MARK, VoxelMarks
 from superpixel_blocks import block_superpixels
 
@@ -199,6 +200,25 @@ def brushed(superpixels, row: int, label: int = 2, intensities=()) -> Annotation
     points = np.array([[row, 3.0], [row, 8.0]])
     assert annotation.paint(0, 2, points, label, level="brush", intensities=intensities).size
     return annotation
+
+
+def test_the_most_voxel_marks_scattered_are_compressed_cheaply_and_restore():
+    """Level 6 would take about a second on such a state (``bench_hostile.py``): above 1 MiB
+    the archive is deflated at level 1, which reads back the same."""
+    rng = np.random.default_rng(3)
+    voxel_count, count = 10**7, 20
+    indices = np.sort(rng.choice(voxel_count, MAX_VOXEL_MARKS, replace=False))
+    marks = VoxelMarks(indices, rng.integers(1, 4, MAX_VOXEL_MARKS).astype(np.uint8))
+    step = Change(*(np.zeros(0, np.int16),) * 3, True, indices[::2], *(marks.labels[::2],) * 2)
+    labels, erased = np.zeros(count + 1, np.uint8), np.zeros(count + 1, bool)
+    state = write_state(labels, erased, [step], [], marks)
+    assert base64.b64decode(state)[:2] == b"\x78\x01"  # zlib's header for level 1
+    restored = read_state(state, count, PALETTE, voxel_count=voxel_count)
+    np.testing.assert_array_equal(restored.voxels.indices, indices)
+    np.testing.assert_array_equal(restored.voxels.labels, marks.labels)
+    np.testing.assert_array_equal(restored.undo[0].voxels, indices[::2])
+    small = write_state(labels, erased, [], [], VoxelMarks(indices[:10], marks.labels[:10]))
+    assert base64.b64decode(small)[:2] == b"\x78\x9c"  # level 6 for the usual states
 
 
 def test_the_brush_paints_near_its_path_on_its_slice(superpixels):

@@ -43,6 +43,9 @@ MAX_HISTORY_VOXEL_MARKS = 2**20
 _STACKS = ("undo", "redo")
 _STEP_FIELDS = ("ids", "before", "after")
 _VOXEL_FIELDS = ("voxels", "voxel_before", "voxel_after")
+_FAST_COMPRESSION_BYTES = 2**20
+"""Archives larger than this are compressed at zlib level 1 rather than 6: level 6 costs
+about 90 ms per MB of scattered voxel marks (10 ms at level 1, for 10 % more characters)."""
 _MEMBER_ALLOWANCE = 1024
 """Bytes allowed per archive member besides its array data: zip headers, name, npy header."""
 _DIRECTORY_ENTRY_BYTES = 256
@@ -126,7 +129,9 @@ def write_state(
             arrays[f"{stack_name}_{name}"] = np.concatenate(parts or [np.zeros(0)]).astype(dtype)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
-    return base64.b64encode(zlib.compress(buffer.getvalue(), 6)).decode("ascii")
+    archive = buffer.getvalue()
+    level = 1 if len(archive) > _FAST_COMPRESSION_BYTES else 6
+    return base64.b64encode(zlib.compress(archive, level)).decode("ascii")
 
 
 def member_limits(count: int) -> dict[str, tuple[tuple[np.dtype, ...], int]]:
