@@ -22,6 +22,7 @@ import numpy as np
 
 from ..core.annotation import Annotation
 from ..core.cases import Case, open_case
+from ..core.client_state import write_state
 from ..core.datasets import Dataset, DatasetError, find_dataset
 from ..core.dicom import find_series, load_dicom_series
 from ..core.image_files import Limits, VolumeError, printable
@@ -238,10 +239,7 @@ class DatasetWorkspace:
         loaded = Annotation(case.superpixels, case.appearance)
         loaded.load_label_volume(segmentation.labels, segmentation.superpixel_marks)
         # The case starts from the file: loading it is not a step to undo.
-        start = Annotation(case.superpixels)
-        start.superpixel_labels[:] = loaded.superpixel_labels
-        start.erased[:] = loaded.erased
-        return start.to_state()
+        return write_state(loaded.superpixel_labels, loaded.erased, [], [], loaded.voxel_marks)
 
     def save(
         self,
