@@ -121,6 +121,28 @@ def test_annotation_survives_a_reload(page, app_url, sample):
     page.wait_for_function(NO_ANNOTATION, arg=view(0), timeout=TIMEOUT_MS)
 
 
+FILL_STORAGE = """
+() => {
+    try {
+        for (let i = 0; ; i++) { localStorage.setItem('filler' + i, 'x'.repeat(1 << 20)); }
+    } catch (error) {}
+    for (let size = 1 << 19; size >= 1; size >>= 1) {
+        try { localStorage.setItem('filler-' + size, 'x'.repeat(size)); } catch (error) {}
+    }
+}
+"""
+
+
+def test_a_full_browser_storage_is_said_and_the_annotation_stays_on_screen(page, app_url, sample):
+    open_annotator(page, app_url, sample)
+    page.evaluate(FILL_STORAGE)
+    stroke_across_coronal_plane(page, sample)
+    page.wait_for_function(HAS_ANNOTATION, arg=view(0), timeout=TIMEOUT_MS)
+    assert "Download it to keep it" in wait_message(page, "storage is full")
+    kept = page.evaluate("() => Object.keys(localStorage).filter((k) => k.length > 40)")
+    assert not [key for key in kept if key.startswith(STORAGE_PREFIX)]
+
+
 # The local storage keys of the annotator that create_app makes.
 STORAGE_PREFIX = "superpixel-annotator:annotator:"
 SAVE_LOST_CASE = """

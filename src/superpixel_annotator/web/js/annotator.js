@@ -153,16 +153,24 @@
                 color: info.color};
     }
 
+    const STORAGE_FULL = "This browser's storage is full: the annotation is no longer kept " +
+        'in this browser, so a reload could lose the latest strokes. Download it to keep it, ' +
+        "and clear this site's stored data of the cases you no longer need.";
+
     // A new annotation is saved in local storage for the case, and passed to the 3D view
     // and the statistics while they are shown (hidden, strokes cost them no request); a
-    // panel switched on gets the annotation then.
+    // panel switched on gets the annotation then. When the storage refuses it (full, or
+    // turned off), the message bar says so after every change.
     function keepAnnotation(state, show3d, showStatistics, caseData, storagePrefix, config) {
         const triggered = triggeredProps();
         const changed = triggered.includes(config.ids.annotation + '.data');
         if (changed && typeof state === 'string' && caseData && typeof caseData.key === 'string') {
             try {
                 window.localStorage.setItem(storagePrefix + caseData.key, state);
-            } catch (error) {}
+            } catch (error) {
+                window.dash_clientside.set_props(config.ids.message, {
+                    children: STORAGE_FULL, is_open: true, color: 'warning'});
+            }
         }
         const pass = (show, part) => show && (changed || triggered.includes(
             config.ids[part] + '.value')) ? state : noUpdate();
